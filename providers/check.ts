@@ -1,0 +1,30 @@
+// Turns a zod verdict into Pulumi check failures: `pulumi preview` then stops before any host is touched,
+// with one line per bad key.
+import type * as pulumi from "@pulumi/pulumi";
+import { isDeepStrictEqual } from "util";
+import { z } from "zod";
+
+export function checkInputs<S extends z.ZodType>(schema: S, news: unknown): pulumi.dynamic.CheckResult {
+  const parsed = schema.safeParse(news);
+  if (parsed.success) {
+    return { inputs: parsed.data as Record<string, unknown> };
+  }
+  return {
+    failures: parsed.error.issues.map((issue) => ({
+      property: issue.path.map(String).join(".") || "(inputs)",
+      reason: issue.message,
+    })),
+  };
+}
+
+/** Parses inputs that `check` already accepted (diff/create/update get them back from the engine). */
+export function parseChecked<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  return schema.parse(value);
+}
+
+/** Whether two property bags are the same, leaving out the serialized provider the engine adds to both. */
+export function sameProperties(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
+  const { __provider: _a, ...o } = olds;
+  const { __provider: _b, ...n } = news;
+  return isDeepStrictEqual(o, n);
+}

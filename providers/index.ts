@@ -1,0 +1,15 @@
+// Entry of the @vfio-host/providers workspace package: what the serialized shims require at run time.
+import type * as pulumi from "@pulumi/pulumi";
+import { hostFileProvider } from "./hostFile";
+
+const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
+  HostFile: hostFileProvider,
+};
+
+export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {
+  const provider = providers[kind];
+  if (!provider) {
+    throw new Error(`No provider for resource kind ${kind}: the state was written by a newer vfio-host; update the checkout`);
+  }
+  return provider;
+}

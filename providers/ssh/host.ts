@@ -1,0 +1,331 @@
+// The one SSH layer: pooled connections, host-key pinning, retries, escalation, atomic file writes
+// and backups. Every resource reaches its host through `withHost`, nothing else speaks SSH.
+import { Client, ClientChannel, ConnectConfig } from "ssh2";
+import { Connection, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey } from "./connection";
+import { describeCommand, shellCommand, ShellArg } from "./quote";
+
+export interface ExecOptions {
+  stdin?: string | Uint8Array;
+  /** Default 120 s; rebuilding an initramfs under emulation wants more. */
+  timeoutMs?: number;
+  /** Run as root through sudo/doas when the login user is not root (default true). */
+  escalate?: boolean;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+}
+
+export interface RemoteHost {
+  readonly label: string;
+  exec(argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult>;
+  /** Like exec, but a non-zero exit is an error that names the command and quotes its stderr. */
+  run(argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult>;
+  /** The file's bytes, or undefined when it does not exist. */
+  readFile(path: string): Promise<Buffer | undefined>;
+  /** Temp file in the same directory, fsync, rename: a reader sees the old or the new bytes, never half. */
+  writeFileAtomic(path: string, data: string | Uint8Array, options?: { mode?: string }): Promise<void>;
+  /** Saves the original bytes (or the fact that there were none) the first time; later calls keep the first. */
+  backupOnce(path: string): Promise<void>;
+  /** Puts the original bytes back (or removes a file that did not exist) and forgets the backup. */
+  restoreBackup(path: string): Promise<"restored" | "removed" | "no-backup">;
+}
+
+export class RemoteCommandError extends Error {
+  constructor(
+    readonly label: string,
+    readonly command: string,
+    readonly result: ExecResult,
+  ) {
+    super(
+      `${label}: \`${command}\` exited with ${result.code}` +
+        (result.stderr.trim() ? `: ${result.stderr.trim().slice(-2000)}` : ""),
+    );
+  }
+}
+
+export class HostKeyMismatchError extends Error {}
+
+/** Where originals are kept on the host: the same path below this directory. */
+export const BACKUP_ROOT = "/var/lib/vfio-host/backup";
+const MISSING_FILE_EXIT = 44;
+const MAX_CHANNELS_PER_HOST = 6; // OpenSSH allows 10 sessions per connection (MaxSessions)
+const IDLE_CLOSE_MS = 5_000;
+
+const counters = { connectionsOpened: 0 };
+/** How many SSH connections this process opened (the e2e tests report it). */
+export function sshStats(): { connectionsOpened: number } {
+  return { ...counters };
+}
+
+interface PooledConnection {
+  client: Client;
+  active: number;
+  waiters: Array<() => void>;
+  idleTimer?: NodeJS.Timeout;
+}
+
+const pool = new Map<string, Promise<PooledConnection>>();
+
+/** Runs `fn` with the host behind `connection`, on a pooled connection shared by every resource of this process. */
+export async function withHost<T>(connection: Connection, fn: (host: RemoteHost) => Promise<T>): Promise<T> {
+  return fn(remoteHost(connection));
+}
+
+/** Closes every pooled connection (tests, and a provider that is shutting down). */
+export async function closeAllConnections(): Promise<void> {
+  const entries = [...pool.values()];
+  pool.clear();
+  await Promise.all(
+    entries.map(async (p) => {
+      const c = await p.catch(() => undefined);
+      if (c) {
+        clearTimeout(c.idleTimer);
+        c.client.end();
+      }
+    }),
+  );
+}
+
+function remoteHost(connection: Connection): RemoteHost {
+  const label = connectionLabel(connection);
+  const escalation = escalationPrefix(connection);
+
+  const exec = async (argv: readonly ShellArg[], options: ExecOptions = {}): Promise<ExecResult> => {
+    const words = options.escalate === false ? argv : [...escalation, ...argv];
+    return withChannel(connection, (client) =>
+      execOnClient(client, shellCommand(words), options, describeCommand(argv), label),
+    );
+  };
+
+  const run = async (argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult> => {
+    const result = await exec(argv, options);
+    if (result.code !== 0) {
+      throw new RemoteCommandError(label, describeCommand(argv), result);
+    }
+    return result;
+  };
+
+  const readFile = async (path: string): Promise<Buffer | undefined> => {
+    const result = await exec(["sh", "-c", `[ -e "$1" ] || exit ${MISSING_FILE_EXIT}; exec cat -- "$1"`, "sh", path]);
+    if (result.code === MISSING_FILE_EXIT) return undefined;
+    if (result.code !== 0) throw new RemoteCommandError(label, `read ${path}`, result);
+    return result.stdoutBytes;
+  };
+
+  const writeFileAtomic = async (path: string, data: string | Uint8Array, options: { mode?: string } = {}) => {
+    await run(["sh", "-c", ATOMIC_WRITE_SCRIPT, "sh", path, options.mode ?? "0644"], { stdin: data });
+  };
+
+  const backupOnce = async (path: string) => {
+    await run(["sh", "-c", BACKUP_SCRIPT, "sh", path, BACKUP_ROOT + path]);
+  };
+
+  const restoreBackup = async (path: string) => {
+    const result = await run(["sh", "-c", RESTORE_SCRIPT, "sh", path, BACKUP_ROOT + path]);
+    return result.stdout.trim() as "restored" | "removed" | "no-backup";
+  };
+
+  return { label, exec, run, readFile, writeFileAtomic, backupOnce, restoreBackup };
+}
+
+// Busybox-compatible (Alpine): stat -c instead of chmod --reference; `sync FILE` fsyncs that file.
+const ATOMIC_WRITE_SCRIPT = `set -e
+target=$1; dir=$(dirname -- "$target")
+mkdir -p -- "$dir"
+tmp=$(mktemp "$dir/.vfio-host.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+if [ -e "$target" ]; then
+  chmod "$(stat -c %a -- "$target")" "$tmp"
+  chown "$(stat -c %u:%g -- "$target")" "$tmp"
+else
+  chmod "$2" "$tmp"
+fi
+sync -- "$tmp" 2>/dev/null || sync
+mv -f -- "$tmp" "$target"
+trap - EXIT
+sync -- "$dir" 2>/dev/null || sync`;
+
+// The backup of a file that did not exist is an empty marker "<backup>.absent".
+const BACKUP_SCRIPT = `set -e
+src=$1; dst=$2
+if [ -e "$dst" ] || [ -e "$dst.absent" ]; then exit 0; fi
+mkdir -p -- "$(dirname -- "$dst")"
+if [ -e "$src" ]; then cp -p -- "$src" "$dst.tmp" && sync -- "$dst.tmp" 2>/dev/null; mv -f -- "$dst.tmp" "$dst"
+else : > "$dst.absent"; fi`;
+
+const RESTORE_SCRIPT = `set -e
+dst=$1; src=$2
+if [ -e "$src" ]; then
+  tmp=$(mktemp "$(dirname -- "$dst")/.vfio-host.XXXXXX")
+  cp -p -- "$src" "$tmp"; sync -- "$tmp" 2>/dev/null || sync; mv -f -- "$tmp" "$dst"; rm -f -- "$src"; echo restored
+elif [ -e "$src.absent" ]; then rm -f -- "$dst" "$src.absent"; echo removed
+else echo no-backup; fi`;
+
+function escalationPrefix(c: Connection): string[] {
+  const mode = c.escalation === "auto" ? (c.user === "root" ? "none" : "sudo") : c.escalation;
+  return mode === "sudo" ? ["sudo", "-n", "--"] : mode === "doas" ? ["doas", "-n", "--"] : [];
+}
+
+async function withChannel<T>(connection: Connection, fn: (client: Client) => Promise<T>): Promise<T> {
+  const key = connectionLabel(connection);
+  let entry = pool.get(key);
+  if (!entry) {
+    entry = connectWithRetry(connection).then((client) => {
+      const pooled: PooledConnection = { client, active: 0, waiters: [] };
+      const forget = () => {
+        if (pool.get(key) === entry) pool.delete(key);
+      };
+      client.on("close", forget);
+      client.on("error", forget);
+      return pooled;
+    });
+    entry.catch(() => pool.delete(key));
+    pool.set(key, entry);
+  }
+  const pooled = await entry;
+  clearTimeout(pooled.idleTimer);
+  while (pooled.active >= MAX_CHANNELS_PER_HOST) {
+    await new Promise<void>((resolve) => pooled.waiters.push(resolve));
+  }
+  pooled.active++;
+  try {
+    return await fn(pooled.client);
+  } finally {
+    pooled.active--;
+    pooled.waiters.shift()?.();
+    if (pooled.active === 0) {
+      pooled.idleTimer = setTimeout(() => {
+        if (pool.get(key) === entry) pool.delete(key);
+        pooled.client.end();
+      }, IDLE_CLOSE_MS);
+      pooled.idleTimer.unref();
+    }
+  }
+}
+
+/** Errors worth waiting out: the host is rebooting, sshd is not up yet, the network blipped. */
+function isTransient(err: Error & { code?: string; level?: string }): boolean {
+  if (err instanceof HostKeyMismatchError) return false;
+  if (err.level === "client-authentication") return false;
+  return (
+    ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EPIPE"].includes(err.code ?? "") ||
+    err.level === "client-timeout" ||
+    /timed out|handshake|Connection lost|ECONNRESET/i.test(err.message)
+  );
+}
+
+async function connectWithRetry(connection: Connection): Promise<Client> {
+  const label = connectionLabel(connection);
+  const deadline = Date.now() + connection.readyTimeoutSeconds * 1000;
+  let delay = 500;
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    try {
+      return await connectOnce(connection);
+    } catch (err) {
+      const e = err as Error;
+      if (!isTransient(e)) throw e;
+      if (Date.now() + delay > deadline) {
+        throw new Error(
+          `${label}: no SSH connection after ${attempts} attempts in ${connection.readyTimeoutSeconds}s ` +
+            `(last error: ${e.message}); check that the host is up and sshd listens on port ${connection.port}, ` +
+            `or raise connection.readyTimeoutSeconds`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+}
+
+function connectOnce(connection: Connection): Promise<Client> {
+  const label = connectionLabel(connection);
+  const pin = connection.hostKey ? pinnedHostKey(connection.hostKey) : undefined;
+  let presented: string | undefined;
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    const config: ConnectConfig = {
+      host: connection.host,
+      port: connection.port,
+      username: connection.user,
+      privateKey: connection.privateKey,
+      password: connection.password,
+      readyTimeout: 20_000,
+      keepaliveInterval: 10_000,
+      keepaliveCountMax: 3,
+      hostVerifier: (key: Buffer) => {
+        presented = fingerprintOfKeyBlob(key);
+        return pin === undefined || presented === pin.fingerprint;
+      },
+    };
+    if (pin?.keyType) {
+      // Ask for the pinned key type, so a server with several host keys shows the one we pinned.
+      config.algorithms = { serverHostKey: [pin.keyType as never] };
+    }
+    client
+      .once("ready", () => {
+        counters.connectionsOpened++;
+        resolve(client);
+      })
+      .once("error", (err) => {
+        client.end();
+        if (pin && presented && presented !== pin.fingerprint) {
+          reject(
+            new HostKeyMismatchError(
+              `${label}: host key mismatch, refusing to connect. Pinned (connection.hostKey): ${pin.fingerprint}; ` +
+                `the server presented: ${presented}. If the host was reinstalled, update hostKey from ` +
+                "`ssh-keyscan -t ed25519 HOST`; otherwise someone may be intercepting the connection.",
+            ),
+          );
+        } else {
+          reject(err);
+        }
+      })
+      .connect(config);
+  });
+}
+
+function execOnClient(
+  client: Client,
+  command: Buffer,
+  options: ExecOptions,
+  description: string,
+  label: string,
+): Promise<ExecResult> {
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  return new Promise((resolve, reject) => {
+    client.exec(command as unknown as string, (err, channel: ClientChannel) => {
+      if (err) return reject(err);
+      const out: Buffer[] = [];
+      const errs: Buffer[] = [];
+      let code: number | null = null;
+      const timer = setTimeout(() => {
+        channel.close();
+        reject(new Error(`${label}: \`${description}\` did not finish within ${Math.round(timeoutMs / 1000)}s`));
+      }, timeoutMs);
+      channel.on("data", (d: Buffer) => out.push(d));
+      channel.stderr.on("data", (d: Buffer) => errs.push(d));
+      channel.on("exit", (c: number | null, signal?: string) => {
+        code = c ?? (signal ? 128 : 255);
+      });
+      channel.on("close", () => {
+        clearTimeout(timer);
+        const stdoutBytes = Buffer.concat(out);
+        resolve({
+          code: code ?? 255,
+          stdout: stdoutBytes.toString("utf8"),
+          stderr: Buffer.concat(errs).toString("utf8"),
+          stdoutBytes,
+        });
+      });
+      if (options.stdin !== undefined) channel.end(options.stdin);
+      else channel.end();
+    });
+  });
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Prints, one KEY=VALUE per line, the environment every Pulumi run of this project uses: the CLI that
+# setup built, Node 22 from node_modules, a local file backend, a passphrase, and no network look-ups.
+# scripts/pulumi.sh exports these; the tests read the same lines (test/e2e/pulumiEnv.ts).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
+
+if pulumi_bin=$(command -v pulumi 2>/dev/null) && bash "$root/scripts/pulumi-version-ok.sh" "$pulumi_bin"; then
+  bin=$(dirname "$pulumi_bin")
+else
+  bin=$(bash "$root/scripts/build-pulumi.sh")
+fi
+
+# A random passphrase kept beside the toolchain cache, unless the user brings their own.
+if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  passfile="$cache/passphrase"
+  if [ ! -s "$passfile" ]; then
+    mkdir -p "$cache"; (umask 077; head -c 24 /dev/urandom | base64 > "$passfile")
+  fi
+  echo "PULUMI_CONFIG_PASSPHRASE_FILE=$passfile"
+fi
+echo "PATH=$bin:$root/node_modules/.bin:$PATH"
+echo "PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$root/.pulumi-state}"
+echo "PULUMI_SKIP_UPDATE_CHECK=true"
+echo "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true"
