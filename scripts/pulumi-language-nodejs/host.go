@@ -100,8 +100,9 @@ func (h *nodeHost) Template(ctx context.Context, req *pulumirpc.TemplateRequest)
 	return &pulumirpc.TemplateResponse{}, nil
 }
 
-// Cancel is sent when the engine shuts the host down. A program still running is stopped through
-// its Run call's context, which the engine cancels, so there is nothing extra to do here.
+// Cancel is how the CLI tells the host it is about to shut it down: it sends Cancel, then SIGKILLs
+// the host's process group, which also takes down a node child we started (node deliberately stays
+// in our group). Acknowledging it is all that is needed.
 func (h *nodeHost) Cancel(ctx context.Context, _ *emptypb.Empty) (*emptypb.Empty, error) {
 	return &emptypb.Empty{}, nil
 }

@@ -68,7 +68,7 @@ function isAlive(pid: number): boolean {
 }
 
 /** `rm -rf` that never crosses into another mount: a leaked bind mount of /dev or /sys must not be emptied. */
-export async function removeTree(dir: string): Promise<void> {
+async function removeTree(dir: string): Promise<void> {
   await runCommand("rm", ["-rf", "--one-file-system", dir]);
 }
 

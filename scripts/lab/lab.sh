@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# The lab host: a Debian VM under QEMU shaped like a VFIO passthrough host (q35, emulated Intel
+# IOMMU, four ICH9 USB controllers in one PCI slot), so host tests run against a real kernel.
+#
+#   npm run lab -- up | down | ssh [-- CMD...] | reset | status | build
+#
+# up      build the image if needed, boot, wait until SSH answers, write lab.json
+# down    power the VM off (SIGTERM/SIGKILL by its recorded PID if it does not go)
+# ssh     run CMD (or a login shell) in the VM, the host key pinned
+# reset   discard all changes and the key pair: a fresh overlay, rebooted if it was running
+# status  say whether it runs and print lab.json
+# build   only build (or find) the cached image and print its directory
+#
+# Image:  ${VFIO_HOST_CACHE:-~/.cache/vfio-host}/lab-<hash>/base.qcow2, keyed by build-image.sh,
+#         guest/ and the apt sources it installs from.
+# State:  $cache/lab-state/: id_ed25519 (this instance's key), overlay.qcow2, qemu.pid, serial.log,
+#         and while the VM runs lab.json: {host, port, user, privateKeyPath, hostKey, pid, accel,
+#         overlay, image, serialLog, bootSeconds, startedAt}.
+# Env:    LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds), LAB_APT_SOURCES (deb822 file).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
+state="$cache/lab-state"
+apt_sources=${LAB_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
+boot_timeout=${LAB_BOOT_TIMEOUT:-600}
+log() { echo "[lab] $*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+image_dir() {
+  local key
+  key=$({
+    tar -C "$here" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -c build-image.sh guest
+    cat "$apt_sources"
+  } | sha256sum | cut -c1-16)
+  echo "$cache/lab-$key"
+}
+
+# /dev/kvm alone proves nothing: a paravirtual KVM without vmx/svm in the CPU flags hangs
+# Debian's kernel, so KVM is used only when the CPU says it can virtualize.
+choose_accel() {
+  case ${LAB_ACCEL:-auto} in
+    kvm | tcg) echo "$LAB_ACCEL" ;;
+    *) if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then echo kvm; else echo tcg; fi ;;
+  esac
+}
+
+# Sets accel_args for QEMU.
+set_accel_args() {
+  case $1 in
+    kvm) accel_args=(-accel kvm -cpu host) ;;
+    tcg) accel_args=(-accel tcg,tb-size=128) ;;
+  esac
+}
+
+# Sets ssh_args: this instance's key, the image's host key pinned under a port-independent alias.
+set_ssh_args() {
+  ssh_args=(-i "$state/id_ed25519" -p "$1" -o IdentitiesOnly=yes -o BatchMode=yes -o LogLevel=ERROR
+    -o HostKeyAlias=vfio-lab -o UserKnownHostsFile="$state/known_hosts" -o GlobalKnownHostsFile=/dev/null
+    -o StrictHostKeyChecking=yes)
+}
+
+ensure_image() {
+  local dir
+  dir=$(image_dir)
+  if [ ! -f "$dir/base.qcow2" ]; then
+    [ -r "$apt_sources" ] || die "no apt sources at $apt_sources: set LAB_APT_SOURCES to a deb822 .sources file"
+    for tool in mmdebstrap sfdisk mke2fs qemu-system-x86_64 qemu-img ssh-keygen; do
+      command -v "$tool" >/dev/null || die "$tool is missing: run npm run setup (scripts/debian-packages.txt)"
+    done
+    log "building the lab image into $dir (about 5 minutes under TCG, cached afterwards)"
+    set_accel_args "$(choose_accel)"
+    bash "$here/build-image.sh" "$dir" "$apt_sources" "${accel_args[@]}"
+    find "$cache" -maxdepth 1 -type d -regex '.*/lab-[0-9a-f]\{16\}' ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
+  fi
+  echo "$dir"
+}
+
+# The PID in qemu.pid only counts while it is still our QEMU on our overlay (PIDs get reused).
+running_pid() {
+  local pid
+  pid=$(cat "$state/qemu.pid" 2>/dev/null) || return 1
+  [ -r "/proc/$pid/cmdline" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "file=$state/overlay.qcow2," && echo "$pid"
+}
+
+port_busy() { ss -Htln "sport = :$1" | grep -q .; }
+
+# The same port as last time when it is free, so a stack config written for the lab stays valid.
+pick_port() {
+  local port
+  port=$(cat "$state/port" 2>/dev/null || echo $((20000 + RANDOM % 20000)))
+  while port_busy "$port"; do port=$((20000 + RANDOM % 20000)); done
+  echo "$port" >"$state/port"
+  echo "$port"
+}
+
+json_string() {
+  local s=${1//\\/\\\\}
+  printf '"%s"' "${s//\"/\\\"}"
+}
+
+# Boots the overlay and waits until SSH answers; prints "PID SECONDS" or fails.
+boot() {
+  local accel=$1 port=$2 timeout=$3 started=$SECONDS pid
+  rm -f "$state/qemu.pid"
+  set_accel_args "$accel"
+  set_ssh_args "$port"
+  # fd 9 is the lab lock: the daemonized QEMU must not keep holding it.
+  qemu-system-x86_64 -name vfio-lab -machine q35,kernel-irqchip=split "${accel_args[@]}" -smp 2 -m 1536 \
+    -nodefaults -display none -serial "file:$state/serial.log" \
+    -device intel-iommu,intremap=on,caching-mode=on \
+    -drive "if=none,id=boot,file=$state/overlay.qcow2,format=qcow2,discard=unmap" \
+    -device virtio-blk-pci,drive=boot,bootindex=0 \
+    -nic "user,restrict=on,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:$port-:22" \
+    -device ich9-usb-ehci1,id=usb,addr=1d.7 \
+    -device ich9-usb-uhci1,masterbus=usb.0,firstport=0,addr=1d.0,multifunction=on \
+    -device ich9-usb-uhci2,masterbus=usb.0,firstport=2,addr=1d.1 \
+    -device ich9-usb-uhci3,masterbus=usb.0,firstport=4,addr=1d.2 \
+    -device usb-tablet,bus=usb.0 \
+    -fw_cfg "name=opt/vfio-host/authorized_keys,file=$state/id_ed25519.pub" \
+    -daemonize -pidfile "$state/qemu.pid" 9>&- >&2
+  pid=$(running_pid) || die "QEMU did not start"
+  until timeout 30 ssh "${ssh_args[@]}" -o ConnectTimeout=10 root@127.0.0.1 true 2>/dev/null; do
+    if ! running_pid >/dev/null; then
+      tail -n 30 "$state/serial.log" >&2
+      die "QEMU exited during boot (serial log above)"
+    fi
+    if [ $((SECONDS - started)) -ge "$timeout" ]; then
+      log "no SSH after ${timeout}s with $accel (serial log: $state/serial.log)"
+      stop_vm force
+      return 1
+    fi
+    sleep 1
+  done
+  echo "$pid $((SECONDS - started))"
+}
+
+cmd_up() {
+  local pid image accel port booted seconds
+  if pid=$(running_pid); then
+    log "already running (pid $pid)"
+    return
+  fi
+  image=$(ensure_image)
+  if [ ! -f "$state/id_ed25519" ]; then
+    rm -f "$state/id_ed25519.pub"
+    ssh-keygen -q -t ed25519 -N '' -C vfio-lab-client -f "$state/id_ed25519"
+  fi
+  if [ "$(cat "$state/overlay.base" 2>/dev/null)" != "$image/base.qcow2" ]; then
+    new_overlay "$image"
+  fi
+  echo "vfio-lab $(cut -d' ' -f1,2 "$image/ssh_host_ed25519_key.pub")" >"$state/known_hosts"
+  accel=$(choose_accel)
+  port=$(pick_port)
+  log "booting with $accel, SSH on 127.0.0.1:$port"
+  if ! booted=$(boot "$accel" "$port" "$boot_timeout"); then
+    [ "$accel" = kvm ] || die "the lab did not boot"
+    log "KVM did not boot the lab; falling back to TCG"
+    accel=tcg
+    booted=$(boot tcg "$port" "$boot_timeout") || die "the lab did not boot"
+  fi
+  read -r pid seconds <<<"$booted"
+  cat >"$state/lab.json.tmp" <<EOF
+{
+  "host": "127.0.0.1",
+  "port": $port,
+  "user": "root",
+  "privateKeyPath": $(json_string "$state/id_ed25519"),
+  "hostKey": $(json_string "$(cut -d' ' -f1,2 "$image/ssh_host_ed25519_key.pub")"),
+  "pid": $pid,
+  "accel": "$accel",
+  "overlay": $(json_string "$state/overlay.qcow2"),
+  "image": $(json_string "$image/base.qcow2"),
+  "serialLog": $(json_string "$state/serial.log"),
+  "bootSeconds": $seconds,
+  "startedAt": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+}
+EOF
+  mv "$state/lab.json.tmp" "$state/lab.json"
+  log "up in ${seconds}s (pid $pid, $accel): $state/lab.json"
+}
+
+new_overlay() {
+  rm -f "$state/overlay.qcow2"
+  qemu-img create -q -f qcow2 -F qcow2 -b "$1/base.qcow2" "$state/overlay.qcow2"
+  echo "$1/base.qcow2" >"$state/overlay.base"
+}
+
+# graceful: ask the guest to power off first, so the overlay is left clean for the next `up`.
+stop_vm() {
+  local pid port
+  pid=$(running_pid) || {
+    rm -f "$state/qemu.pid" "$state/lab.json"
+    return 0
+  }
+  if [ "$1" = graceful ] && port=$(cat "$state/port" 2>/dev/null); then
+    set_ssh_args "$port"
+    timeout 20 ssh "${ssh_args[@]}" -o ConnectTimeout=5 root@127.0.0.1 'systemctl poweroff' 2>/dev/null || true
+    for _ in $(seq 120); do running_pid >/dev/null || break; sleep 0.5; done
+  fi
+  for signal in TERM KILL; do
+    running_pid >/dev/null || break
+    kill "-$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 20); do running_pid >/dev/null || break; sleep 0.5; done
+  done
+  running_pid >/dev/null && die "QEMU pid $pid did not stop"
+  rm -f "$state/qemu.pid" "$state/lab.json"
+  log "stopped pid $pid"
+}
+
+cmd_reset() {
+  local was_running=false image started=$SECONDS
+  running_pid >/dev/null && was_running=true
+  stop_vm force
+  image=$(ensure_image)
+  rm -f "$state/id_ed25519" "$state/id_ed25519.pub"
+  new_overlay "$image"
+  log "pristine overlay over $image/base.qcow2 in $((SECONDS - started))s"
+  if $was_running; then cmd_up; fi
+}
+
+cmd_status() {
+  local pid
+  if pid=$(running_pid); then
+    echo "running (pid $pid)"
+    cat "$state/lab.json"
+  else
+    echo "stopped"
+    [ -f "$(image_dir)/base.qcow2" ] && echo "image: $(image_dir)/base.qcow2" || echo "image: not built yet"
+  fi
+}
+
+cmd_ssh() {
+  [ "${1:-}" = -- ] && shift
+  running_pid >/dev/null || die "the lab is not running: npm run lab -- up"
+  local tty=-T
+  [ $# -eq 0 ] && [ -t 0 ] && tty=-t
+  set_ssh_args "$(cat "$state/port")"
+  exec ssh "${ssh_args[@]}" "$tty" root@127.0.0.1 "$@"
+}
+
+case ${LAB_ACCEL:-auto} in auto | kvm | tcg) ;; *) die "LAB_ACCEL=$LAB_ACCEL: use auto, kvm or tcg" ;; esac
+command=${1:-}
+shift || true
+mkdir -p "$state"
+chmod 700 "$state"
+case $command in
+  ssh) cmd_ssh "$@" ;;
+  status) cmd_status ;;
+  up | down | reset | build)
+    # One lab per cache: a second caller waits instead of racing on the same overlay and PID.
+    exec 9>"$state/lock"
+    flock 9
+    case $command in
+      up) cmd_up ;;
+      down) stop_vm graceful ;;
+      reset) cmd_reset ;;
+      build) ensure_image ;;
+    esac
+    ;;
+  *) die "usage: npm run lab -- up | down | ssh [-- CMD...] | reset | status | build" ;;
+esac
