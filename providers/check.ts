@@ -4,8 +4,8 @@ import type * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 
-export function checkInputs<S extends z.ZodType>(schema: S, news: unknown): pulumi.dynamic.CheckResult {
-  const parsed = schema.safeParse(news);
+export function checkInputs<S extends z.ZodType>(schema: S, news: Record<string, unknown>): pulumi.dynamic.CheckResult {
+  const parsed = schema.safeParse(withoutProvider(news));
   if (parsed.success) {
     return { inputs: parsed.data as Record<string, unknown> };
   }
@@ -18,13 +18,17 @@ export function checkInputs<S extends z.ZodType>(schema: S, news: unknown): pulu
 }
 
 /** Parses inputs that `check` already accepted (diff/create/update get them back from the engine). */
-export function parseChecked<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  return schema.parse(value);
+export function parseChecked<S extends z.ZodType>(schema: S, value: Record<string, unknown>): z.output<S> {
+  return schema.parse(withoutProvider(value));
+}
+
+/** The engine adds the serialized provider to every property bag under `__provider`; it is not an input. */
+function withoutProvider(props: Record<string, unknown>): Record<string, unknown> {
+  const { __provider: _, ...rest } = props;
+  return rest;
 }
 
 /** Whether two property bags are the same, leaving out the serialized provider the engine adds to both. */
 export function sameProperties(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
-  const { __provider: _a, ...o } = olds;
-  const { __provider: _b, ...n } = news;
-  return isDeepStrictEqual(o, n);
+  return isDeepStrictEqual(withoutProvider(olds), withoutProvider(news));
 }

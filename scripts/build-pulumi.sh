@@ -51,7 +51,8 @@ GO
   (cd "$work" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$cli.tmp/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
   rm -rf "$cli"; mv "$cli.tmp" "$cli"
 fi
-ln -sf "$cli/pulumi" "$bin/pulumi"
+# A hard link, not a symlink: Pulumi treats plugins beside its own executable as bundled ones.
+ln -f "$cli/pulumi" "$bin/pulumi" 2>/dev/null || cp "$cli/pulumi" "$bin/pulumi"
 
 log "building the Node.js language host"
 (cd "$langhost_src" && go build -trimpath -tags "$tags" -ldflags "-s -w" -o "$bin/pulumi-language-nodejs" .)

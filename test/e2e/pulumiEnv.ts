@@ -25,3 +25,8 @@ export async function localStack(workDir: string, stackName: string, env: Record
   const pulumiCommand = await PulumiCommand.get({ root: path.dirname(bin), skipVersionCheck: true });
   return LocalWorkspace.createOrSelectStack({ stackName, workDir }, { envVars: env, pulumiCommand });
 }
+
+/** One plain CLI call, for what the Automation API does not show as a user sees it. */
+export function pulumiCli(env: Record<string, string>, cwd: string, args: string[]): string {
+  return execFileSync("pulumi", args, { cwd, env: { ...process.env, ...env }, encoding: "utf8" });
+}

@@ -49,7 +49,8 @@ interface TestHostRecord {
   workDir: string;
   /** The node process that started the host: while it lives, the host is not stale. */
   owner: ProcessIdentity;
-  sshd?: ProcessIdentity;
+  /** The process spawned in the namespace (unshare, whose child is sshd). */
+  launcher?: ProcessIdentity;
 }
 
 /** A PID plus its start time (/proc/PID/stat field 22, proc(5)), so a reused PID is never mistaken for ours. */
@@ -95,7 +96,8 @@ function writeRecord(record: TestHostRecord): void {
  * namespace (and with it the peer) is only destroyed once its last process has died.
  */
 function teardownSync(record: TestHostRecord): void {
-  if (record.sshd && isRunning(record.sshd)) process.kill(record.sshd.pid, "SIGKILL");
+  // unshare --kill-child takes sshd, and with it the whole PID namespace, along.
+  if (record.launcher && isRunning(record.launcher)) process.kill(record.launcher.pid, "SIGKILL");
   spawnSync("ip", ["link", "del", record.veth], { stdio: "ignore", env: commandEnv });
   spawnSync("ip", ["netns", "del", record.namespace], { stdio: "ignore", env: commandEnv });
   // Lazy, so a dying sshd still holding a file cannot keep the tree mounted under the rm below.
@@ -193,13 +195,13 @@ function tryLogin(host: string, privateKey: string, hostKeyBlob: Buffer): Promis
   });
 }
 
-async function waitForLogin(host: string, privateKey: string, hostKey: string, sshd: ChildProcess, log: string, timeoutMs: number): Promise<void> {
+async function waitForLogin(host: string, privateKey: string, hostKey: string, launcher: ChildProcess, log: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const blob = Buffer.from(hostKey.split(" ")[1], "base64");
   let lastError: unknown;
   while (Date.now() < deadline) {
-    if (sshd.exitCode !== null || sshd.signalCode !== null) {
-      throw new Error(`sshd exited (${sshd.exitCode ?? sshd.signalCode}) before accepting a login; its log ${log}:\n${fs.readFileSync(log, "utf8")}`);
+    if (launcher.exitCode !== null || launcher.signalCode !== null) {
+      throw new Error(`sshd exited (${launcher.exitCode ?? launcher.signalCode}) before accepting a login; its log ${log}:\n${fs.readFileSync(log, "utf8")}`);
     }
     try {
       return await tryLogin(host, privateKey, blob);
@@ -259,31 +261,33 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     const logFd = fs.openSync(sshdLog, "a");
     // `ip netns exec` execs its command (no fork), so this PID is unshare's; --kill-child makes
     // sshd (PID 1 of the new PID namespace) die with it, and the kernel then kills the rest.
-    const sshd = spawn(
+    const launcher = spawn(
       "ip",
       ["netns", "exec", record.namespace, "unshare", "--mount", "--uts", "--ipc", "--pid", "--kill-child", `--mount-proc=${rootfs}/proc`,
         "sh", "-euc", sshdLauncher, "sshd-launcher", rootfs, `${remote}:${sshPort}`],
       { stdio: ["ignore", logFd, logFd], env: commandEnv },
     );
     fs.closeSync(logFd);
-    if (sshd.pid === undefined) throw new Error(`could not spawn ip netns exec for ${record.namespace}`);
-    record.sshd = identify(sshd.pid);
+    if (launcher.pid === undefined) throw new Error(`could not spawn ip netns exec for ${record.namespace}`);
+    const launcherPid = launcher.pid;
+    record.launcher = identify(launcherPid);
     writeRecord(record);
-    const exited = new Promise<void>((resolve) => sshd.once("exit", () => resolve()));
+    const exited = new Promise<void>((resolve) => launcher.once("exit", () => resolve()));
 
     const privateKey = fs.readFileSync(clientKey, "utf8");
     const hostKey = fs.readFileSync(`${hostKeyFile}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
-    await waitForLogin(remote, privateKey, hostKey, sshd, sshdLog, options.readyTimeoutMs ?? 20_000);
+    await waitForLogin(remote, privateKey, hostKey, launcher, sshdLog, options.readyTimeoutMs ?? 20_000);
     const readinessLogins = countAccepted(sshdLog);
 
     let stopping: Promise<void> | undefined;
     const stop = async () => {
-      const members = (await runCommand("ip", ["netns", "pids", record.namespace])).split("\n").filter(Boolean);
-      // unshare ignores SIGTERM while it waits for its child, and sshd keeps no state worth a graceful stop.
-      if (sshd.exitCode === null && sshd.signalCode === null) sshd.kill("SIGKILL");
+      if (launcher.exitCode === null && launcher.signalCode === null) {
+        // Killing sshd, PID 1 of the namespace, makes the kernel kill and reap everything in it before
+        // unshare sees its child exit; killing unshare would leave them to this machine's init, which reaps late.
+        const children = fs.readFileSync(`/proc/${launcherPid}/task/${launcherPid}/children`, "utf8").trim();
+        process.kill(Number(children) || launcherPid, "SIGKILL");
+      }
       await exited;
-      // The kernel then kills the rest of the PID namespace, and init reaps them, but not instantly.
-      for (let tries = 0; tries < 100 && members.some((pid) => fs.existsSync(`/proc/${pid}`)); tries++) await sleep(50);
       teardownSync(record);
       liveHosts.delete(record);
     };
@@ -297,7 +301,7 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
       pristineRootfs,
       upperDir,
       namespace: record.namespace,
-      pid: sshd.pid,
+      pid: launcherPid,
       sshdLog,
       acceptedLogins: () => countAccepted(sshdLog) - readinessLogins,
       stop: () => (stopping ??= stop()),

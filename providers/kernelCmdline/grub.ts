@@ -1,0 +1,119 @@
+// GRUB on Debian/Ubuntu: the args live in GRUB_CMDLINE_LINUX_DEFAULT of /etc/default/grub, which
+// update-grub (grub-mkconfig) sources, then /etc/default/grub.d/*.cfg, and writes into the linux
+// lines of /boot/grub/grub.cfg after GRUB_CMDLINE_LINUX (info -f grub -n "Simple configuration").
+import { BootConfigCheck, kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs, formatKernelArgs } from "./kernelArgs";
+import { ShellListOwnership, ShellVariableSpec, findShellAssignments, planShellList, revertShellList, shellVariableValue } from "./shellVariable";
+
+export const GRUB_DEFAULTS_PATH = "/etc/default/grub";
+export const GRUB_CFG_PATH = "/boot/grub/grub.cfg";
+
+const cmdlineDefault: ShellVariableSpec = {
+  name: "GRUB_CMDLINE_LINUX_DEFAULT",
+  source: GRUB_DEFAULTS_PATH,
+  example: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"',
+};
+const cmdlineAll: ShellVariableSpec = {
+  name: "GRUB_CMDLINE_LINUX",
+  source: GRUB_DEFAULTS_PATH,
+  example: 'GRUB_CMDLINE_LINUX=""',
+};
+
+export interface ConfigFile {
+  readonly path: string;
+  readonly text: string;
+}
+
+export interface GrubDefaultsRequest {
+  /** /etc/default/grub as read from the host. */
+  readonly text: string;
+  readonly ensure: readonly string[];
+  readonly remove?: readonly string[];
+  readonly previouslyOwned?: ShellListOwnership;
+  /** /etc/default/grub.d/*.cfg, which update-grub sources after /etc/default/grub. */
+  readonly dropIns?: readonly ConfigFile[];
+}
+
+export interface GrubDefaultsPlan {
+  readonly text: string;
+  readonly owned: ShellListOwnership;
+  readonly changes: readonly string[];
+  readonly warnings: readonly string[];
+}
+
+export function planGrubDefaults(request: GrubDefaultsRequest): GrubDefaultsPlan {
+  for (const dropIn of request.dropIns ?? []) {
+    const overriding = findShellAssignments(dropIn.text, dropIn.path).find(
+      (a) => a.name === cmdlineDefault.name && !/\$\{?GRUB_CMDLINE_LINUX_DEFAULT\b/.test(a.raw),
+    );
+    if (overriding) {
+      throw new Error(
+        `${dropIn.path} line ${overriding.line} sets GRUB_CMDLINE_LINUX_DEFAULT=${overriding.raw}; update-grub reads it after ` +
+          `${GRUB_DEFAULTS_PATH}, so the arguments set there would be lost. Delete that line, or make it add to the value: ` +
+          `GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT ..."`,
+      );
+    }
+  }
+  const plan = planShellList(request.text, cmdlineDefault, request, kernelArgSyntax);
+  return { ...plan, warnings: cmdlineLinuxWarnings(plan.text, request) };
+}
+
+/** GRUB_CMDLINE_LINUX comes first on the linux line and is the only part recovery entries get. */
+function cmdlineLinuxWarnings(text: string, request: GrubDefaultsRequest): string[] {
+  let always: string[];
+  try {
+    always = parseKernelArgs(shellVariableValue(text, cmdlineAll));
+  } catch (unreadable) {
+    return [`${(unreadable as Error).message} (only GRUB_CMDLINE_LINUX_DEFAULT is edited, so this is not fatal, but conflicts in GRUB_CMDLINE_LINUX go unchecked)`];
+  }
+  const warnings: string[] = [];
+  for (const wanted of request.ensure) {
+    for (const token of always.filter((t) => kernelArgKey(t) === kernelArgKey(wanted) && t !== wanted)) {
+      warnings.push(
+        `GRUB_CMDLINE_LINUX in ${GRUB_DEFAULTS_PATH} carries ${token}; GRUB_CMDLINE_LINUX_DEFAULT comes after it on the ` +
+          `default entry's linux line, so ${wanted} wins there, but recovery entries keep ${token}`,
+      );
+    }
+  }
+  for (const entry of request.remove ?? []) {
+    for (const token of always.filter((t) => kernelArgKey(t) === kernelArgKey(entry) && (entry === kernelArgKey(entry) || t === entry))) {
+      warnings.push(
+        `GRUB_CMDLINE_LINUX in ${GRUB_DEFAULTS_PATH} still carries ${token}, which \`remove\` names; ` +
+          `this resource edits only GRUB_CMDLINE_LINUX_DEFAULT, so take it out of GRUB_CMDLINE_LINUX by hand`,
+      );
+    }
+  }
+  return warnings;
+}
+
+export function revertGrubDefaults(text: string, owned: ShellListOwnership): string {
+  return revertShellList(text, cmdlineDefault, owned, kernelArgSyntax);
+}
+
+/**
+ * Checks the linux line(s) of the first menuentry of grub.cfg, the entry GRUB boots with the
+ * stock GRUB_DEFAULT=0. Recovery entries are left out: they never get GRUB_CMDLINE_LINUX_DEFAULT.
+ */
+export function grubCfgHasArgs(grubCfgText: string, args: readonly string[]): BootConfigCheck {
+  const lines = grubCfgText.split("\n");
+  const first = lines.findIndex((line) => /^\s*menuentry\s/.test(line));
+  if (first < 0) return { ok: false, problems: [`${GRUB_CFG_PATH} has no menuentry; run update-grub`] };
+  const title = /^\s*menuentry\s+(?:'([^']*)'|"([^"]*)")/.exec(lines[first]);
+  const name = title ? `'${title[1] ?? title[2]}'` : `at line ${first + 1}`;
+  const problems: string[] = [];
+  let depth = 0;
+  let linuxLines = 0;
+  for (let i = first; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line.endsWith("{")) depth++;
+    if (line === "}" && --depth === 0) break;
+    const words = parseKernelArgs(line);
+    if (!/^linux(16|efi)?$/.test(words[0] ?? "")) continue;
+    linuxLines++;
+    const missing = missingKernelArgs(formatKernelArgs(words.slice(2)), args);
+    if (missing.length > 0) {
+      problems.push(`${GRUB_CFG_PATH}: the first menuentry (${name}) boots without ${missing.join(" ")} on its linux line (line ${i + 1}); run update-grub`);
+    }
+  }
+  if (linuxLines === 0) problems.push(`${GRUB_CFG_PATH}: the first menuentry (${name}) has no linux line; run update-grub`);
+  return { ok: problems.length === 0, problems };
+}

@@ -1,0 +1,136 @@
+// KernelCmdline inputs, checked before anything touches a host (the role NixOS `assertions` play).
+// Every message names the key, the value found and a value that would be accepted.
+import { z } from "zod";
+import { kernelArgKey } from "./kernelArgs";
+
+// No whitespace, quotes, backslashes, $ or `: an arg must survive shell quoting and grub.cfg as is.
+const KERNEL_ARG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(=[^\s"'\\$`]*)?$/;
+const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
+
+/** How a rejected input appears in messages: strings quoted, as the user would write them. */
+export const describeInput = (value: unknown): string => JSON.stringify(value) ?? String(value);
+
+/** `vfio-pci.ids=...`: busybox modprobe matches module options on /proc/cmdline by the underscore name only. */
+function dashedModuleOption(arg: string): string | undefined {
+  const key = kernelArgKey(arg);
+  const dot = key.indexOf(".");
+  if (dot < 0 || !key.slice(0, dot).includes("-")) return undefined;
+  return key.slice(0, dot).replace(/-/g, "_") + arg.slice(dot);
+}
+
+const kernelArg = (field: string) =>
+  z
+    .string({ error: (issue) => `${field}: ${describeInput(issue.input)} is not a string; write a kernel argument such as "intel_iommu=on"` })
+    .regex(KERNEL_ARG, {
+      error: (issue) =>
+        `${field}: ${describeInput(issue.input)} is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or \`, e.g. "intel_iommu=on"`,
+    })
+    .superRefine((arg, ctx) => {
+      const fixed = dashedModuleOption(arg);
+      if (fixed) {
+        ctx.addIssue({
+          code: "custom",
+          message:
+            `${field}: ${describeInput(arg)} names the module with a dash; module options on the kernel command line need the ` +
+            `underscore name (busybox modprobe matches "${kernelArgKey(fixed).split(".")[0]}", not "${kernelArgKey(arg).split(".")[0]}"), write ${describeInput(fixed)}`,
+        });
+      }
+    });
+
+const removal = z
+  .string({ error: (issue) => `remove: ${describeInput(issue.input)} is not a string; write a key such as "nomodeset" or an exact arg such as "iommu=soft"` })
+  .regex(KERNEL_ARG, {
+    error: (issue) => `remove: ${describeInput(issue.input)} is neither a key nor a key=value argument; write e.g. "nomodeset" or "iommu=soft"`,
+  });
+
+const moduleName = z
+  .string({ error: (issue) => `modules: ${describeInput(issue.input)} is not a string; write a module name such as "vfio-pci"` })
+  .regex(MODULE_NAME, {
+    error: (issue) => `modules: ${describeInput(issue.input)} is not a module name; write it as modprobe does, e.g. "vfio-pci"`,
+  });
+
+const modulesNeedExtlinux =
+  'modules: only the extlinux backend (Alpine\'s update-extlinux) puts modules= on the kernel command line; on a GRUB host ' +
+  'list the modules in an InitramfsModules resource instead, or set backend: "extlinux"';
+
+export const BOOT_BACKENDS = ["auto", "grub", "extlinux"] as const;
+export type BootBackend = (typeof BOOT_BACKENDS)[number];
+
+export const KernelCmdlineInputs = z
+  .strictObject(
+    {
+      args: z
+        .array(kernelArg("args"), { error: 'args: must be a list of kernel arguments, e.g. ["intel_iommu=on", "iommu=pt"]' })
+        .min(1, { error: 'args: is empty; list the arguments this resource owns, e.g. ["intel_iommu=on", "iommu=pt"]' }),
+      remove: z.array(removal, { error: 'remove: must be a list of keys or arguments, e.g. ["nomodeset"]' }).default([]),
+      backend: z
+        .enum(BOOT_BACKENDS, { error: (issue) => `backend: ${describeInput(issue.input)} must be "auto", "grub" or "extlinux"` })
+        .default("auto"),
+      modules: z.array(moduleName, { error: 'modules: must be a list of module names, e.g. ["vfio", "vfio-pci"]' }).default([]),
+    },
+    {
+      error: (issue) =>
+        issue.code === "unrecognized_keys"
+          ? `Unknown KernelCmdline input ${issue.keys.map((k) => `\`${k}\``).join(", ")}; the inputs are args, remove, backend and modules`
+          : 'KernelCmdline inputs must be an object, e.g. { args: ["intel_iommu=on", "iommu=pt"] }',
+    },
+  )
+  .superRefine((inputs, ctx) => {
+    const seen = new Map<string, string>();
+    for (const arg of inputs.args) {
+      const key = kernelArgKey(arg);
+      const earlier = seen.get(key);
+      if (earlier !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["args"], message: `args: ${describeInput(earlier)} and ${describeInput(arg)} set the same key; keep one, e.g. ${describeInput(earlier)}` });
+      }
+      seen.set(key, arg);
+    }
+    for (const entry of inputs.remove) {
+      const owner = seen.get(kernelArgKey(entry));
+      if (owner !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["remove"],
+          message: `remove: ${describeInput(entry)} names the key of ${describeInput(owner)} in \`args\`, which already replaces any other value of it; drop ${describeInput(entry)} from \`remove\``,
+        });
+      }
+    }
+    if (inputs.backend === "grub" && inputs.modules.length > 0) {
+      ctx.addIssue({ code: "custom", path: ["modules"], message: modulesNeedExtlinux });
+    }
+  });
+
+export type KernelCmdlineInputs = z.output<typeof KernelCmdlineInputs>;
+
+/** What the host has, read before planning. */
+export interface BootFiles {
+  readonly hasDefaultGrub: boolean;
+  readonly hasUpdateExtlinuxConf: boolean;
+}
+
+/** Resolves backend "auto" from the host's files; throws when that is ambiguous or impossible. */
+export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" | "modules">, files: BootFiles): "grub" | "extlinux" {
+  let backend: "grub" | "extlinux";
+  if (inputs.backend === "grub" && !files.hasDefaultGrub) {
+    throw new Error('backend: "grub" but the host has no /etc/default/grub; install grub (Debian: grub-pc or grub-efi-amd64), or use backend: "auto"');
+  }
+  if (inputs.backend === "extlinux" && !files.hasUpdateExtlinuxConf) {
+    throw new Error('backend: "extlinux" but the host has no /etc/update-extlinux.conf; install syslinux (Alpine: apk add syslinux), or use backend: "auto"');
+  }
+  if (inputs.backend !== "auto") backend = inputs.backend;
+  else if (files.hasDefaultGrub && files.hasUpdateExtlinuxConf) {
+    throw new Error(
+      'backend: "auto" found both /etc/default/grub and /etc/update-extlinux.conf on the host; set backend: "grub" if ' +
+        '/boot/grub/grub.cfg is what boots, or backend: "extlinux" if /boot/extlinux.conf is',
+    );
+  } else if (files.hasDefaultGrub) backend = "grub";
+  else if (files.hasUpdateExtlinuxConf) backend = "extlinux";
+  else {
+    throw new Error(
+      'backend: "auto" found neither /etc/default/grub (GRUB, Debian/Ubuntu) nor /etc/update-extlinux.conf (extlinux, Alpine) ' +
+        "on the host; install the bootloader's package, or manage the kernel command line another way",
+    );
+  }
+  if (backend === "grub" && inputs.modules.length > 0) throw new Error(modulesNeedExtlinux);
+  return backend;
+}
