@@ -45,8 +45,8 @@ const networkSchema = z.discriminatedUnion(
   ],
   explain(
     (n: unknown) =>
-      `${shown(n)} is not an interface; give type "bridge" (with bridge), "network" (with network) or "user", ` +
-      `for example { type: "bridge", bridge: "br0", mac: "${EXAMPLE_MAC}" }`,
+      `${shown(typeof n === "object" && n !== null && "type" in n ? n.type : n)} is not an interface type; ` +
+      `give type "bridge" (with bridge), "network" (with network) or "user", for example { type: "bridge", bridge: "br0", mac: "${EXAMPLE_MAC}" }`,
   ),
 );
 

@@ -1,0 +1,110 @@
+// The SSH layer against a real OpenSSH server (its own namespace and root filesystem): every
+// assertion reads the test host's files or the remote command's own output.
+import * as fs from "fs";
+import * as path from "path";
+import fc from "fast-check";
+import { ConnectionSchema } from "../../providers/ssh/connection";
+import { closeAllConnections, sshStats, withHost } from "../../providers/ssh/host";
+import { startTestHost, TestHost } from "../testhost/testHost";
+
+jest.setTimeout(120_000);
+
+let testHost: TestHost;
+beforeAll(async () => {
+  testHost = await startTestHost();
+});
+afterAll(async () => {
+  await closeAllConnections();
+  await testHost?.stop();
+});
+
+const connect = (extra: Record<string, unknown> = {}) =>
+  ConnectionSchema.parse({
+    host: testHost.host,
+    port: testHost.port,
+    privateKey: testHost.privateKey,
+    hostKey: testHost.hostKey,
+    ...extra,
+  });
+const onHost = (p: string) => path.join(testHost.rootfs, p);
+
+test("any byte string survives quoting through the remote /bin/sh", async () => {
+  const bytes = fc.uint8Array({ maxLength: 48 }).map((a) => Buffer.from(a.filter((b) => b !== 0)));
+  await withHost(connect(), async (host) => {
+    await fc.assert(
+      fc.asyncProperty(bytes, async (arg) => {
+        const result = await host.run(["printf", "%s", arg]);
+        expect(result.stdoutBytes.equals(arg)).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
+
+test("atomic writes keep mode and owner and leave no temp file", async () => {
+  const rel = "etc/vfio-test.conf";
+  fs.writeFileSync(onHost(rel), "old\n", { mode: 0o640 });
+  fs.chownSync(onHost(rel), 1000, 1000);
+  await withHost(connect(), (host) => host.writeFileAtomic("/" + rel, "new\n"));
+  const st = fs.statSync(onHost(rel));
+  expect(fs.readFileSync(onHost(rel), "utf8")).toBe("new\n");
+  expect([st.mode & 0o777, st.uid, st.gid]).toEqual([0o640, 1000, 1000]);
+  expect(fs.readdirSync(onHost("etc")).filter((f) => f.startsWith(".vfio-host."))).toEqual([]);
+
+  await withHost(connect(), (host) => host.writeFileAtomic("/etc/new-dir/fresh.conf", "x", { mode: "0600" }));
+  expect(fs.statSync(onHost("etc/new-dir/fresh.conf")).mode & 0o777).toBe(0o600);
+});
+
+test("the first backup wins, and restore gives back the original bytes or removes a new file", async () => {
+  const original = fs.readFileSync(onHost("etc/hostname"));
+  await withHost(connect(), async (host) => {
+    await host.backupOnce("/etc/hostname");
+    await host.writeFileAtomic("/etc/hostname", "first\n");
+    await host.backupOnce("/etc/hostname"); // a second run must not back up our own change
+    await host.writeFileAtomic("/etc/hostname", "second\n");
+    expect(await host.restoreBackup("/etc/hostname")).toBe("restored");
+
+    await host.backupOnce("/etc/did-not-exist");
+    await host.writeFileAtomic("/etc/did-not-exist", "ours\n");
+    expect(await host.restoreBackup("/etc/did-not-exist")).toBe("removed");
+    expect(await host.restoreBackup("/etc/never-touched")).toBe("no-backup");
+    expect(await host.readFile("/etc/did-not-exist")).toBeUndefined();
+  });
+  expect(fs.readFileSync(onHost("etc/hostname")).equals(original)).toBe(true);
+  expect(fs.existsSync(onHost("etc/did-not-exist"))).toBe(false);
+});
+
+test("a non-root login escalates through sudo -n, and only when asked", async () => {
+  await withHost(connect({ user: "deploy" }), async (host) => {
+    expect((await host.run(["id", "-u"])).stdout.trim()).toBe("0");
+    expect((await host.run(["id", "-un"], { escalate: false })).stdout.trim()).toBe("deploy");
+    expect((await host.readFile("/etc/shadow"))?.toString()).toContain("root:");
+  });
+});
+
+test("one pooled connection carries many concurrent commands", async () => {
+  await closeAllConnections();
+  const before = { stats: sshStats().connectionsOpened, logins: testHost.acceptedLogins() };
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) => withHost(connect(), (host) => host.run(["sh", "-c", `sleep 0.2; echo ${i}`]))),
+  );
+  expect(sshStats().connectionsOpened - before.stats).toBe(1);
+  expect(testHost.acceptedLogins() - before.logins).toBe(1);
+});
+
+test("failures name the command and quote stderr; slow commands time out", async () => {
+  await withHost(connect(), async (host) => {
+    await expect(host.run(["cat", "/no/such file"])).rejects.toThrow(
+      /`cat '\/no\/such file'` exited with 1: cat: '\/no\/such file': No such file or directory/,
+    );
+    await expect(host.run(["sleep", "5"], { timeoutMs: 500 })).rejects.toThrow("`sleep 5` did not finish within 1s");
+  });
+});
+
+test("an unreachable host is retried until readyTimeoutSeconds, then a clear error", async () => {
+  const started = Date.now();
+  await expect(withHost(connect({ port: 2, readyTimeoutSeconds: 3 }), (host) => host.run(["true"]))).rejects.toThrow(
+    /root@.*:2: no SSH connection after \d+ attempts in 3s \(last error: .*ECONNREFUSED.*\)/,
+  );
+  expect(Date.now() - started).toBeGreaterThanOrEqual(1_500);
+});
