@@ -357,7 +357,7 @@ export function planShellList(
   syntax: TokenSyntax,
 ): ShellListPlan {
   const base = request.previouslyOwned ? revertShellList(text, spec, request.previouslyOwned, syntax) : text;
-  const plan = applyShellList(base, spec, request, syntax);
+  const plan = applyShellList(base, spec, { ensure: request.ensure, remove: request.remove }, syntax);
   return { ...plan, changes: describeShellListChange(text, plan.text, spec, syntax) };
 }
 

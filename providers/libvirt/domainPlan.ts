@@ -92,7 +92,7 @@ export function planDomain(spec: DomainSpec, facts: DomainHostFacts, state?: Dom
     throw new Error(`LibvirtDomain ${name}: ${replaced.join(", ")} cannot change in place; the domain has to be replaced`);
   }
   const definitionChanged = changes.some((c) => c.field !== "autostart" && c.field !== "running");
-  const restart = spec.running && actual.running && changes.some((c) => c.needsRestart);
+  const restart = spec.running && changes.some((c) => c.needsRestart);
   const resetNvram = changes.some((c) => c.field === "firmware") && desired.firmware !== "bios";
 
   const steps: HostStep[] = [];

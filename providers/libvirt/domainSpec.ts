@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { libvirtName, volumeName } from "./fieldSchemas";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
+import { libvirtName, volumeName } from "./fieldSchemas";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import { isXmlText } from "./xml";
 
@@ -30,18 +30,12 @@ const bridgeName = z
   .string(expected("a bridge interface name", '"br0"'))
   .regex(/^[A-Za-z0-9_.-]{1,15}$/, expected("a bridge interface name (at most 15 letters, digits, - _ .)", '"br0"'));
 
-const networkShapes = {
-  bridge: { type: z.literal("bridge"), bridge: bridgeName, mac: mac.optional() },
-  network: { type: z.literal("network"), network: libvirtName('"default"'), mac: mac.optional() },
-  user: { type: z.literal("user"), mac: mac.optional() },
-};
-
 const networkSchema = z.discriminatedUnion(
   "type",
   [
-    z.strictObject(networkShapes.bridge, strictKeys),
-    z.strictObject(networkShapes.network, strictKeys),
-    z.strictObject(networkShapes.user, strictKeys),
+    z.strictObject({ type: z.literal("bridge"), bridge: bridgeName, mac: mac.optional() }, strictKeys),
+    z.strictObject({ type: z.literal("network"), network: libvirtName('"default"'), mac: mac.optional() }, strictKeys),
+    z.strictObject({ type: z.literal("user"), mac: mac.optional() }, strictKeys),
   ],
   explain(
     (n: unknown) =>
@@ -125,21 +119,21 @@ const domainShape = {
   running: z.boolean(expected("true or false", "true")).default(true),
 };
 
-/** Reports the second and later occurrences of a value in `values` at `key[i]`. */
-function refuseRepeats(values: readonly (string | undefined)[], key: string, what: string, ctx: z.RefinementCtx): void {
+/** Reports the second and later occurrences of a value of `key[i]` (or of `key[i].field`). */
+function refuseRepeats(values: readonly (string | undefined)[], key: string, field: string | undefined, what: string, ctx: z.RefinementCtx): void {
   const first = new Map<string, number>();
   values.forEach((value, index) => {
     if (value === undefined) return;
     const seen = first.get(value);
     if (seen === undefined) first.set(value, index);
-    else ctx.addIssue({ code: "custom", path: [key, index], message: `${shown(value)} is already ${key}[${seen}]; ${what}` });
+    else ctx.addIssue({ code: "custom", path: field ? [key, index, field] : [key, index], message: `${shown(value)} is already in ${key}[${seen}]; ${what}` });
   });
 }
 
 export const domainSpecSchema = z.strictObject(domainShape, strictKeys).superRefine((spec, ctx) => {
-  refuseRepeats(spec.hostdevs, "hostdevs", "a device can be passed through once", ctx);
-  refuseRepeats(spec.networks.map((n) => n.mac), "networks", "each interface needs its own MAC address", ctx);
-  refuseRepeats(spec.disks.map((d) => `${d.pool}/${d.volume}`), "disks", "attach each volume once", ctx);
+  refuseRepeats(spec.hostdevs, "hostdevs", undefined, "a device can be passed through once", ctx);
+  refuseRepeats(spec.networks.map((n) => n.mac), "networks", "mac", "each interface needs its own MAC address", ctx);
+  refuseRepeats(spec.disks.map((d) => `${d.pool}/${d.volume}`), "disks", undefined, "attach each volume once", ctx);
 });
 
 /** LibvirtDomain inputs as written in a stack. */
@@ -147,4 +141,3 @@ export type DomainInputs = z.input<typeof domainSpecSchema>;
 /** LibvirtDomain inputs with defaults filled in and values normalised. */
 export type DomainSpec = z.output<typeof domainSpecSchema>;
 export type DomainDiskSpec = DomainSpec["disks"][number];
-export type DomainNetworkSpec = DomainSpec["networks"][number];

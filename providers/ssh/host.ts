@@ -236,6 +236,7 @@ async function connectWithRetry(connection: Connection): Promise<Client> {
           `${label}: no SSH connection after ${attempts} attempts in ${connection.readyTimeoutSeconds}s ` +
             `(last error: ${e.message}); check that the host is up and sshd listens on port ${connection.port}, ` +
             `or raise connection.readyTimeoutSeconds`,
+          { cause: err },
         );
       }
       await new Promise((resolve) => setTimeout(resolve, delay));

@@ -108,9 +108,10 @@ boot() {
   rm -f "$state/qemu.pid"
   set_accel_args "$accel"
   set_ssh_args "$port"
+  # GRUB's boot sector prints through the VGA BIOS and stalls without one, hence -vga std.
   # fd 9 is the lab lock: the daemonized QEMU must not keep holding it.
   qemu-system-x86_64 -name vfio-lab -machine q35,kernel-irqchip=split "${accel_args[@]}" -smp 2 -m 1536 \
-    -nodefaults -display none -serial "file:$state/serial.log" \
+    -nodefaults -vga std -display none -serial "file:$state/serial.log" \
     -device intel-iommu,intremap=on,caching-mode=on \
     -drive "if=none,id=boot,file=$state/overlay.qcow2,format=qcow2,discard=unmap" \
     -device virtio-blk-pci,drive=boot,bootindex=0 \

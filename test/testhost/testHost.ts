@@ -25,12 +25,13 @@ export interface TestHost {
    */
   upperDir: string;
   namespace: string;
-  /** PID of the `unshare` process whose child is sshd; its death takes sshd's whole PID namespace with it. */
+  /** PID of the `unshare` process whose child is sshd. */
   pid: number;
   /** sshd's log (-e: everything on stderr). */
   sshdLog: string;
   /** "Accepted publickey" lines in sshd's log, not counting the login that checked readiness. */
   acceptedLogins(): number;
+  /** Kills sshd and everything in its namespaces, then removes the namespace, veth, overlay and work dir. */
   stop(): Promise<void>;
 }
 
@@ -39,97 +40,121 @@ export interface TestHostOptions {
   readyTimeoutMs?: number;
 }
 
-/**
- * What a test host created, written to its work dir before anything is created, so a run that
- * crashed can be cleaned up by the next one (see cleanupStaleTestHosts).
- */
-interface TestHostRecord {
+/** A test host whose starting process is gone without stopping it. */
+export interface StaleTestHost {
   namespace: string;
-  veth: string;
   workDir: string;
-  /** The node process that started the host: while it lives, the host is not stale. */
-  owner: ProcessIdentity;
-  /** The process spawned in the namespace (unshare, whose child is sshd). */
-  launcher?: ProcessIdentity;
-}
-
-/** A PID plus its start time (/proc/PID/stat field 22, proc(5)), so a reused PID is never mistaken for ours. */
-interface ProcessIdentity {
-  pid: number;
-  startTime: string;
 }
 
 const sshPort = 22;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const workRoot = () => path.join(vfioHostCacheDir(), "testhost-work");
-const recordFile = (workDir: string) => path.join(workDir, "record.json");
-/** The overlay's mount point, its writable layer and the scratch dir overlayfs requires beside it. */
+/** The overlay's mount point, its writable layer, and the scratch dir overlayfs needs beside it. */
 const treeDirs = (workDir: string) => ({
   rootfs: path.join(workDir, "rootfs"),
   upperDir: path.join(workDir, "upper"),
   overlayWork: path.join(workDir, "overlay-work"),
 });
 
-function processStartTime(pid: number): string | undefined {
+/**
+ * What a test host created, as `key=value` lines in its work dir ("record"), written before
+ * anything is created. The teardown script sources it, and the next start reads it to clean up
+ * after a run that died. Start times (/proc/PID/stat field 22, proc(5)) keep a reused PID from
+ * being taken for ours.
+ */
+interface TestHostRecord {
+  namespace: string;
+  veth: string;
+  owner_pid: string;
+  owner_start: string;
+  launcher_pid?: string;
+  launcher_start?: string;
+}
+
+function writeRecord(workDir: string, record: TestHostRecord): void {
+  const text = Object.entries(record).map(([key, value]) => `${key}=${value}\n`).join("");
+  // Renamed into place, so the teardown script never sources half a file.
+  fs.writeFileSync(path.join(workDir, "record.tmp"), text);
+  fs.renameSync(path.join(workDir, "record.tmp"), path.join(workDir, "record"));
+}
+
+function readRecord(workDir: string): TestHostRecord | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name in field 2 may contain spaces and parentheses; fields after the last ')' are fixed.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    const text = fs.readFileSync(path.join(workDir, "record"), "utf8");
+    return Object.fromEntries(text.split("\n").filter(Boolean).map((line) => line.split("="))) as TestHostRecord;
   } catch {
     return undefined;
   }
 }
 
-function identify(pid: number): ProcessIdentity {
-  return { pid, startTime: processStartTime(pid) ?? "" };
-}
-
-const isRunning = (process: ProcessIdentity) => processStartTime(process.pid) === process.startTime;
-
-function writeRecord(record: TestHostRecord): void {
-  fs.writeFileSync(recordFile(record.workDir), JSON.stringify(record, null, 2) + "\n");
+function processStartTime(pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces and parentheses; the fields after the last ")" are fixed.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return "";
+  }
 }
 
 /**
- * Removes everything a record lists. Synchronous so it can run from process.on("exit"); every
- * step tolerates the thing being gone already. The veth is deleted explicitly because a network
- * namespace (and with it the peer) is only destroyed once its last process has died.
+ * Removes what a record lists, given the work dir as $1. Every step tolerates its target being
+ * gone already. Killing unshare takes sshd along (--kill-child) and with it the PID namespace. The
+ * veth is deleted explicitly because a network namespace, and the peer in it, only goes away once
+ * its last process has. The lazy unmount detaches the tree even while a dying process holds a file.
  */
-function teardownSync(record: TestHostRecord): void {
-  // unshare --kill-child takes sshd, and with it the whole PID namespace, along.
-  if (record.launcher && isRunning(record.launcher)) process.kill(record.launcher.pid, "SIGKILL");
-  spawnSync("ip", ["link", "del", record.veth], { stdio: "ignore", env: commandEnv });
-  spawnSync("ip", ["netns", "del", record.namespace], { stdio: "ignore", env: commandEnv });
-  // Lazy, so a dying sshd still holding a file cannot keep the tree mounted under the rm below.
-  spawnSync("umount", ["--lazy", treeDirs(record.workDir).rootfs], { stdio: "ignore", env: commandEnv });
-  spawnSync("rm", ["-rf", "--one-file-system", record.workDir], { stdio: "ignore", env: commandEnv });
+const teardownScript = `
+work=$1
+[ -r "$work/record" ] || exit 0
+. "$work/record"
+if [ -n "\${launcher_pid:-}" ] && [ "$(sed 's/.*) //' "/proc/$launcher_pid/stat" 2>/dev/null | cut -d' ' -f20)" = "$launcher_start" ]; then
+  kill -KILL "$launcher_pid"
+fi
+ip link del "$veth" 2>/dev/null
+ip netns del "$namespace" 2>/dev/null
+umount --lazy "$work/rootfs" 2>/dev/null
+rm -rf --one-file-system "$work"
+`;
+
+/**
+ * A detached `sh` that runs the teardown once its stdin closes: when stop() closes it, or when
+ * this process dies in any way, even by SIGKILL. (process.on("exit") cannot do this under jest,
+ * which hands tests a copy of `process` whose "exit" never fires.) Returns the teardown trigger.
+ */
+function startWatchdog(workDir: string): () => Promise<void> {
+  const watchdog = spawn("sh", ["-c", `read -r _; ${teardownScript}`, "testhost-watchdog", workDir], {
+    stdio: ["pipe", "ignore", "ignore"],
+    detached: true, // Ctrl-C in the terminal must not kill it before it has cleaned up.
+    env: commandEnv,
+  });
+  const exited = new Promise<void>((resolve) => watchdog.once("exit", () => resolve()));
+  // A host a test forgot to stop must not keep the test process alive.
+  watchdog.unref();
+  return async () => {
+    watchdog.ref();
+    watchdog.stdin?.end();
+    await exited;
+  };
 }
 
-const liveHosts = new Set<TestHostRecord>();
-// Hosts a test forgot to stop, or whose test threw, go away with the test process.
-process.on("exit", () => liveHosts.forEach(teardownSync));
-
-/** Test hosts recorded in our cache dir whose starting process is gone (a crashed or killed run). */
-export function listStaleTestHosts(): TestHostRecord[] {
+/** Test hosts in our cache dir whose starting process is gone (a crashed or killed run). */
+export function listStaleTestHosts(): StaleTestHost[] {
   if (!fs.existsSync(workRoot())) return [];
-  return fs
-    .readdirSync(workRoot())
-    .flatMap((name): TestHostRecord[] => {
-      try {
-        return [JSON.parse(fs.readFileSync(recordFile(path.join(workRoot(), name)), "utf8"))];
-      } catch {
-        // The record is written right after its dir, before anything else is created.
-        return [];
-      }
-    })
-    .filter((record) => !isRunning(record.owner));
+  return fs.readdirSync(workRoot()).flatMap((name) => {
+    const workDir = path.join(workRoot(), name);
+    const record = readRecord(workDir);
+    // A dir without a record yet belongs to a start in progress.
+    if (!record || processStartTime(Number(record.owner_pid)) === record.owner_start) return [];
+    return [{ namespace: record.namespace, workDir }];
+  });
 }
 
-/** Removes what stale test hosts left behind; returns their namespace names. Runs at every start. */
+/** Removes what stale test hosts left behind; returns their namespace names. Every start runs it. */
 export function cleanupStaleTestHosts(): string[] {
-  const stale = listStaleTestHosts();
-  stale.forEach(teardownSync);
-  return stale.map((record) => record.namespace).filter(Boolean);
+  return listStaleTestHosts().map((stale) => {
+    spawnSync("sh", ["-c", teardownScript, "testhost-teardown", stale.workDir], { stdio: "ignore", env: commandEnv });
+    return stale.namespace;
+  });
 }
 
 /** A free /30 in 10.213.0.0/16: this machine's end and the test host's end. */
@@ -152,10 +177,10 @@ function treeUserIds(tree: string, user: string): { uid: number; gid: number } {
 }
 
 /**
- * Runs in the new mount, UTS, IPC and PID namespaces (inside the network namespace), with this
- * machine's tools, then becomes sshd chrooted into the tree. Every mount here is private to the
- * namespace (unshare(1) makes propagation private) and vanishes with it, so stop has nothing to
- * unmount. The tree's /dev already holds the nodes mmdebstrap made (null, zero, urandom, tty…).
+ * Runs in new mount, UTS, IPC and PID namespaces (inside the network namespace) with this
+ * machine's tools, then becomes sshd chrooted into the tree. The mounts made here are private to
+ * the namespace (unshare(1) makes propagation private) and vanish with it. The tree's /dev already
+ * holds the nodes mmdebstrap made (null, zero, urandom, tty…).
  */
 const sshdLauncher = `
 tree=$1 listen=$2
@@ -221,16 +246,18 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
   cleanupStaleTestHosts();
   const pristineRootfs = await ensureTestHostRootfs();
   const id = randomBytes(3).toString("hex");
+  const namespace = `vfiotest-${id}`;
+  const workDir = path.join(workRoot(), namespace);
   // Interface names are limited to 15 bytes (IFNAMSIZ).
-  const record: TestHostRecord = { namespace: `vfiotest-${id}`, veth: `vt-${id}`, workDir: path.join(workRoot(), `vfiotest-${id}`), owner: identify(process.pid) };
-  fs.mkdirSync(record.workDir, { recursive: true });
-  writeRecord(record);
-  liveHosts.add(record);
+  const record: TestHostRecord = { namespace, veth: `vt-${id}`, owner_pid: String(process.pid), owner_start: processStartTime(process.pid) };
+  fs.mkdirSync(workDir, { recursive: true });
+  writeRecord(workDir, record);
+  const teardown = startWatchdog(workDir);
   try {
-    const { rootfs, upperDir, overlayWork } = treeDirs(record.workDir);
-    const clientKey = path.join(record.workDir, "client_ed25519");
+    const { rootfs, upperDir, overlayWork } = treeDirs(workDir);
+    const clientKey = path.join(workDir, "client_ed25519");
     const hostKeyFile = path.join(rootfs, "etc/ssh/ssh_host_ed25519_key");
-    const sshdLog = path.join(record.workDir, "sshd.log");
+    const sshdLog = path.join(workDir, "sshd.log");
     const { local, remote } = await pickSubnet();
 
     // An overlay rather than a copy: mounting takes milliseconds where `cp -a` of the ~200 MB tree
@@ -238,7 +265,7 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     [rootfs, upperDir, overlayWork].forEach((dir) => fs.mkdirSync(dir));
     await runCommand("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${pristineRootfs},upperdir=${upperDir},workdir=${overlayWork}`, rootfs]);
     await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `vfiotest-client-${id}`, "-f", clientKey]);
-    await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `root@${record.namespace}`, "-f", hostKeyFile]);
+    await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `root@${namespace}`, "-f", hostKeyFile]);
     const authorizedKey = fs.readFileSync(`${clientKey}.pub`);
     fs.writeFileSync(path.join(rootfs, "root/.ssh/authorized_keys"), authorizedKey, { mode: 0o600 });
     const deployKeys = path.join(rootfs, "home/deploy/.ssh/authorized_keys");
@@ -247,13 +274,13 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     fs.chownSync(deployKeys, deploy.uid, deploy.gid);
 
     for (const args of [
-      ["netns", "add", record.namespace],
-      ["link", "add", record.veth, "type", "veth", "peer", "name", "eth0", "netns", record.namespace],
+      ["netns", "add", namespace],
+      ["link", "add", record.veth, "type", "veth", "peer", "name", "eth0", "netns", namespace],
       ["addr", "add", `${local}/30`, "dev", record.veth],
       ["link", "set", record.veth, "up"],
-      ["-n", record.namespace, "addr", "add", `${remote}/30`, "dev", "eth0"],
-      ["-n", record.namespace, "link", "set", "eth0", "up"],
-      ["-n", record.namespace, "link", "set", "lo", "up"],
+      ["-n", namespace, "addr", "add", `${remote}/30`, "dev", "eth0"],
+      ["-n", namespace, "link", "set", "eth0", "up"],
+      ["-n", namespace, "link", "set", "lo", "up"],
     ]) {
       await runCommand("ip", args);
     }
@@ -263,16 +290,16 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     // sshd (PID 1 of the new PID namespace) die with it, and the kernel then kills the rest.
     const launcher = spawn(
       "ip",
-      ["netns", "exec", record.namespace, "unshare", "--mount", "--uts", "--ipc", "--pid", "--kill-child", `--mount-proc=${rootfs}/proc`,
+      ["netns", "exec", namespace, "unshare", "--mount", "--uts", "--ipc", "--pid", "--kill-child", `--mount-proc=${rootfs}/proc`,
         "sh", "-euc", sshdLauncher, "sshd-launcher", rootfs, `${remote}:${sshPort}`],
       { stdio: ["ignore", logFd, logFd], env: commandEnv },
     );
     fs.closeSync(logFd);
-    if (launcher.pid === undefined) throw new Error(`could not spawn ip netns exec for ${record.namespace}`);
-    const launcherPid = launcher.pid;
-    record.launcher = identify(launcherPid);
-    writeRecord(record);
     const exited = new Promise<void>((resolve) => launcher.once("exit", () => resolve()));
+    launcher.unref(); // The watchdog, not this process, is what ends a forgotten host.
+    if (launcher.pid === undefined) throw new Error(`could not spawn ip netns exec for ${namespace}`);
+    const launcherPid = launcher.pid;
+    writeRecord(workDir, { ...record, launcher_pid: String(launcherPid), launcher_start: processStartTime(launcherPid) });
 
     const privateKey = fs.readFileSync(clientKey, "utf8");
     const hostKey = fs.readFileSync(`${hostKeyFile}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
@@ -282,14 +309,14 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     let stopping: Promise<void> | undefined;
     const stop = async () => {
       if (launcher.exitCode === null && launcher.signalCode === null) {
+        launcher.ref();
         // Killing sshd, PID 1 of the namespace, makes the kernel kill and reap everything in it before
         // unshare sees its child exit; killing unshare would leave them to this machine's init, which reaps late.
         const children = fs.readFileSync(`/proc/${launcherPid}/task/${launcherPid}/children`, "utf8").trim();
         process.kill(Number(children) || launcherPid, "SIGKILL");
+        await exited;
       }
-      await exited;
-      teardownSync(record);
-      liveHosts.delete(record);
+      await teardown();
     };
     return {
       host: remote,
@@ -300,15 +327,14 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
       rootfs,
       pristineRootfs,
       upperDir,
-      namespace: record.namespace,
+      namespace,
       pid: launcherPid,
       sshdLog,
       acceptedLogins: () => countAccepted(sshdLog) - readinessLogins,
       stop: () => (stopping ??= stop()),
     };
   } catch (error) {
-    teardownSync(record);
-    liveHosts.delete(record);
+    await teardown();
     throw error;
   }
 }

@@ -2,7 +2,7 @@ import { checkInputs } from "../../../providers/check";
 import { domainSpecSchema, type DomainInputs } from "../../../providers/libvirt/domainSpec";
 import { homeAssistantInputs } from "./referenceHost";
 
-function failures(inputs: unknown) {
+function failures(inputs: Record<string, unknown>) {
   return checkInputs(domainSpecSchema, inputs).failures ?? [];
 }
 
@@ -85,13 +85,13 @@ describe("LibvirtDomain inputs", () => {
       "the same device in two spellings",
       { hostdevs: ["pci_0000_00_1a_0", "00:1a.0"] },
       "hostdevs.1",
-      '"0000:00:1a.0" is already hostdevs[0]; a device can be passed through once',
+      '"0000:00:1a.0" is already in hostdevs[0]; a device can be passed through once',
     ],
     [
       "one MAC on two interfaces",
       { networks: [{ type: "bridge", bridge: "br0", mac: "52:54:00:c4:2d:4a" }, { type: "user", mac: "52:54:00:C4:2D:4A" }] },
-      "networks.1",
-      '"52:54:00:c4:2d:4a" is already networks[0]; each interface needs its own MAC address',
+      "networks.1.mac",
+      '"52:54:00:c4:2d:4a" is already in networks[0]; each interface needs its own MAC address',
     ],
     [
       "graphics other than none",
@@ -104,6 +104,12 @@ describe("LibvirtDomain inputs", () => {
       { disks: [{ pool: "default", volume: "haos.qcow2", bus: "ide" }] },
       "disks.0.bus",
       '"ide" is not a disk bus: "virtio", "sata" or "scsi"; write for example "virtio"',
+    ],
+    [
+      "one volume attached twice",
+      { disks: [{ pool: "default", volume: "haos.qcow2" }, { pool: "default", volume: "haos.qcow2", bus: "sata" }] },
+      "disks.1",
+      '"default/haos.qcow2" is already in disks[0]; attach each volume once',
     ],
     ["no vCPU", { vcpus: 0 }, "vcpus", '0 is not a whole number of virtual CPUs, at least 1; write for example 2'],
     ["memory as a string", { memoryMiB: "4G" }, "memoryMiB", '"4G" is not a whole number of MiB, at least 1; write for example 4096'],

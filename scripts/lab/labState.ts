@@ -1,0 +1,34 @@
+// The running lab's connection facts, as `lab.sh up` writes them (and `down` removes them).
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import * as path from "node:path";
+import { z } from "zod";
+
+export const LabStateSchema = z.object({
+  host: z.string(),
+  port: z.number().int().min(1).max(65535),
+  user: z.string(),
+  privateKeyPath: z.string(),
+  /** The guest's OpenSSH public key line (made at image build), to pin. */
+  hostKey: z.string().regex(/^ssh-ed25519 [A-Za-z0-9+/]+={0,2}$/),
+  pid: z.number().int().positive(),
+  accel: z.enum(["kvm", "tcg"]),
+  overlay: z.string(),
+  image: z.string(),
+  serialLog: z.string(),
+  bootSeconds: z.number(),
+  startedAt: z.string(),
+});
+export type LabState = z.infer<typeof LabStateSchema>;
+
+export function labStatePath(env: NodeJS.ProcessEnv = process.env): string {
+  const cache = env.VFIO_HOST_CACHE || path.join(homedir(), ".cache", "vfio-host");
+  return path.join(cache, "lab-state", "lab.json");
+}
+
+export function readLabState(file = labStatePath()): LabState {
+  if (!existsSync(file)) {
+    throw new Error(`${file} does not exist: the lab is not running, start it with \`npm run lab -- up\``);
+  }
+  return LabStateSchema.parse(JSON.parse(readFileSync(file, "utf8")));
+}

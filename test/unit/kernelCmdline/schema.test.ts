@@ -1,0 +1,95 @@
+import { KernelCmdlineInputs, resolveBootBackend } from "../../../providers/kernelCmdline/schema";
+
+const messages = (input: unknown) => {
+  const result = KernelCmdlineInputs.safeParse(input);
+  return result.success ? [] : result.error.issues.map((issue) => issue.message);
+};
+
+describe("KernelCmdlineInputs", () => {
+  it("accepts the reference host's inputs and fills defaults", () => {
+    expect(KernelCmdlineInputs.parse({ args: ["intel_iommu=on", "iommu=pt"], modules: ["vfio", "vfio-pci"] })).toEqual({
+      args: ["intel_iommu=on", "iommu=pt"],
+      remove: [],
+      backend: "auto",
+      modules: ["vfio", "vfio-pci"],
+    });
+  });
+
+  it("rejects args with spaces, quotes or newlines, with an example", () => {
+    expect(messages({ args: ["intel_iommu = on", 'foo="a b"', "a\nb", "--"] })).toEqual([
+      'args: "intel_iommu = on" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
+      'args: "foo=\\"a b\\"" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
+      'args: "a\\nb" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
+      'args: "--" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
+    ]);
+  });
+
+  it("rejects a module option with the dashed module name", () => {
+    expect(messages({ args: ["vfio-pci.ids=8086:3a67"] })).toEqual([
+      'args: "vfio-pci.ids=8086:3a67" names the module with a dash; module options on the kernel command line need the underscore name (busybox modprobe matches "vfio_pci", not "vfio-pci"), write "vfio_pci.ids=8086:3a67"',
+    ]);
+  });
+
+  it("rejects two args with one key", () => {
+    expect(messages({ args: ["iommu=pt", "iommu=soft"] })).toEqual(['args: "iommu=pt" and "iommu=soft" set the same key; keep one, e.g. "iommu=pt"']);
+  });
+
+  it("rejects `remove` naming a key that `args` sets", () => {
+    expect(messages({ args: ["intel_iommu=on"], remove: ["intel_iommu"] })).toEqual([
+      'remove: "intel_iommu" names the key of "intel_iommu=on" in `args`, which already replaces any other value of it; drop "intel_iommu" from `remove`',
+    ]);
+  });
+
+  it("rejects an empty args list, an unknown backend and module names with spaces", () => {
+    expect(messages({ args: [], backend: "lilo", modules: ["vfio pci"] })).toEqual([
+      'args: is empty; list the arguments this resource owns, e.g. ["intel_iommu=on", "iommu=pt"]',
+      'backend: "lilo" must be "auto", "grub" or "extlinux"',
+      'modules: "vfio pci" is not a module name; write it as modprobe does, e.g. "vfio-pci"',
+    ]);
+  });
+
+  it("rejects modules with the grub backend", () => {
+    expect(messages({ args: ["iommu=pt"], backend: "grub", modules: ["vfio"] })).toEqual([
+      'modules: only the extlinux backend (Alpine\'s update-extlinux) puts modules= on the kernel command line; on a GRUB host list the modules in an InitramfsModules resource instead, or set backend: "extlinux"',
+    ]);
+  });
+
+  it("names unknown keys", () => {
+    expect(messages({ args: ["iommu=pt"], arguments: [] })).toEqual([
+      "Unknown KernelCmdline input `arguments`; the inputs are args, remove, backend and modules",
+    ]);
+  });
+});
+
+describe("resolveBootBackend", () => {
+  const inputs = { backend: "auto" as const, modules: [] };
+
+  it("picks the bootloader the host has", () => {
+    expect(resolveBootBackend(inputs, { hasDefaultGrub: true, hasUpdateExtlinuxConf: false })).toBe("grub");
+    expect(resolveBootBackend(inputs, { hasDefaultGrub: false, hasUpdateExtlinuxConf: true })).toBe("extlinux");
+  });
+
+  it("refuses to guess between two", () => {
+    expect(() => resolveBootBackend(inputs, { hasDefaultGrub: true, hasUpdateExtlinuxConf: true })).toThrow(
+      'backend: "auto" found both /etc/default/grub and /etc/update-extlinux.conf on the host; set backend: "grub" if /boot/grub/grub.cfg is what boots, or backend: "extlinux" if /boot/extlinux.conf is',
+    );
+  });
+
+  it("refuses a host with neither", () => {
+    expect(() => resolveBootBackend(inputs, { hasDefaultGrub: false, hasUpdateExtlinuxConf: false })).toThrow(
+      'backend: "auto" found neither /etc/default/grub (GRUB, Debian/Ubuntu) nor /etc/update-extlinux.conf (extlinux, Alpine) on the host; install the bootloader\'s package, or manage the kernel command line another way',
+    );
+  });
+
+  it("refuses an explicit backend whose file is missing", () => {
+    expect(() => resolveBootBackend({ backend: "extlinux", modules: [] }, { hasDefaultGrub: true, hasUpdateExtlinuxConf: false })).toThrow(
+      'backend: "extlinux" but the host has no /etc/update-extlinux.conf; install syslinux (Alpine: apk add syslinux), or use backend: "auto"',
+    );
+  });
+
+  it("refuses modules when auto resolves to GRUB", () => {
+    expect(() => resolveBootBackend({ backend: "auto", modules: ["vfio"] }, { hasDefaultGrub: true, hasUpdateExtlinuxConf: false })).toThrow(
+      "modules: only the extlinux backend",
+    );
+  });
+});
