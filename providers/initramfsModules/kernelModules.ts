@@ -12,7 +12,7 @@ export interface KernelModules {
 }
 
 /** `kernel/drivers/vfio/pci/vfio-pci.ko.zst` -> `vfio-pci` (the name modprobe and mkinitfs use). */
-export function moduleFileName(path: string): string {
+function moduleFileName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1).replace(/\.ko(\.[a-z0-9]+)?$/, "");
 }
 

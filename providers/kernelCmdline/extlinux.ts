@@ -3,7 +3,7 @@
 // initramfs init loads the comma list of `modules=` before it scans for devices, which is how
 // vfio-pci gets to claim devices before the host's own drivers on Alpine.
 import { absentModules, KernelModules } from "../initramfsModules/kernelModules";
-import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs, formatKernelArgs } from "./kernelArgs";
+import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "./kernelArgs";
 import { ShellListOwnership, ShellVariableSpec, describeShellListChange, planShellList, revertShellList } from "./shellVariable";
 import { commaModuleSyntax, normalizeModuleName } from "./tokenList";
 
@@ -84,9 +84,8 @@ export function extlinuxCfgHasArgs(extlinuxConfText: string, args: readonly stri
     if (keyword === "LABEL") label = words.slice(1).join(" ");
     if (keyword !== "APPEND") return;
     appendLines++;
-    const opts = formatKernelArgs(words.slice(1));
-    const missingArgs = missingKernelArgs(opts, args);
-    const loaded = [...words.slice(1)].reverse().find((w) => kernelArgKey(w) === "modules");
+    const missingArgs = missingKernelArgs(line, args);
+    const loaded = [...words].reverse().find((w) => kernelArgKey(w) === "modules");
     const listed = (loaded === undefined ? "" : kernelArgValue(loaded) ?? "").split(",").map(normalizeModuleName);
     const missingModules = modules.filter((m) => !listed.includes(normalizeModuleName(m)));
     if (missingArgs.length === 0 && missingModules.length === 0) return;

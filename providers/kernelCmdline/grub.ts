@@ -1,8 +1,9 @@
 // GRUB on Debian/Ubuntu: the args live in GRUB_CMDLINE_LINUX_DEFAULT of /etc/default/grub, which
 // update-grub (grub-mkconfig) sources, then /etc/default/grub.d/*.cfg, and writes into the linux
 // lines of /boot/grub/grub.cfg after GRUB_CMDLINE_LINUX (info -f grub -n "Simple configuration").
-import { BootConfigCheck, kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs, formatKernelArgs } from "./kernelArgs";
+import { BootConfigCheck, kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs } from "./kernelArgs";
 import { ShellListOwnership, ShellVariableSpec, findShellAssignments, planShellList, revertShellList, shellVariableValue } from "./shellVariable";
+import { isRemovedBy } from "./tokenList";
 
 export const GRUB_DEFAULTS_PATH = "/etc/default/grub";
 export const GRUB_CFG_PATH = "/boot/grub/grub.cfg";
@@ -67,7 +68,7 @@ function cmdlineLinuxWarnings(text: string, request: GrubDefaultsRequest): strin
   }
   const warnings: string[] = [];
   for (const wanted of request.ensure) {
-    for (const token of always.filter((t) => kernelArgKey(t) === kernelArgKey(wanted) && t !== wanted)) {
+    for (const token of always.filter((t) => kernelArgKey(t) === kernelArgKey(wanted) && !kernelArgSyntax.satisfies(t, wanted))) {
       warnings.push(
         `GRUB_CMDLINE_LINUX in ${GRUB_DEFAULTS_PATH} carries ${token}; GRUB_CMDLINE_LINUX_DEFAULT comes after it on the ` +
           `default entry's linux line, so ${wanted} wins there, but recovery entries keep ${token}`,
@@ -75,7 +76,7 @@ function cmdlineLinuxWarnings(text: string, request: GrubDefaultsRequest): strin
     }
   }
   for (const entry of request.remove ?? []) {
-    for (const token of always.filter((t) => kernelArgKey(t) === kernelArgKey(entry) && (entry === kernelArgKey(entry) || t === entry))) {
+    for (const token of always.filter((t) => isRemovedBy(kernelArgSyntax, t, entry))) {
       warnings.push(
         `GRUB_CMDLINE_LINUX in ${GRUB_DEFAULTS_PATH} still carries ${token}, which \`remove\` names; ` +
           `this resource edits only GRUB_CMDLINE_LINUX_DEFAULT, so take it out of GRUB_CMDLINE_LINUX by hand`,
@@ -106,10 +107,10 @@ export function grubCfgHasArgs(grubCfgText: string, args: readonly string[]): Bo
     const line = lines[i].trim();
     if (line.endsWith("{")) depth++;
     if (line === "}" && --depth === 0) break;
-    const words = parseKernelArgs(line);
-    if (!/^linux(16|efi)?$/.test(words[0] ?? "")) continue;
+    if (!/^linux(16|efi)?$/.test(parseKernelArgs(line)[0] ?? "")) continue;
     linuxLines++;
-    const missing = missingKernelArgs(formatKernelArgs(words.slice(2)), args);
+    // The command and the kernel's path never share a key with an arg, so the whole line can be checked.
+    const missing = missingKernelArgs(line, args);
     if (missing.length > 0) {
       problems.push(`${GRUB_CFG_PATH}: the first menuentry (${name}) boots without ${missing.join(" ")} on its linux line (line ${i + 1}); run update-grub`);
     }

@@ -1,9 +1,7 @@
 // The kernel command line as tokens: what KernelCmdline owns on it, and how to take that back.
 // Parsing follows the kernel's own (lib/cmdline.c next_arg, Documentation/admin-guide/kernel-parameters.rst).
 import {
-  NOTHING_OWNED,
   TokenOwnership,
-  TokenPlan,
   TokenSyntax,
   parseWhitespaceTokens,
   planTokens,
@@ -68,12 +66,12 @@ export interface KernelArgsPlan {
 }
 
 export function planKernelArgs(request: KernelArgsRequest): KernelArgsPlan {
-  const plan: TokenPlan = planTokens(request.current, request, kernelArgSyntax);
+  const plan = planTokens(request.current, request, kernelArgSyntax);
   return { line: plan.text, owned: plan.owned, changes: plan.changes };
 }
 
 /** Gives back the line as it was before `planKernelArgs` returned `owned`. */
-export function revertKernelArgs(line: string, owned: TokenOwnership = NOTHING_OWNED): string {
+export function revertKernelArgs(line: string, owned: TokenOwnership): string {
   return revertTokenText(line, owned, kernelArgSyntax);
 }
 

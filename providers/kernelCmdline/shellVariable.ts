@@ -44,84 +44,54 @@ function lineOf(text: string, index: number): number {
   return line;
 }
 
-function skipSingle(text: string, from: number, source: string): number {
-  const close = text.indexOf("'", from + 1);
-  if (close < 0) throw syntaxError(source, text, from, "a single-quoted string");
+/** Nested parts of a shell word, each scanned to its closing character (`'` has no nesting and is handled apart). */
+type Nesting = "word" | "double" | "backquote" | "parens" | "braces";
+const CLOSER: Record<Exclude<Nesting, "word">, string> = { double: '"', backquote: "`", parens: ")", braces: "}" };
+const UNCLOSED: Record<Exclude<Nesting, "word">, string> = {
+  double: "a double-quoted string",
+  backquote: "a `command` substitution",
+  parens: "a $( ) substitution",
+  braces: "a ${ } expansion",
+};
+
+/** The index just past the escape, quote or substitution opening at `at`; undefined when none opens there. */
+function skipPart(text: string, at: number, source: string, inside: Nesting): number | undefined {
+  const c = text[at];
+  if (c === "\\") return at + 2;
+  if (inside === "backquote") return undefined;
+  if (c === "$" && text[at + 1] === "(") return skipTo(text, at + 2, "parens", source);
+  if (c === "$" && text[at + 1] === "{") return skipTo(text, at + 2, "braces", source);
+  if (c === "`") return skipTo(text, at + 1, "backquote", source);
+  if (inside === "double") return undefined;
+  if (c === '"') return skipTo(text, at + 1, "double", source);
+  if (c !== "'") return undefined;
+  const close = text.indexOf("'", at + 1);
+  if (close < 0) throw syntaxError(source, text, at, "a single-quoted string");
   return close + 1;
 }
 
-function skipDouble(text: string, from: number, source: string): number {
-  let j = from + 1;
-  while (j < text.length) {
-    const c = text[j];
-    if (c === "\\") j += 2;
-    else if (c === '"') return j + 1;
-    else if (c === "`") j = skipBackquote(text, j, source);
-    else if (c === "$" && text[j + 1] === "(") j = skipParens(text, j + 1, source);
-    else if (c === "$" && text[j + 1] === "{") j = skipBraces(text, j + 1, source);
-    else j++;
-  }
-  throw syntaxError(source, text, from, "a double-quoted string");
-}
-
-function skipBackquote(text: string, from: number, source: string): number {
-  let j = from + 1;
-  while (j < text.length) {
-    if (text[j] === "\\") j += 2;
-    else if (text[j] === "`") return j + 1;
-    else j++;
-  }
-  throw syntaxError(source, text, from, "a `command` substitution");
-}
-
-function skipParens(text: string, from: number, source: string): number {
+function skipTo(text: string, from: number, nesting: Exclude<Nesting, "word">, source: string): number {
   let depth = 0;
-  let j = from;
-  while (j < text.length) {
+  for (let j = from; j < text.length; ) {
     const c = text[j];
-    if (c === "\\") j += 2;
-    else if (c === "'") j = skipSingle(text, j, source);
-    else if (c === '"') j = skipDouble(text, j, source);
-    else if (c === "`") j = skipBackquote(text, j, source);
-    else {
-      if (c === "(") depth++;
-      if (c === ")" && --depth === 0) return j + 1;
-      j++;
-    }
+    if (c === CLOSER[nesting] && depth === 0) return j + 1;
+    if (nesting === "parens" && c === "(") depth++;
+    if (nesting === "parens" && c === ")") depth--;
+    j = skipPart(text, j, source, nesting) ?? j + 1;
   }
-  throw syntaxError(source, text, from, "a $( ) substitution");
-}
-
-function skipBraces(text: string, from: number, source: string): number {
-  let j = from + 1;
-  while (j < text.length) {
-    const c = text[j];
-    if (c === "\\") j += 2;
-    else if (c === "'") j = skipSingle(text, j, source);
-    else if (c === '"') j = skipDouble(text, j, source);
-    else if (c === "}") return j + 1;
-    else j++;
-  }
-  throw syntaxError(source, text, from, "a ${ } expansion");
+  throw syntaxError(source, text, from - 1, UNCLOSED[nesting]);
 }
 
 function wordEnd(text: string, from: number, source: string): number {
   let j = from;
-  while (j < text.length) {
-    const c = text[j];
-    if (" \t\n;&|()".includes(c)) return j;
-    if (c === "\\") j += 2;
-    else if (c === "'") j = skipSingle(text, j, source);
-    else if (c === '"') j = skipDouble(text, j, source);
-    else if (c === "`") j = skipBackquote(text, j, source);
-    else if (c === "$" && text[j + 1] === "(") j = skipParens(text, j + 1, source);
-    else if (c === "$" && text[j + 1] === "{") j = skipBraces(text, j + 1, source);
-    else j++;
-  }
+  while (j < text.length && !" \t\n;&|()".includes(text[j])) j = skipPart(text, j, source, "word") ?? j + 1;
   return Math.min(j, text.length);
 }
 
-/** Every assignment that persists in the sourcing shell (not `VAR=x command` environment prefixes). */
+/**
+ * Every assignment that persists in the sourcing shell (not `VAR=x command` environment prefixes).
+ * Here-documents are not understood; none of the files this project edits uses them.
+ */
 export function findShellAssignments(text: string, source: string): ShellAssignment[] {
   const found: ShellAssignment[] = [];
   let pending: ShellAssignment[] = [];
@@ -194,11 +164,12 @@ function decodeShellWord(raw: string): string | undefined {
       j += 2;
     } else if (c === "'") {
       const close = raw.indexOf("'", j + 1);
+      if (close < 0) return undefined;
       value += raw.slice(j + 1, close);
       j = close + 1;
     } else if (c === '"') {
       j++;
-      while (raw[j] !== '"') {
+      while (j < raw.length && raw[j] !== '"') {
         const d = raw[j];
         if (d === "\\" && '$`"\\\n'.includes(raw[j + 1])) {
           if (raw[j + 1] !== "\n") value += raw[j + 1];

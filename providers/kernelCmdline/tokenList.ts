@@ -54,9 +54,7 @@ export interface TokenRequest {
   readonly remove?: readonly string[];
 }
 
-export const NOTHING_OWNED: TokenOwnership = { added: [], replaced: [], removed: [] };
-
-export function formatTokens(list: TokenList): string {
+function formatTokens(list: TokenList): string {
   let text = list.leading;
   list.tokens.forEach((token, i) => {
     text += token + (list.separators[i] ?? "");
@@ -106,13 +104,14 @@ function replaceAt(list: TokenList, index: number, token: string): TokenList {
   return { ...list, tokens };
 }
 
-function removes(syntax: TokenSyntax, token: string, entry: string): boolean {
+/** Whether a `remove` entry takes `token` off: a bare key takes every value, `key=value` only that one. */
+export function isRemovedBy(syntax: TokenSyntax, token: string, entry: string): boolean {
   const key = syntax.key(entry);
   if (key === undefined || syntax.key(token) !== key) return false;
   return entry === key || syntax.satisfies(token, entry);
 }
 
-export function applyTokens(
+function applyTokens(
   list: TokenList,
   request: TokenRequest,
   syntax: TokenSyntax,
@@ -124,7 +123,7 @@ export function applyTokens(
   const removals = request.remove ?? [];
   // From the end, so each recorded index is still right when revert re-inserts in reverse order.
   for (let i = syntax.end(current) - 1; i >= 0 && removals.length > 0; i--) {
-    if (!removals.some((entry) => removes(syntax, current.tokens[i], entry))) continue;
+    if (!removals.some((entry) => isRemovedBy(syntax, current.tokens[i], entry))) continue;
     const result = removeAt(current, i);
     current = result.list;
     removed.push(result.removed);
@@ -152,7 +151,7 @@ export function applyTokens(
 }
 
 /** Undoes `owned`: drops what was added, restores replaced values, re-inserts removed tokens. */
-export function revertTokens(list: TokenList, owned: TokenOwnership, syntax: TokenSyntax): TokenList {
+function revertTokens(list: TokenList, owned: TokenOwnership, syntax: TokenSyntax): TokenList {
   let current = list;
   for (const token of [...owned.added].reverse()) {
     const end = syntax.end(current);

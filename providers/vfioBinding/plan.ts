@@ -1,10 +1,10 @@
 // The whole VfioBinding plan: the selection checked against the host, then whether the kernel can
 // let vfio-pci claim those devices before their host drivers, then the file to write.
 import { KernelModules } from "../initramfsModules/kernelModules";
-import { HostFacts, vendorDevice } from "./hostFacts";
+import { HostFacts } from "./hostFacts";
 import { describeModprobeChanges, renderModprobeConf } from "./modprobeConf";
 import { VfioBindingInputs } from "./schema";
-import { SelectedDevices, hostModules, selectDevices } from "./selectDevices";
+import { SelectedDevices, describeDevices, hostModules, selectDevices } from "./selectDevices";
 
 export interface VfioBindingRequest {
   readonly inputs: VfioBindingInputs;
@@ -57,8 +57,8 @@ export function planVfioBinding(request: VfioBindingRequest): VfioBindingPlan {
     for (const driver of selection.softdepDrivers.filter((d) => kernel.builtin[d] !== undefined)) {
       const driven = selection.devices.filter((d) => hostModules(d).includes(driver));
       errors.push(
-        `${driven.map((d) => `${d.address} (${vendorDevice(d)})`).join(", ")} ${driven.length === 1 ? "is" : "are"} driven by ${driver}, ` +
-          `which kernel ${kernel.release} builds in: it claims them before vfio-pci (a module) can load, and softdep cannot ` +
+        `${describeDevices(driven)} ${driven.length === 1 ? "is" : "are"} driven by ${driver}, which kernel ${kernel.release} ` +
+          `builds in: it claims ${driven.length === 1 ? "it" : "them"} before vfio-pci (a module) can load, and softdep cannot ` +
           `change that. Boot a kernel that builds ${driver} as a module`,
       );
     }

@@ -71,12 +71,15 @@ function listing(items: readonly string[]): string {
   return items.length <= 1 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
 }
 
+/** "0000:00:1d.0 (8086:2934) and 0000:00:1d.7 (8086:293a)", for messages. */
+export const describeDevices = (devices: readonly PciDevice[]): string => listing(devices.map(label));
+
+/** Lists the ids closest to a mistyped one: same vendor and device prefix, else same vendor, else all. */
 function noSuchId(key: string, entry: string, facts: HostFacts): string {
-  const vendor = entry.slice(0, 4).toLowerCase();
-  const sameVendor = sortedUnique(facts.pciDevices.filter((d) => d.vendor === vendor).map(vendorDevice));
-  const example = sameVendor[0] ?? (facts.pciDevices[0] ? vendorDevice(facts.pciDevices[0]) : "8086:3a67");
-  const found = sameVendor.length > 0 ? `its ${vendor} devices are ${sameVendor.join(", ")}` : `it has no ${vendor} device`;
-  return `${key} entry "${entry}" matches no PCI device on the host (${found}); write an id from \`lspci -nn\`, e.g. "${example}"`;
+  const ids = sortedUnique(facts.pciDevices.map(vendorDevice));
+  const wanted = entry.toLowerCase();
+  const near = [wanted.slice(0, 8), wanted.slice(0, 5), ""].map((prefix) => ids.filter((id) => id.startsWith(prefix))).find((tier) => tier.length > 0) ?? [];
+  return `${key} entry "${entry}" matches no PCI device on the host (it has ${near.join(", ")}); write an id from \`lspci -nn\`, e.g. "${near[0] ?? "8086:3a67"}"`;
 }
 
 function noSuchAddress(key: string, entry: string, facts: HostFacts): string {
@@ -176,7 +179,7 @@ export function selectDevices(selection: DeviceSelection, facts: HostFacts): Sel
     if (others.length > 0) {
       warnings.push(
         `${reason} hangs off ${label(controller)}, which shares IOMMU group ${controller.iommuGroup} with ` +
-          `${listing(others.map(label))}; ${others.length === 1 ? "it is" : "they are"} passed through too`,
+          `${describeDevices(others)}; ${others.length === 1 ? "it is" : "they are"} passed through too`,
       );
     }
   }
@@ -226,7 +229,7 @@ export function selectDevices(selection: DeviceSelection, facts: HostFacts): Sel
     if (missing.length > 0) {
       const [verb, them] = missing.length === 1 ? ["is", "it"] : ["are", "them"];
       errors.push(
-        `IOMMU group ${group} is only partly selected: ${listing(missing.map(label))} ${verb} not in \`devices\`; ` +
+        `IOMMU group ${group} is only partly selected: ${describeDevices(missing)} ${verb} not in \`devices\`; ` +
           `add ${them}, or acknowledge ${them} in \`acknowledgeGroupMembers\``,
       );
     }

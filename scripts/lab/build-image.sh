@@ -3,7 +3,8 @@
 # qcow2 base for throwaway overlays. Called by `lab.sh up` (which keys OUT by a hash of this file,
 # guest/ and the apt sources), not directly:
 #   build-image.sh OUT APT_SOURCES QEMU_ACCEL_ARGS...
-# OUT appears only when complete: base.qcow2 and ssh_host_ed25519_key.pub (the key lab.json pins).
+# OUT appears only when complete: base.qcow2, ssh_host_ed25519_key.pub (the key lab.json pins) and
+# firstboot.log (the serial log of the boot that installed GRUB).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1 sources=$2
@@ -44,9 +45,9 @@ grep -qx 'MODULES=dep' "$root/etc/initramfs-tools/initramfs.conf"
 echo vfio-lab >"$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tvfio-lab\n' >"$root/etc/hosts"
 echo 'LABEL=lab-root / ext4 errors=remount-ro 0 1' >"$root/etc/fstab"
-systemctl --root="$root" enable systemd-networkd.service lab-authorized-keys.service lab-firstboot.service
+systemctl --quiet --root="$root" enable systemd-networkd.service lab-authorized-keys.service lab-firstboot.service
 # apt cannot reach a mirror from the lab (restrict=on); its timers would only burn emulated CPU.
-systemctl --root="$root" mask apt-daily.timer apt-daily-upgrade.timer
+systemctl --quiet --root="$root" mask apt-daily.timer apt-daily-upgrade.timer
 rm -f "$root"/etc/ssh/ssh_host_*
 ssh-keygen -q -t ed25519 -N '' -C root@vfio-lab -f "$root/etc/ssh/ssh_host_ed25519_key"
 cp "$root/etc/ssh/ssh_host_ed25519_key.pub" "$work/"

@@ -208,6 +208,8 @@ stop_vm() {
     for _ in $(seq 20); do running_pid >/dev/null || break; sleep 0.5; done
   done
   running_pid >/dev/null && die "QEMU pid $pid did not stop"
+  # QEMU daemonized, so PID 1 reaps it; wait for that so no zombie outlives `down`.
+  for _ in $(seq 20); do [ -e "/proc/$pid" ] || break; sleep 0.5; done
   rm -f "$state/qemu.pid" "$state/lab.json"
   log "stopped pid $pid"
 }

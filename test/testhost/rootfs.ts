@@ -24,7 +24,7 @@ const recipe = {
     "sudo",
     "procps",
     "grub-common", // update-grub / grub-mkconfig
-    "initramfs-tools-core", // update-initramfs
+    "initramfs-tools", // update-initramfs (initramfs-tools-core alone has only mkinitramfs)
   ],
   // Documentation is a third of a minbase tree and every test host copies the tree.
   dpkgOptions: ["path-exclude=/usr/share/doc/*", "path-exclude=/usr/share/man/*", "path-exclude=/usr/share/info/*", "path-exclude=/usr/share/locale/*"],

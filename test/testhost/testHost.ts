@@ -188,6 +188,9 @@ hostname testhost
 # proc(5) is the new PID namespace's, but sysctls are this machine's: make them read-only.
 mount -o bind,ro "$tree/proc/sys" "$tree/proc/sys"
 [ ! -e "$tree/proc/sysrq-trigger" ] || mount -o bind,ro "$tree/proc/sysrq-trigger" "$tree/proc/sysrq-trigger"
+# lspci falls back to /proc/bus/pci when /sys is empty, which would show this machine's devices:
+# a test host has only the PCI devices a test writes into its tree's /sys.
+[ ! -d "$tree/proc/bus" ] || mount -t tmpfs -o ro,mode=0555 tmpfs "$tree/proc/bus"
 # A private devpts, so PTYs work and none of this machine's terminals are visible.
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$tree/dev/pts"
 mount -o bind "$tree/dev/pts/ptmx" "$tree/dev/ptmx"

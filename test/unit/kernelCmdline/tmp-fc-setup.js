@@ -1,1 +1,0 @@
-require("fast-check").configureGlobal({ numRuns: 3000 });
