@@ -1,9 +1,13 @@
 // Entry of the @vfio-host/providers workspace package: what the serialized shims require at run time.
 import type * as pulumi from "@pulumi/pulumi";
 import { hostFileProvider } from "./hostFile";
+import { kernelCmdlineProvider } from "./kernelCmdline/resource";
+import { hostRebootProvider } from "./reboot/resource";
 
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   HostFile: hostFileProvider,
+  KernelCmdline: kernelCmdlineProvider,
+  HostReboot: hostRebootProvider,
 };
 
 export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {

@@ -32,6 +32,13 @@ export interface RemoteHost {
   backupOnce(path: string): Promise<void>;
   /** Puts the original bytes back (or removes a file that did not exist) and forgets the backup. */
   restoreBackup(path: string): Promise<"restored" | "removed" | "no-backup">;
+  /**
+   * Writes `text`, the file with our changes taken out. When that equals the backup (nobody else
+   * edited the file meanwhile) the backup itself goes back, with its mode and owner, and is dropped.
+   */
+  revertFile(path: string, text: string): Promise<void>;
+  /** Drops the pooled connection, e.g. after asking the host to reboot; the next command reconnects. */
+  disconnect(): Promise<void>;
 }
 
 export class RemoteCommandError extends Error {
@@ -129,7 +136,23 @@ function remoteHost(connection: Connection): RemoteHost {
     return result.stdout.trim() as "restored" | "removed" | "no-backup";
   };
 
-  return { label, exec, run, readFile, writeFileAtomic, backupOnce, restoreBackup };
+  const revertFile = async (path: string, text: string) => {
+    const backup = await readFile(BACKUP_ROOT + path);
+    if (backup !== undefined && backup.equals(Buffer.from(text, "utf8"))) await restoreBackup(path);
+    else await writeFileAtomic(path, text);
+  };
+
+  const disconnect = async () => {
+    const entry = pool.get(label);
+    pool.delete(label);
+    const pooled = await entry?.catch(() => undefined);
+    if (pooled) {
+      clearTimeout(pooled.idleTimer);
+      pooled.client.end();
+    }
+  };
+
+  return { label, exec, run, readFile, writeFileAtomic, backupOnce, restoreBackup, revertFile, disconnect };
 }
 
 // Busybox-compatible (Alpine): stat -c instead of chmod --reference; `sync FILE` fsyncs that file.

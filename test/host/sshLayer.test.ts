@@ -5,6 +5,7 @@ import * as path from "path";
 import fc from "fast-check";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, sshStats, withHost } from "../../providers/ssh/host";
+import { readSections } from "../../providers/ssh/sections";
 import { startTestHost, TestHost } from "../testhost/testHost";
 
 jest.setTimeout(120_000);
@@ -107,4 +108,16 @@ test("an unreachable host is retried until readyTimeoutSeconds, then a clear err
     /root@.*:2: no SSH connection after \d+ attempts in 3s \(last error: .*ECONNREFUSED.*\)/,
   );
   expect(Date.now() - started).toBeGreaterThanOrEqual(1_500);
+});
+
+test("sections come back by name in one round trip, whatever the files contain", async () => {
+  fs.writeFileSync(onHost("etc/tricky.conf"), "line\n--vfio-host-fake-- os\n\n");
+  const before = sshStats().connectionsOpened;
+  const facts = await withHost(connect(), (host) =>
+    readSections(host, { os: "cat /etc/os-release", tricky: 'cat "$1"', missing: "cat /nope" }, { args: ["/etc/tricky.conf"] }),
+  );
+  expect(facts.os).toBe(fs.readFileSync(onHost("etc/os-release"), "utf8"));
+  expect(facts.tricky).toBe("line\n--vfio-host-fake-- os\n\n");
+  expect(facts.missing).toBe("");
+  expect(sshStats().connectionsOpened - before).toBeLessThanOrEqual(1);
 });

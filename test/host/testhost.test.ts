@@ -71,6 +71,16 @@ describe("test host: sshd chrooted into its own tree and network namespace", () 
     expect(fs.existsSync(path.join("/etc", name))).toBe(false);
   });
 
+  it("keeps this machine's hostname, sysctls, modules, clock and disks out of reach", async () => {
+    const result = await ssh(host, "root", "hostname; grep CapBnd /proc/self/status; cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness");
+    const [hostname, capBnd] = result.stdout.toString().split("\n");
+    expect(hostname).toBe("testhost");
+    // capabilities(7): CAP_SYS_MODULE 16, CAP_SYS_RAWIO 17, CAP_SYS_ADMIN 21, CAP_SYS_BOOT 22, CAP_SYS_TIME 25, CAP_MKNOD 27.
+    const bounding = BigInt(`0x${capBnd.split(/\s+/)[1]}`);
+    expect([16, 17, 21, 22, 25, 27].filter((bit) => (bounding >> BigInt(bit)) & 1n)).toEqual([]);
+    expect(result.stderr).toContain("Read-only file system");
+  });
+
   it("counts each SSH connection in sshd's log", async () => {
     const before = host.acceptedLogins();
     await ssh(host, "root", "true");

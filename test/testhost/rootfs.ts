@@ -23,10 +23,10 @@ const recipe = {
     "pciutils",
     "sudo",
     "procps",
-    "grub-common", // update-grub / grub-mkconfig
+    "grub2-common", // update-grub; it depends on grub-common (grub-mkconfig)
     "initramfs-tools", // update-initramfs (initramfs-tools-core alone has only mkinitramfs)
   ],
-  // Documentation is a third of a minbase tree and every test host copies the tree.
+  // Documentation is a third of a minbase tree, and nothing on a test host reads it.
   dpkgOptions: ["path-exclude=/usr/share/doc/*", "path-exclude=/usr/share/man/*", "path-exclude=/usr/share/info/*", "path-exclude=/usr/share/locale/*"],
   // mmdebstrap runs a hook as `sh -c HOOK exec TARGET`, so "$1" is the tree (mmdebstrap(1), HOOKS).
   customizeHook: [

@@ -1,0 +1,138 @@
+// The shape every host resource shares: check validates the inputs, then reads the host and plans,
+// so `pulumi preview --diff` lists the exact changes (as `plannedChanges`) and refuses a bad plan
+// before anything is written; create/update re-plan and apply; delete reverts what the state says
+// this resource did; read re-plans to detect drift.
+import type * as pulumi from "@pulumi/pulumi";
+import { isDeepStrictEqual } from "util";
+import { z } from "zod";
+import { Connection, ConnectionSchema, connectionLabel } from "./ssh/connection";
+import { RemoteHost, withHost } from "./ssh/host";
+
+/** The engine's placeholder for a value not known until apply (an output of another resource). */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/** A refusal that belongs to one input key: `pulumi preview` shows it against that key. */
+export class InputError extends Error {
+  constructor(
+    readonly property: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface HostResourceDefinition<I, P, S> {
+  /** The resource's own inputs; `connection` is added and checked here. */
+  schema: z.ZodType<I>;
+  /** Reads the host and plans; `state` is what the last apply recorded (undefined on create and in check). */
+  plan(host: RemoteHost, inputs: I, state: S | undefined): Promise<P>;
+  /** One line per change the plan makes on the host; none means the host is as wanted. */
+  describe(plan: P): string[];
+  /** What the user should know but that changes nothing; shown on the provider's stderr. */
+  warnings?(plan: P): string[];
+  apply(host: RemoteHost, plan: P, inputs: I): Promise<S>;
+  revert(host: RemoteHost, inputs: I, state: S): Promise<void>;
+  /** The resource's id on its host, e.g. the file it owns. */
+  identity(inputs: I): string;
+  /** Inputs whose change means a new resource (old one reverted first). */
+  replaceOnChange?: readonly (keyof I & string)[];
+}
+
+export function hostResourceProvider<I extends object, P, S>(
+  definition: HostResourceDefinition<I, P, S>,
+): pulumi.dynamic.ResourceProvider {
+  const parse = (props: Record<string, unknown>) => {
+    const { connection, plannedChanges: _p, state: _s, inputs: _i, __provider: _v, ...rest } = props;
+    return { connection: ConnectionSchema.parse(connection), inputs: definition.schema.parse(rest) };
+  };
+  const outputs = (connection: Connection, inputs: I, state: S) => ({
+    ...inputs,
+    connection,
+    plannedChanges: [],
+    state,
+  });
+
+  return {
+    async check(_olds, news) {
+      const { connection, plannedChanges: _p, __provider: _v, ...rest } = news;
+      const failures = [
+        ...issues(ConnectionSchema.safeParse(connection), "connection"),
+        ...issues(definition.schema.safeParse(rest), ""),
+      ];
+      if (failures.length > 0) return { failures };
+      const checked = {
+        connection: ConnectionSchema.parse(connection),
+        inputs: definition.schema.parse(rest),
+      };
+      if (JSON.stringify(news).includes(UNKNOWN)) {
+        return { inputs: { ...checked.inputs, connection: checked.connection, plannedChanges: ["(known after apply)"] } };
+      }
+      try {
+        const plannedChanges = await withHost(checked.connection, async (host) => {
+          const plan = await definition.plan(host, checked.inputs, undefined);
+          for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
+          return definition.describe(plan);
+        });
+        return { inputs: { ...checked.inputs, connection: checked.connection, plannedChanges } };
+      } catch (err) {
+        const property = err instanceof InputError ? err.property : "(host)";
+        return { failures: [{ property, reason: (err as Error).message }] };
+      }
+    },
+
+    async diff(_id, olds: Record<string, unknown>, news: Record<string, unknown>) {
+      const before = parse(olds);
+      const after = parse(news);
+      const replaces = [
+        ...(definition.replaceOnChange ?? []).filter((k) => !isDeepStrictEqual(before.inputs[k], after.inputs[k])),
+        ...(before.connection.host !== after.connection.host ? ["connection"] : []),
+      ];
+      const planned = (news.plannedChanges as string[] | undefined) ?? [];
+      const changes =
+        replaces.length > 0 ||
+        planned.length > 0 ||
+        !isDeepStrictEqual(before.inputs, after.inputs) ||
+        !isDeepStrictEqual(before.connection, after.connection);
+      return { changes, replaces, deleteBeforeReplace: true };
+    },
+
+    async create(props: Record<string, unknown>) {
+      const { connection, inputs } = parse(props);
+      const state = await withHost(connection, async (host) =>
+        definition.apply(host, await definition.plan(host, inputs, undefined), inputs),
+      );
+      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, state) };
+    },
+
+    async update(_id, olds: Record<string, unknown>, news: Record<string, unknown>) {
+      const { connection, inputs } = parse(news);
+      const previous = olds.state as S;
+      const state = await withHost(connection, async (host) =>
+        definition.apply(host, await definition.plan(host, inputs, previous), inputs),
+      );
+      return { outs: outputs(connection, inputs, state) };
+    },
+
+    async read(id, props: Record<string, unknown>) {
+      const { connection, inputs } = parse(props);
+      const state = props.state as S;
+      const plannedChanges = await withHost(connection, async (host) =>
+        definition.describe(await definition.plan(host, inputs, state)),
+      );
+      return { id, props: { ...props, plannedChanges } };
+    },
+
+    async delete(_id, props: Record<string, unknown>) {
+      const { connection, inputs } = parse(props);
+      await withHost(connection, (host) => definition.revert(host, inputs, props.state as S));
+    },
+  };
+}
+
+function issues(result: z.ZodSafeParseResult<unknown>, prefix: string): pulumi.dynamic.CheckFailure[] {
+  if (result.success) return [];
+  return result.error.issues.map((issue) => ({
+    property: [prefix, ...issue.path.map(String)].filter((p) => p !== "").join(".") || prefix || "(inputs)",
+    reason: issue.message,
+  }));
+}

@@ -1,0 +1,190 @@
+// KernelCmdline: the kernel arguments this resource owns, in the bootloader's config (GRUB's
+// /etc/default/grub or Alpine's /etc/update-extlinux.conf), then the generated boot config
+// regenerated and checked. Only the arguments it owns are added, replaced or removed.
+import * as pulumi from "@pulumi/pulumi";
+import { dynamicProvider } from "../dynamic";
+import { hostResourceProvider, InputError } from "../hostResource";
+import { ConnectionInput } from "../ssh/connection";
+import { RemoteHost } from "../ssh/host";
+import { catFile, fileFromSection, readSections } from "../ssh/sections";
+import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
+import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
+import { BootConfigCheck } from "./kernelArgs";
+import { KernelCmdlineInputs, resolveBootBackend } from "./schema";
+import { ShellListOwnership } from "./shellVariable";
+
+type Backend = "grub" | "extlinux";
+
+interface BootFacts {
+  defaults?: string;
+  extlinuxDefaults?: string;
+  grubCfg?: string;
+  extlinuxCfg?: string;
+  dropIns: { path: string; text: string }[];
+}
+
+export interface KernelCmdlineState {
+  backend: Backend;
+  /** grub: ShellListOwnership; extlinux: ExtlinuxOwnership. */
+  owned: ShellListOwnership | ExtlinuxOwnership;
+}
+
+interface KernelCmdlinePlan {
+  backend: Backend;
+  path: string;
+  before: string;
+  after: string;
+  owned: KernelCmdlineState["owned"];
+  changes: readonly string[];
+  warnings: readonly string[];
+  /** The generated boot config lacks the arguments even if the source file is right. */
+  stale: boolean;
+}
+
+const backends = {
+  grub: {
+    source: GRUB_DEFAULTS_PATH,
+    generated: GRUB_CFG_PATH,
+    // update-grub is Debian's wrapper; elsewhere grub-mkconfig writes the same file.
+    regenerate: ["sh", "-c", `if command -v update-grub >/dev/null; then update-grub; else grub-mkconfig -o ${GRUB_CFG_PATH}; fi`],
+    regenerateName: "update-grub",
+    verify: (generated: string, inputs: KernelCmdlineInputs) => grubCfgHasArgs(generated, inputs.args),
+  },
+  extlinux: {
+    source: UPDATE_EXTLINUX_CONF_PATH,
+    generated: EXTLINUX_CONF_PATH,
+    regenerate: ["update-extlinux"],
+    regenerateName: "update-extlinux",
+    verify: (generated: string, inputs: KernelCmdlineInputs) => extlinuxCfgHasArgs(generated, inputs.args, inputs.modules),
+  },
+} as const;
+
+async function readBootFacts(host: RemoteHost): Promise<BootFacts> {
+  const s = await readSections(host, {
+    defaults: catFile(GRUB_DEFAULTS_PATH),
+    extlinuxDefaults: catFile(UPDATE_EXTLINUX_CONF_PATH),
+    grubCfg: catFile(GRUB_CFG_PATH),
+    extlinuxCfg: catFile(EXTLINUX_CONF_PATH),
+    // NUL-separated path/content pairs: drop-in names are the host's, not ours to frame.
+    dropIns: `for f in /etc/default/grub.d/*.cfg; do [ -f "$f" ] && printf '%s\\0' "$f" && cat "$f" && printf '\\0'; done`,
+  });
+  const parts = s.dropIns.split("\0");
+  const dropIns = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) dropIns.push({ path: parts[i], text: parts[i + 1] });
+  return {
+    defaults: fileFromSection(s.defaults),
+    extlinuxDefaults: fileFromSection(s.extlinuxDefaults),
+    grubCfg: fileFromSection(s.grubCfg),
+    extlinuxCfg: fileFromSection(s.extlinuxCfg),
+    dropIns,
+  };
+}
+
+/** Pure: what to write, given the host's files and what the last apply owned. */
+export function planKernelCmdline(
+  inputs: KernelCmdlineInputs,
+  facts: BootFacts,
+  state: KernelCmdlineState | undefined,
+): KernelCmdlinePlan {
+  let backend: Backend;
+  try {
+    backend = resolveBootBackend(inputs, {
+      hasDefaultGrub: facts.defaults !== undefined,
+      hasUpdateExtlinuxConf: facts.extlinuxDefaults !== undefined,
+    });
+  } catch (err) {
+    throw new InputError("backend", (err as Error).message);
+  }
+  const previous = state?.backend === backend ? state.owned : undefined;
+  const request = { ensure: inputs.args, remove: inputs.remove };
+  if (backend === "grub") {
+    const before = facts.defaults ?? "";
+    const plan = planGrubDefaults({ ...request, text: before, dropIns: facts.dropIns, previouslyOwned: previous as ShellListOwnership });
+    const stale = !grubCfgHasArgs(facts.grubCfg ?? "", inputs.args).ok;
+    return { backend, path: GRUB_DEFAULTS_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale };
+  }
+  const before = facts.extlinuxDefaults ?? "";
+  const plan = planUpdateExtlinuxConf({ ...request, text: before, modules: inputs.modules, previouslyOwned: previous as ExtlinuxOwnership });
+  const stale = !extlinuxCfgHasArgs(facts.extlinuxCfg ?? "", inputs.args, inputs.modules).ok;
+  return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale };
+}
+
+export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
+  const changed = plan.after !== plan.before;
+  return [
+    ...plan.changes.map((c) => `${plan.path}: ${c}`),
+    ...(changed || plan.stale ? [`regenerate ${backends[plan.backend].generated} (${backends[plan.backend].regenerateName})`] : []),
+  ];
+}
+
+async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck) {
+  const b = backends[backend];
+  await host.run(b.regenerate, { timeoutMs: 10 * 60_000 });
+  const generated = (await host.readFile(b.generated))?.toString("utf8") ?? "";
+  return check(generated);
+}
+
+export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({
+  schema: KernelCmdlineInputs,
+  identity: () => "kernel-cmdline",
+  plan: async (host, inputs, state) => planKernelCmdline(inputs, await readBootFacts(host), state),
+  describe: describeKernelCmdlinePlan,
+  warnings: (plan) => [...plan.warnings],
+
+  async apply(host, plan, inputs) {
+    const changed = plan.after !== plan.before;
+    if (changed) {
+      await host.backupOnce(plan.path);
+      await host.writeFileAtomic(plan.path, plan.after);
+    }
+    if (changed || plan.stale) {
+      const verdict = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs));
+      if (!verdict.ok) {
+        // Leave the host as it was rather than half-configured.
+        await host.writeFileAtomic(plan.path, plan.before);
+        await host.run(backends[plan.backend].regenerate, { timeoutMs: 10 * 60_000 });
+        throw new Error(
+          `${backends[plan.backend].generated} lacks the arguments after regeneration, so ${plan.path} was put back: ` +
+            verdict.problems.join("; "),
+        );
+      }
+    }
+    return { backend: plan.backend, owned: plan.owned };
+  },
+
+  async revert(host, _inputs, state) {
+    const { source } = backends[state.backend];
+    const current = (await host.readFile(source))?.toString("utf8");
+    if (current === undefined) return;
+    const reverted =
+      state.backend === "grub"
+        ? revertGrubDefaults(current, state.owned as ShellListOwnership)
+        : revertUpdateExtlinuxConf(current, state.owned as ExtlinuxOwnership);
+    await host.revertFile(source, reverted);
+    await host.run(backends[state.backend].regenerate, { timeoutMs: 10 * 60_000 });
+  },
+});
+
+export interface KernelCmdlineArgs {
+  connection: pulumi.Input<ConnectionInput>;
+  /** Arguments this resource owns, e.g. ["intel_iommu=on", "iommu=pt"]. */
+  args: pulumi.Input<pulumi.Input<string>[]>;
+  /** Keys (or exact key=value) to take off the line, e.g. ["nomodeset"]. */
+  remove?: pulumi.Input<pulumi.Input<string>[]>;
+  backend?: pulumi.Input<"auto" | "grub" | "extlinux">;
+  /** extlinux only: appended to `modules=`, e.g. ["vfio", "vfio-pci", "vfio_iommu_type1"]. */
+  modules?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+export class KernelCmdline extends pulumi.dynamic.Resource {
+  declare readonly args: pulumi.Output<string[]>;
+  declare readonly plannedChanges: pulumi.Output<string[]>;
+  declare readonly state: pulumi.Output<KernelCmdlineState>;
+
+  constructor(name: string, args: KernelCmdlineArgs, opts?: pulumi.CustomResourceOptions) {
+    super(dynamicProvider("KernelCmdline"), name, { ...args, plannedChanges: undefined, state: undefined }, {
+      ...opts,
+      additionalSecretOutputs: ["connection"],
+    });
+  }
+}
