@@ -3,11 +3,13 @@ import type * as pulumi from "@pulumi/pulumi";
 import { hostFileProvider } from "./hostFile";
 import { kernelCmdlineProvider } from "./kernelCmdline/resource";
 import { hostRebootProvider } from "./reboot/resource";
+import { initramfsModulesProvider } from "./initramfsModules/resource";
 
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   HostFile: hostFileProvider,
   KernelCmdline: kernelCmdlineProvider,
   HostReboot: hostRebootProvider,
+  InitramfsModules: initramfsModulesProvider,
 };
 
 export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {

@@ -1,0 +1,205 @@
+// InitramfsModules: the VFIO modules (and /etc/modprobe.d, which both initramfs builders copy) in
+// the early initramfs of the kernel that boots next, so vfio-pci can claim devices before their
+// host drivers. Debian/Ubuntu: /etc/initramfs-tools/modules + update-initramfs; Alpine:
+// features.d/vfio.modules listed in mkinitfs.conf features= + mkinitfs.
+import * as pulumi from "@pulumi/pulumi";
+import { isDeepStrictEqual } from "util";
+import { z } from "zod";
+import { dynamicProvider } from "../dynamic";
+import { hostResourceProvider, InputError } from "../hostResource";
+import { TokenOwnership } from "../kernelCmdline/tokenList";
+import { ShellListOwnership } from "../kernelCmdline/shellVariable";
+import { ConnectionInput } from "../ssh/connection";
+import { RemoteHost } from "../ssh/host";
+import { catFile, fileFromSection, readSections } from "../ssh/sections";
+import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
+import { KernelModules, missingFromInitramfs, moduleListForKernel, parseModulesBuiltin, parseModulesDep, VfioModule } from "./kernelModules";
+import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
+
+export const InitramfsModulesInputs = z.strictObject({
+  system: z.enum(["auto", "initramfs-tools", "mkinitfs"]).default("auto"),
+  /** Whatever else must be in the image, e.g. VfioBinding's modprobe.d content: a change rebuilds it. */
+  triggers: z.array(z.unknown()).default([]),
+});
+type Inputs = z.output<typeof InitramfsModulesInputs>;
+type System = "initramfs-tools" | "mkinitfs";
+
+export interface InitramfsState {
+  system: System;
+  release: string;
+  owned: TokenOwnership | ShellListOwnership;
+  triggers: unknown[];
+}
+
+interface FileChange {
+  path: string;
+  before: string | undefined;
+  after: string;
+}
+
+interface InitramfsPlan {
+  system: System;
+  kernel: KernelModules;
+  modules: VfioModule[];
+  files: FileChange[];
+  owned: InitramfsState["owned"];
+  changes: string[];
+  /** Why the image must be rebuilt, or undefined. */
+  rebuild?: string;
+}
+
+/** The kernel that boots next: the newest release with both modules and a kernel image, else the running one. */
+export const NEXT_KERNEL_RELEASE = `r=""; for d in $(ls /lib/modules 2>/dev/null | sort -V); do [ -e "/boot/vmlinuz-$d" ] && r=$d; done
+[ -n "$r" ] || r=$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1); [ -n "$r" ] || r=$(uname -r)`;
+
+const systems = {
+  "initramfs-tools": {
+    rebuild: (release: string) => ["update-initramfs", "-u", "-k", release],
+    listing: `lsinitramfs "/boot/initrd.img-$r"`,
+  },
+  mkinitfs: {
+    rebuild: (release: string) => ["mkinitfs", release],
+    // Alpine keeps one image per flavour; list what is in it now.
+    listing: `f=/boot/initramfs-$(echo "$r" | sed 's/.*-//'); [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
+  },
+};
+
+async function readInitramfsFacts(host: RemoteHost) {
+  const s = await readSections(host, {
+    release: `${NEXT_KERNEL_RELEASE}; echo "$r"`,
+    dep: `${NEXT_KERNEL_RELEASE}; cat "/lib/modules/$r/modules.dep"`,
+    builtin: `${NEXT_KERNEL_RELEASE}; cat "/lib/modules/$r/modules.builtin"`,
+    system: "command -v update-initramfs >/dev/null && echo initramfs-tools; command -v mkinitfs >/dev/null && echo mkinitfs",
+    modulesFile: catFile(INITRAMFS_TOOLS_MODULES_PATH),
+    mkinitfsConf: catFile(MKINITFS_CONF_PATH),
+    featureFile: catFile(VFIO_FEATURE_MODULES_PATH),
+    toolsListing: `${NEXT_KERNEL_RELEASE}; ${systems["initramfs-tools"].listing}`,
+    mkinitfsListing: `${NEXT_KERNEL_RELEASE}; ${systems.mkinitfs.listing}`,
+  });
+  const kernel: KernelModules = {
+    release: s.release.trim(),
+    loadable: parseModulesDep(s.dep),
+    builtin: parseModulesBuiltin(s.builtin),
+  };
+  return {
+    kernel,
+    systems: s.system.split("\n").filter(Boolean) as System[],
+    modulesFile: fileFromSection(s.modulesFile),
+    mkinitfsConf: fileFromSection(s.mkinitfsConf),
+    featureFile: fileFromSection(s.featureFile),
+    listing: { "initramfs-tools": s.toolsListing, mkinitfs: s.mkinitfsListing },
+  };
+}
+type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>>;
+
+/** Pure: which files change and whether the image must be rebuilt. */
+export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: InitramfsState | undefined): InitramfsPlan {
+  const system = inputs.system !== "auto" ? inputs.system : facts.systems[0];
+  if (!system || !facts.systems.includes(system)) {
+    throw new InputError(
+      "system",
+      inputs.system === "auto"
+        ? "the host has neither update-initramfs (Debian: apt install initramfs-tools) nor mkinitfs (Alpine: apk add mkinitfs)"
+        : `system: "${inputs.system}" but the host has no ${inputs.system === "mkinitfs" ? "mkinitfs" : "update-initramfs"}`,
+    );
+  }
+  const modules = moduleListForKernel(facts.kernel);
+  const previous = state?.system === system ? state.owned : undefined;
+  let files: FileChange[];
+  let owned: InitramfsState["owned"];
+  let changes: string[];
+  if (system === "initramfs-tools") {
+    const before = facts.modulesFile ?? "";
+    const plan = planInitramfsToolsModules({ text: before, modules: modules.filter((m) => !m.builtin).map((m) => m.name), previouslyOwned: previous as TokenOwnership });
+    files = [{ path: INITRAMFS_TOOLS_MODULES_PATH, before: facts.modulesFile, after: plan.text }];
+    owned = plan.owned;
+    changes = plan.changes.map((c) => `${INITRAMFS_TOOLS_MODULES_PATH}: ${c}`);
+  } else {
+    if (facts.mkinitfsConf === undefined) throw new InputError("system", `${MKINITFS_CONF_PATH} is missing; reinstall mkinitfs`);
+    const conf = planMkinitfsFeatures({ text: facts.mkinitfsConf, previouslyOwned: previous as ShellListOwnership });
+    const feature = renderVfioFeatureModules(modules);
+    files = [
+      { path: VFIO_FEATURE_MODULES_PATH, before: facts.featureFile, after: feature },
+      { path: MKINITFS_CONF_PATH, before: facts.mkinitfsConf, after: conf.text },
+    ];
+    owned = conf.owned;
+    changes = [
+      ...(facts.featureFile !== feature ? [`${VFIO_FEATURE_MODULES_PATH}: ${facts.featureFile === undefined ? "create" : "rewrite"} with ${modules.filter((m) => !m.builtin).map((m) => m.fileName).join(", ")}`] : []),
+      ...conf.changes.map((c) => `${MKINITFS_CONF_PATH}: ${c}`),
+    ];
+  }
+  const written = files.filter((f) => f.before !== f.after);
+  const missing = missingFromInitramfs(facts.listing[system], modules);
+  const rebuild =
+    written.length > 0
+      ? "its configuration changed"
+      : missing.length > 0
+        ? `the image lacks ${missing.join(", ")}`
+        : state && !isDeepStrictEqual(state.triggers, inputs.triggers)
+          ? "its triggers changed"
+          : undefined;
+  return {
+    system,
+    kernel: facts.kernel,
+    modules,
+    files: written,
+    owned,
+    changes: [...changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${systems[system].rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])],
+    rebuild,
+  };
+}
+
+async function rebuildAndVerify(host: RemoteHost, system: System, release: string, modules: VfioModule[]) {
+  console.error(`${host.label}: rebuilding the initramfs of ${release} (this takes a while)`);
+  await host.run(systems[system].rebuild(release), { timeoutMs: 30 * 60_000 });
+  const listing = await readSections(host, { listing: `r=$1; ${systems[system].listing}` }, { args: [release] });
+  const missing = missingFromInitramfs(listing.listing, modules);
+  if (missing.length > 0) {
+    throw new Error(`the rebuilt initramfs of ${release} still lacks ${missing.join(", ")}; see ${systems[system].rebuild(release).join(" ")}`);
+  }
+}
+
+export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPlan, InitramfsState>({
+  schema: InitramfsModulesInputs,
+  identity: () => "initramfs",
+  plan: async (host, inputs, state) => planInitramfs(inputs, await readInitramfsFacts(host), state),
+  describe: (plan) => plan.changes,
+  async apply(host, plan, inputs) {
+    for (const file of plan.files) {
+      await host.backupOnce(file.path);
+      await host.writeFileAtomic(file.path, file.after);
+    }
+    if (plan.rebuild) await rebuildAndVerify(host, plan.system, plan.kernel.release, plan.modules);
+    return { system: plan.system, release: plan.kernel.release, owned: plan.owned, triggers: inputs.triggers };
+  },
+  async revert(host, _inputs, state) {
+    if (state.system === "initramfs-tools") {
+      const current = (await host.readFile(INITRAMFS_TOOLS_MODULES_PATH))?.toString("utf8");
+      if (current !== undefined) await host.revertFile(INITRAMFS_TOOLS_MODULES_PATH, revertInitramfsToolsModules(current, state.owned as TokenOwnership));
+    } else {
+      const conf = (await host.readFile(MKINITFS_CONF_PATH))?.toString("utf8");
+      if (conf !== undefined) await host.revertFile(MKINITFS_CONF_PATH, revertMkinitfsFeatures(conf, state.owned as ShellListOwnership));
+      await host.restoreBackup(VFIO_FEATURE_MODULES_PATH);
+    }
+    console.error(`${host.label}: rebuilding the initramfs of ${state.release} without the VFIO modules`);
+    await host.run(systems[state.system].rebuild(state.release), { timeoutMs: 30 * 60_000 });
+  },
+});
+
+export interface InitramfsModulesArgs {
+  connection: pulumi.Input<ConnectionInput>;
+  system?: pulumi.Input<"auto" | "initramfs-tools" | "mkinitfs">;
+  triggers?: pulumi.Input<unknown[]>;
+}
+
+export class InitramfsModules extends pulumi.dynamic.Resource {
+  declare readonly plannedChanges: pulumi.Output<string[]>;
+  declare readonly state: pulumi.Output<InitramfsState>;
+
+  constructor(name: string, args: InitramfsModulesArgs, opts?: pulumi.CustomResourceOptions) {
+    super(dynamicProvider("InitramfsModules"), name, { ...args, plannedChanges: undefined, state: undefined }, {
+      ...opts,
+      additionalSecretOutputs: ["connection"],
+    });
+  }
+}
