@@ -157,7 +157,8 @@ cmd_up() {
   accel=$(choose_accel)
   port=$(pick_port)
   log "booting with $accel, SSH on 127.0.0.1:$port"
-  if ! booted=$(boot "$accel" "$port" "$boot_timeout"); then
+  # Real KVM boots in seconds; two minutes without SSH means this KVM cannot run the guest.
+  if ! booted=$(boot "$accel" "$port" "$([ "$accel" = kvm ] && echo 120 || echo "$boot_timeout")"); then
     [ "$accel" = kvm ] || die "the lab did not boot"
     log "KVM did not boot the lab; falling back to TCG"
     accel=tcg
