@@ -4,12 +4,14 @@ import { hostFileProvider } from "./hostFile";
 import { kernelCmdlineProvider } from "./kernelCmdline/resource";
 import { hostRebootProvider } from "./reboot/resource";
 import { initramfsModulesProvider } from "./initramfsModules/resource";
+import { vfioBindingProvider } from "./vfioBinding/resource";
 
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   HostFile: hostFileProvider,
   KernelCmdline: kernelCmdlineProvider,
   HostReboot: hostRebootProvider,
   InitramfsModules: initramfsModulesProvider,
+  VfioBinding: vfioBindingProvider,
 };
 
 export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {

@@ -1,0 +1,123 @@
+// What a host offers for passthrough, as plain data: its IOMMU groups with their devices, and its
+// USB buses with the controller, group and devices of each. Built by a pure function from the facts
+// VfioBinding reads, so a program, the CLI and the tests all see the same thing.
+import { PciDevice, vendorDevice } from "../vfioBinding/hostFacts";
+import type { VfioHostReading } from "../vfioBinding/readFacts";
+
+/** Why the host cannot do without a device. */
+export type HostRole = "root filesystem" | "SSH NIC";
+
+export interface DiscoveredPciDevice {
+  /** "0000:00:1a.0". */
+  readonly address: string;
+  /** "8086:3a67". */
+  readonly vendorDevice: string;
+  /** Base class and subclass, "0c03". */
+  readonly class: string;
+  /** As lspci names the class: "USB controller". */
+  readonly className: string;
+  /** As lspci names the device: "Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #4". */
+  readonly name: string;
+  /** The driver bound now; absent when none is. */
+  readonly driver?: string;
+  readonly iommuGroup?: number;
+  readonly hostRoles: readonly HostRole[];
+}
+
+export interface DiscoveredIommuGroup {
+  readonly group: number;
+  readonly devices: readonly DiscoveredPciDevice[];
+}
+
+export interface DiscoveredUsbDevice {
+  /** "046d:c52b". */
+  readonly vendorProduct: string;
+  readonly product?: string;
+}
+
+export interface DiscoveredUsbBus {
+  readonly bus: number;
+  readonly controllerAddress: string;
+  /** Undefined only when lspci does not list the controller sysfs names. */
+  readonly controller?: DiscoveredPciDevice;
+  /** What is plugged in, root hub left out. */
+  readonly devices: readonly DiscoveredUsbDevice[];
+}
+
+export interface HostDiscovery {
+  /** user@host:port. */
+  readonly host: string;
+  /** Whether the running kernel has IOMMU groups at all. */
+  readonly iommuEnabled: boolean;
+  /** The IOMMU switches on the running kernel's command line ("intel_iommu=on", "iommu=pt"). */
+  readonly iommuArgs: readonly string[];
+  /** Whose IOMMU the host bridge implies, for the advice on turning it on. */
+  readonly platform: "intel" | "amd" | "unknown";
+  readonly groups: readonly DiscoveredIommuGroup[];
+  /** Devices in no group: all of them while the IOMMU is off. */
+  readonly ungrouped: readonly DiscoveredPciDevice[];
+  readonly usbBuses: readonly DiscoveredUsbBus[];
+  readonly kernel: { readonly running: string; readonly next: string };
+  readonly warnings: readonly string[];
+}
+
+/** Root hubs are the kernel's own devices on every bus (vendor 1d6b, the Linux Foundation). */
+const isRootHub = (vendorProduct: string) => vendorProduct.startsWith("1d6b:");
+
+function discoveredDevice(d: PciDevice, roles: ReadonlyMap<string, HostRole[]>): DiscoveredPciDevice {
+  // parseLspci keeps lspci's "<class name>: <device name>"; class names hold no ": ".
+  const description = d.description ?? "";
+  const colon = description.indexOf(": ");
+  return {
+    address: d.address,
+    vendorDevice: vendorDevice(d),
+    class: d.class,
+    className: colon >= 0 ? description.slice(0, colon) : "Class",
+    name: colon >= 0 ? description.slice(colon + 2) : description,
+    ...(d.driver ? { driver: d.driver } : {}),
+    ...(d.iommuGroup !== undefined ? { iommuGroup: d.iommuGroup } : {}),
+    hostRoles: roles.get(d.address) ?? [],
+  };
+}
+
+export function buildHostDiscovery(host: string, reading: VfioHostReading): HostDiscovery {
+  const { facts } = reading;
+  const roles = new Map<string, HostRole[]>();
+  const mark = (addresses: readonly string[], role: HostRole) =>
+    addresses.forEach((address) => roles.set(address, [...(roles.get(address) ?? []), role]));
+  mark(facts.rootFilesystemControllers, "root filesystem");
+  mark(facts.sshNicAddresses, "SSH NIC");
+
+  const devices = [...facts.pciDevices].sort((a, b) => a.address.localeCompare(b.address)).map((d) => discoveredDevice(d, roles));
+  const byAddress = new Map(devices.map((d) => [d.address, d]));
+  const groupNumbers = [...new Set(devices.flatMap((d) => (d.iommuGroup === undefined ? [] : [d.iommuGroup])))].sort((a, b) => a - b);
+
+  const buses = [...new Set(facts.usbDevices.map((u) => u.bus))].sort((a, b) => a - b);
+  const usbBuses = buses.map((bus): DiscoveredUsbBus => {
+    const onBus = facts.usbDevices.filter((u) => u.bus === bus);
+    const controllerAddress = onBus[0].controllerAddress;
+    const controller = byAddress.get(controllerAddress);
+    return {
+      bus,
+      controllerAddress,
+      ...(controller ? { controller } : {}),
+      devices: onBus
+        .filter((u) => !isRootHub(u.vendorProduct))
+        .map((u) => ({ vendorProduct: u.vendorProduct, ...(u.description ? { product: u.description } : {}) })),
+    };
+  });
+
+  const hostBridge = facts.pciDevices.find((d) => d.class === "0600");
+  const iommuArgs = reading.cmdline.split(/\s+/).filter((arg) => /^(intel_iommu|amd_iommu|iommu)=/.test(arg));
+  return {
+    host,
+    iommuEnabled: groupNumbers.length > 0,
+    iommuArgs,
+    platform: hostBridge?.vendor === "8086" ? "intel" : hostBridge?.vendor === "1022" ? "amd" : "unknown",
+    groups: groupNumbers.map((group) => ({ group, devices: devices.filter((d) => d.iommuGroup === group) })),
+    ungrouped: devices.filter((d) => d.iommuGroup === undefined),
+    usbBuses,
+    kernel: { running: reading.runningKernel, next: reading.kernel.release },
+    warnings: reading.warnings,
+  };
+}

@@ -1,0 +1,107 @@
+// VfioBinding: /etc/modprobe.d/vfio.conf telling vfio-pci which devices to claim at boot, after
+// the selection was checked against the host (whole IOMMU groups, nothing the host needs to boot or
+// to keep this SSH session). The initramfs carries modprobe.d, so InitramfsModules rebuilds it
+// when this content changes.
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { dynamicProvider } from "../dynamic";
+import { hostResourceProvider, InputError } from "../hostResource";
+import { ConnectionInput } from "../ssh/connection";
+import { MODPROBE_CONF_PATH } from "./modprobeConf";
+import { planVfioBinding } from "./plan";
+import { readVfioHostFacts } from "./readFacts";
+import { VfioBindingInputs } from "./schema";
+
+const ResourceInputs = z.strictObject({
+  selection: VfioBindingInputs,
+  /** The file under /etc/modprobe.d this resource owns. */
+  path: z
+    .string()
+    .regex(/^\/etc\/modprobe\.d\/[A-Za-z0-9_.-]+\.conf$/, "path must be a .conf file directly in /etc/modprobe.d, e.g. /etc/modprobe.d/vfio.conf")
+    .default(MODPROBE_CONF_PATH),
+  /** The stack's KernelCmdline turns the IOMMU on at the next boot (groups are checked after it). */
+  iommuAtNextBoot: z.boolean().default(false),
+});
+type Inputs = z.output<typeof ResourceInputs>;
+
+export interface VfioBindingState {
+  path: string;
+  content: string;
+  /** The chosen devices' PCI addresses, their ids and groups: what the reboot verifies. */
+  addresses: string[];
+  ids: string[];
+  groups: number[];
+  groupCheck: "enforced" | "deferred";
+}
+
+type Plan = VfioBindingState & { changes: string[]; warnings: string[]; current?: string };
+
+export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindingState>({
+  schema: ResourceInputs,
+  identity: (inputs) => inputs.path,
+  async plan(host, inputs) {
+    const reading = await readVfioHostFacts(host);
+    const current = (await host.readFile(inputs.path))?.toString("utf8");
+    const hasGroups = reading.facts.pciDevices.some((d) => d.iommuGroup !== undefined);
+    const plan = planVfioBinding({
+      inputs: inputs.selection,
+      facts: { ...reading.facts, iommuEnabledAtNextBoot: hasGroups || inputs.iommuAtNextBoot },
+      kernel: reading.kernel,
+      modprobe: reading.modprobe,
+      currentConf: current,
+    });
+    if (!plan.ok) throw new InputError("selection", plan.errors.join("\n"));
+    if (plan.kernelArgs.length > 0) {
+      throw new InputError(
+        "selection",
+        `kernel ${reading.kernel.release} builds vfio in, so its options must be kernel arguments: add ${plan.kernelArgs.join(" ")} to kernelArgs`,
+      );
+    }
+    const s = plan.selection;
+    return {
+      path: inputs.path,
+      content: plan.content,
+      addresses: [...s.addresses],
+      ids: [...s.ids],
+      groups: [...s.groups],
+      groupCheck: s.groupCheck,
+      changes: plan.changes.map((c) => `${inputs.path}: ${c}`),
+      warnings: [...plan.warnings, ...reading.warnings],
+      current,
+    };
+  },
+  describe: (plan) => (plan.current === plan.content ? [] : plan.changes.length > 0 ? plan.changes : [`${plan.path}: rewrite`]),
+  warnings: (plan) => plan.warnings,
+  async apply(host, plan) {
+    if (plan.current !== plan.content) {
+      await host.backupOnce(plan.path);
+      await host.writeFileAtomic(plan.path, plan.content);
+    }
+    const { changes: _c, warnings: _w, current: _p, ...state } = plan;
+    return state;
+  },
+  async revert(host, _inputs, state) {
+    // The whole file is ours: what was there before (or nothing) comes back.
+    await host.restoreBackup(state.path);
+  },
+});
+
+export interface VfioBindingArgs {
+  connection: pulumi.Input<ConnectionInput>;
+  /** What to hand to vfio-pci: devices (ids or addresses), iommuGroups, usbDevices, and the safety overrides. */
+  selection: pulumi.Input<z.input<typeof VfioBindingInputs>>;
+  path?: pulumi.Input<string>;
+  iommuAtNextBoot?: pulumi.Input<boolean>;
+}
+
+export class VfioBinding extends pulumi.dynamic.Resource {
+  declare readonly plannedChanges: pulumi.Output<string[]>;
+  declare readonly state: pulumi.Output<VfioBindingState>;
+
+  constructor(name: string, args: VfioBindingArgs, opts?: pulumi.CustomResourceOptions) {
+    super(dynamicProvider("VfioBinding"), name, { ...args, plannedChanges: undefined, state: undefined }, {
+      ...opts,
+      additionalSecretOutputs: ["connection"],
+    });
+  }
+}
