@@ -19,7 +19,7 @@ const example: Record<string, string> = {
   reboot: 'vfio-host:reboot: "auto" (or "never")',
 };
 
-const list = (item: z.ZodType = z.string()) => z.array(item);
+const list = () => z.array(z.string());
 
 export const StackConfigSchema = z
   .strictObject({
