@@ -114,9 +114,12 @@ export function renderGroupConfig(d: HostDiscovery, group: number): string {
         "unless it is taken out of this group's selection (VfioBinding refuses it without allowHostCritical).",
     );
   }
-  lines.push("  vfio-host:devices:");
-  for (const m of members) {
-    lines.push(`    - "${byId ? m.vendorDevice : m.address}" # ${byId ? m.address : m.vendorDevice} ${m.className}: ${m.name}`);
-  }
+  const entries = byId
+    ? [...new Set(members.map((m) => m.vendorDevice))].map((id) => {
+        const same = members.filter((m) => m.vendorDevice === id);
+        return `"${id}" # ${same.map((m) => m.address).join(", ")} ${same[0].className}: ${same[0].name}`;
+      })
+    : members.map((m) => `"${m.address}" # ${m.vendorDevice} ${m.className}: ${m.name}`);
+  lines.push("  vfio-host:devices:", ...entries.map((entry) => `    - ${entry}`));
   return lines.join("\n") + "\n";
 }
