@@ -131,12 +131,20 @@ async function connectionFor(target: Target): Promise<ConnectionInput> {
     case "stack": {
       // The project's wrapper gives the CLI its backend and passphrase (scripts/pulumi-env.sh).
       const root = path.resolve(__dirname, "../..");
-      const stdout = execFileSync("bash", [path.join(root, "scripts/pulumi.sh"), "config", "--show-secrets", "--json", "-s", target.stack], {
-        cwd: root,
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "inherit"],
-        maxBuffer: 16 << 20,
-      });
+      let stdout: string;
+      try {
+        stdout = execFileSync("bash", [path.join(root, "scripts/pulumi.sh"), "config", "--show-secrets", "--json", "-s", target.stack], {
+          cwd: root,
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "inherit"],
+          maxBuffer: 16 << 20,
+        });
+      } catch {
+        throw new Error(
+          `could not read the config of stack ${target.stack} (\`npm run pulumi -- config --show-secrets --json -s ${target.stack}\` failed, ` +
+            "its error is above); `npm run pulumi -- stack ls` lists the stacks",
+        );
+      }
       return connectionFromStackConfig(JSON.parse(stdout), target.stack);
     }
   }
@@ -144,7 +152,7 @@ async function connectionFor(target: Target): Promise<ConnectionInput> {
 
 /** The two tables, the notes, and the config for `group` (or the suggested one). */
 export function renderReport(discovery: HostDiscovery, group?: number): string {
-  const parts = [renderIommuGroups(discovery), renderUsbTable(discovery)];
+  const parts = [`IOMMU groups of ${discovery.host}:\n${renderIommuGroups(discovery)}`, `USB buses:\n${renderUsbTable(discovery)}`];
   if (discovery.warnings.length > 0) parts.push(`Notes:\n${discovery.warnings.map((w) => `- ${w}\n`).join("")}`);
   const chosen = group ?? suggestedGroup(discovery);
   if (discovery.iommuEnabled && chosen !== undefined) {

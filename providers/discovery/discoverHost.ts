@@ -21,5 +21,5 @@ export async function discoverHost(connection: ConnectionInput): Promise<HostDis
  * holds nothing secret, so it is unwrapped to stay readable in `pulumi stack output`.
  */
 export function discoverHostOutput(connection: pulumi.Input<ConnectionInput>): pulumi.Output<HostDiscovery> {
-  return pulumi.unsecret(pulumi.output(connection).apply((c) => discoverHost(c as ConnectionInput)));
+  return pulumi.unsecret(pulumi.output(connection).apply(discoverHost));
 }

@@ -57,9 +57,13 @@ export interface HostDiscovery {
   /** Devices in no group: all of them while the IOMMU is off. */
   readonly ungrouped: readonly DiscoveredPciDevice[];
   readonly usbBuses: readonly DiscoveredUsbBus[];
+  /** USB controllers with no bus: bound to vfio-pci (passed through already) or to no driver. */
+  readonly usbControllersWithoutBus: readonly DiscoveredPciDevice[];
   readonly kernel: { readonly running: string; readonly next: string };
   readonly warnings: readonly string[];
 }
+
+export const USB_CONTROLLER_CLASS = "0c03";
 
 /** Root hubs are the kernel's own devices on every bus (vendor 1d6b, the Linux Foundation). */
 const isRootHub = (vendorProduct: string) => vendorProduct.startsWith("1d6b:");
@@ -117,6 +121,7 @@ export function buildHostDiscovery(host: string, reading: VfioHostReading): Host
     groups: groupNumbers.map((group) => ({ group, devices: devices.filter((d) => d.iommuGroup === group) })),
     ungrouped: devices.filter((d) => d.iommuGroup === undefined),
     usbBuses,
+    usbControllersWithoutBus: devices.filter((d) => d.class === USB_CONTROLLER_CLASS && !usbBuses.some((bus) => bus.controllerAddress === d.address)),
     kernel: { running: reading.runningKernel, next: reading.kernel.release },
     warnings: reading.warnings,
   };

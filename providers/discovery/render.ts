@@ -2,12 +2,10 @@
 // `for g in /sys/kernel/iommu_groups/*; do lspci -nns ...` listing), the USB bus table, and the
 // stack config that selects a whole group. Pure: the discovery data in, a string out.
 import { PCI_BRIDGE_CLASS } from "../vfioBinding/hostFacts";
-import { DiscoveredPciDevice, HostDiscovery, HostRole } from "./inventory";
-
-const USB_CONTROLLER_CLASS = "0c03";
+import { DiscoveredPciDevice, HostDiscovery, HostRole, USB_CONTROLLER_CLASS } from "./inventory";
 
 const roleText: Record<HostRole, string> = {
-  "root filesystem": "the host's root filesystem",
+  "root filesystem": "holds the host's root filesystem",
   "SSH NIC": "carries this SSH session",
 };
 
@@ -33,8 +31,10 @@ export function iommuOffAdvice(d: Pick<HostDiscovery, "host" | "iommuArgs" | "pl
       : d.platform === "amd"
         ? '["amd_iommu=on", "iommu=pt"]'
         : '["intel_iommu=on", "iommu=pt"] (AMD: ["amd_iommu=on", "iommu=pt"])';
+  const disabling = d.iommuArgs.filter((arg) => /^(intel_iommu|amd_iommu)=off$/.test(arg));
+  const why = disabling.length > 0 ? ` (the running kernel was booted with ${disabling.join(" ")})` : "";
   return (
-    `The IOMMU is off on ${d.host}: /sys/kernel/iommu_groups is empty, so there are no IOMMU groups and nothing can be ` +
+    `The IOMMU is off on ${d.host}${why}: /sys/kernel/iommu_groups is empty, so there are no IOMMU groups and nothing can be ` +
     `passed through yet. First apply KernelCmdline with args ${args} and reboot; then discover again to see the groups.`
   );
 }
@@ -63,16 +63,30 @@ function table(header: readonly string[], rows: readonly (readonly string[])[], 
   return [header, ...rows].map(line).join("\n") + "\n";
 }
 
-/** One row per USB bus: its controller, the controller's group, and what is plugged in (one per line). */
+const controllerCells = (address: string, c: DiscoveredPciDevice | undefined) => [
+  address,
+  c?.vendorDevice ?? "?",
+  c?.driver ?? "-",
+  c?.iommuGroup === undefined ? "-" : String(c.iommuGroup),
+];
+
+/**
+ * One row per USB bus: its controller, the controller's group, and what is plugged in (one per
+ * line); then the USB controllers that have no bus because vfio-pci (or no driver) holds them.
+ */
 export function renderUsbTable(d: HostDiscovery): string {
-  if (d.usbBuses.length === 0) return `No USB buses on ${d.host}.\n`;
-  const rows = d.usbBuses.flatMap((bus) => {
-    const c = bus.controller;
+  if (d.usbBuses.length + d.usbControllersWithoutBus.length === 0) return `No USB controllers on ${d.host}.\n`;
+  const busRows = d.usbBuses.flatMap((bus) => {
     const devices = bus.devices.length > 0 ? bus.devices.map((u) => (u.product ? `${u.vendorProduct} ${u.product}` : u.vendorProduct)) : ["-"];
-    const first = [String(bus.bus), bus.controllerAddress, c?.vendorDevice ?? "?", c?.driver ?? "-", c?.iommuGroup === undefined ? "-" : String(c.iommuGroup)];
+    const first = [String(bus.bus), ...controllerCells(bus.controllerAddress, bus.controller)];
     return devices.map((device, i) => [...(i === 0 ? first : first.map(() => "")), device]);
   });
-  return table(["Bus", "Controller", "Id", "Driver", "IOMMU group", "USB devices"], rows, new Set([0, 4]));
+  const idleRows = d.usbControllersWithoutBus.map((c) => [
+    "-",
+    ...controllerCells(c.address, c),
+    c.driver === "vfio-pci" ? "(no bus: bound to vfio-pci)" : c.driver ? "(no bus)" : "(no bus: no driver bound)",
+  ]);
+  return table(["Bus", "Controller", "Id", "Driver", "IOMMU group", "USB devices"], [...busRows, ...idleRows], new Set([0, 4]));
 }
 
 /** The group a person most likely came for: the first whose devices include a USB controller and nothing the host needs. */

@@ -39,7 +39,7 @@ export interface VfioHostReading {
  * (Debian/Ubuntu: vmlinuz-<release>; Alpine: vmlinuz-<flavor>, the release's last word). GRUB's
  * generated menu puts the newest version first, so after an upgrade that is what the reboot runs,
  * not `uname -r`; leftover module trees of removed kernels have no image and do not count. The sort
- * key zero-pads every number of the release ("6.1.0-31" before "6.12.0-1"): busybox sort has no -V.
+ * key zero-pads every number of the release ("6.1.0-31" before "6.12.0-1"): `sort -V` is not POSIX.
  */
 const NEXT_KERNEL = `release=$(for dep in /lib/modules/*/modules.dep; do
   r=\${dep%/modules.dep}; r=\${r##*/}
@@ -132,7 +132,7 @@ function tagged(text: string, tag: string): string[] {
     .map((line) => line.slice(tag.length + 1).trim());
 }
 
-const unique = (items: readonly string[]): string[] => [...new Set(items)];
+const sortedUnique = (items: readonly string[]): string[] => [...new Set(items)].sort();
 
 export interface RootDisks {
   /** What / is mounted from, as findmnt says: "/dev/mapper/vg-root", "overlay", "rpool/ROOT/debian". */
@@ -148,7 +148,7 @@ export function parseRootDisks(text: string): RootDisks {
   const disks = tagged(text, "disk");
   return {
     source: tagged(text, "source")[0] ?? "",
-    controllers: unique(disks.flatMap((path) => pciAddressOfSysfsPath(path) ?? [])),
+    controllers: sortedUnique(disks.flatMap((path) => pciAddressOfSysfsPath(path) ?? [])),
     offPci: disks.filter((path) => pciAddressOfSysfsPath(path) === undefined),
   };
 }
@@ -199,10 +199,11 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
   const inSysfs = sections.pciSysfs.split(/\s+/).flatMap((name) => normalizePciAddress(name) ?? []);
   const unlisted = inSysfs.filter((address) => !listed.has(address));
   if (unlisted.length > 0) {
+    const problem = tools.has("lspci")
+      ? `\`lspci -Dnnk\` does not list ${unlisted.length} of the ${inSysfs.length} PCI devices in /sys/bus/pci/devices (e.g. ${unlisted[0]})`
+      : `lspci is not installed, so nothing names the ${inSysfs.length} PCI devices in /sys/bus/pci/devices`;
     throw new Error(
-      `${label}: \`lspci -Dnnk\` ${tools.has("lspci") ? "does not list" : "is not installed, so nothing lists"} ` +
-        `${unlisted.length} of the ${inSysfs.length} PCI devices in /sys/bus/pci/devices (e.g. ${unlisted[0]}); ` +
-        "install pciutils on the host (apt install pciutils, apk add pciutils: busybox's lspci lacks -D, -nn and -k)",
+      `${label}: ${problem}; install pciutils on the host (apt install pciutils, apk add pciutils: busybox's lspci lacks -D, -nn and -k)`,
     );
   }
 
@@ -249,7 +250,7 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
       pciDevices,
       usbDevices: parseUsbDevices(sections.usb),
       rootFilesystemControllers: root.controllers,
-      sshNicAddresses: unique(ssh.nics.map((nic) => nic.address)),
+      sshNicAddresses: sortedUnique(ssh.nics.map((nic) => nic.address)),
     },
     kernel,
     runningKernel: releases.running,

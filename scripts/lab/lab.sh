@@ -51,7 +51,8 @@ choose_accel() {
 set_accel_args() {
   case $1 in
     kvm) accel_args=(-accel kvm -cpu host) ;;
-    tcg) accel_args=(-accel tcg,tb-size=128) ;;
+    # qemu64 has svm, which TCG emulates: libvirt in the lab gets a working /dev/kvm for nested domains.
+    tcg) accel_args=(-accel tcg,tb-size=128 -cpu qemu64) ;;
   esac
 }
 
@@ -142,8 +143,12 @@ boot() {
 cmd_up() {
   local pid image accel port booted seconds
   if pid=$(running_pid); then
-    log "already running (pid $pid)"
-    return
+    if [ -f "$state/lab.json" ]; then
+      log "already running (pid $pid)"
+      return
+    fi
+    log "pid $pid runs without lab.json (an interrupted up): starting it again"
+    stop_vm force
   fi
   image=$(ensure_image)
   if [ ! -f "$state/id_ed25519" ]; then
@@ -230,7 +235,7 @@ cmd_status() {
   local pid
   if pid=$(running_pid); then
     echo "running (pid $pid)"
-    cat "$state/lab.json"
+    cat "$state/lab.json" 2>/dev/null || echo "booting: lab.json appears once SSH answers"
   else
     echo "stopped"
     [ -f "$(image_dir)/base.qcow2" ] && echo "image: $(image_dir)/base.qcow2" || echo "image: not built yet"

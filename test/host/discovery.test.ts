@@ -1,0 +1,246 @@
+// readVfioHostFacts and discovery over real SSH, against the test host. Its /sys is an empty
+// directory of its own tree (testHost.ts keeps this machine's devices out), so the test first reads
+// the bare host, then writes a sysfs shaped like the lab VM into the tree (PCI devices lspci can
+// read, IOMMU groups, USB buses, root filesystem on LVM, SSH on a bridge over a bond) and checks that
+// every section's shell finds what was written.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { discoverHost, discoverHostOutput } from "../../providers/discovery/discoverHost";
+import { renderGroupConfig, renderIommuGroups, renderUsbTable } from "../../providers/discovery/render";
+import { parseModulesBuiltin, parseModulesDep } from "../../providers/initramfsModules/kernelModules";
+import { ConnectionSchema } from "../../providers/ssh/connection";
+import { closeAllConnections, withHost } from "../../providers/ssh/host";
+import { parseIommuGroups, parseLspci, parseUsbDevices, PciDevice } from "../../providers/vfioBinding/hostFacts";
+import { readVfioHostFacts } from "../../providers/vfioBinding/readFacts";
+import { startTestHost, TestHost } from "../testhost/testHost";
+import { labGroups, labLspci, labUsb } from "../unit/vfioBinding/fixtures";
+
+jest.setTimeout(120_000);
+
+let testHost: TestHost;
+beforeAll(async () => {
+  testHost = await startTestHost();
+}, 15 * 60_000);
+afterAll(async () => {
+  await closeAllConnections();
+  await testHost?.stop();
+});
+
+const connection = () => ({ host: testHost.host, port: testHost.port, privateKey: testHost.privateKey, hostKey: testHost.hostKey });
+const read = () => withHost(ConnectionSchema.parse(connection()), readVfioHostFacts);
+const label = () => `root@${testHost.host}:${testHost.port}`;
+const inTree = (p: string) => path.join(testHost.rootfs, p);
+const moduleFixture = (name: string) => fs.readFileSync(path.join(__dirname, "../unit/initramfsModules/fixtures", name), "utf8");
+
+function write(p: string, content: string | Buffer): void {
+  fs.mkdirSync(path.dirname(inTree(p)), { recursive: true });
+  fs.writeFileSync(inTree(p), content);
+}
+
+/** A relative symlink at `link` to `target`, both paths inside the tree, as sysfs makes them. */
+function link(linkPath: string, target: string): void {
+  fs.mkdirSync(path.dirname(inTree(linkPath)), { recursive: true });
+  fs.symlinkSync(path.relative(path.dirname(linkPath), target), inTree(linkPath));
+}
+
+/** The 256-byte config space lspci reads a device's header from (PCI Local Bus spec, type 0 header). */
+function configSpace(d: PciDevice): Buffer {
+  const config = Buffer.alloc(256);
+  config.writeUInt16LE(parseInt(d.vendor, 16), 0x00);
+  config.writeUInt16LE(parseInt(d.device, 16), 0x02);
+  config.writeUInt16LE(parseInt(d.class, 16), 0x0a);
+  return config;
+}
+
+/** The lab's PCI devices (from its lspci fixture), with driver links and IOMMU groups. */
+function writePciDevices(devices: readonly PciDevice[], groups: ReadonlyMap<string, number>): void {
+  for (const d of devices) {
+    const dir = `/sys/devices/pci0000:00/${d.address}`;
+    write(`${dir}/vendor`, `0x${d.vendor}\n`);
+    write(`${dir}/device`, `0x${d.device}\n`);
+    write(`${dir}/class`, `0x${d.class}00\n`);
+    write(`${dir}/irq`, "0\n");
+    write(`${dir}/resource`, "0x0000000000000000 0x0000000000000000 0x0000000000000000\n".repeat(13));
+    write(`${dir}/config`, configSpace(d));
+    if (d.driver) {
+      fs.mkdirSync(inTree(`/sys/bus/pci/drivers/${d.driver}`), { recursive: true });
+      link(`${dir}/driver`, `/sys/bus/pci/drivers/${d.driver}`);
+    }
+    link(`/sys/bus/pci/devices/${d.address}`, dir);
+    const group = groups.get(d.address);
+    if (group !== undefined) link(`/sys/kernel/iommu_groups/${group}/devices/${d.address}`, dir);
+  }
+}
+
+/** USB devices where the lab fixture's resolved paths say, linked from /sys/bus/usb/devices like the kernel does. */
+function writeUsbDevices(): void {
+  for (const line of labUsb.trim().split("\n")) {
+    const [dir, id, ...product] = line.split(" ");
+    const [vendor, productId] = id.split(":");
+    write(`${dir}/idVendor`, `${vendor}\n`);
+    write(`${dir}/idProduct`, `${productId}\n`);
+    write(`${dir}/product`, `${product.join(" ")}\n`);
+    link(`/sys/bus/usb/devices/${path.basename(dir)}`, dir);
+  }
+  // Interfaces have no idVendor: the loop must pass over them.
+  fs.mkdirSync(inTree("/sys/devices/pci0000:00/0000:00:1d.7/usb1/1-0:1.0"), { recursive: true });
+  link("/sys/bus/usb/devices/1-0:1.0", "/sys/devices/pci0000:00/0000:00:1d.7/usb1/1-0:1.0");
+}
+
+/** / on LVM (dm-1) over dm-crypt (dm-0) on vda2, plus a whole second disk on the AHCI controller. */
+function writeRootOnLvm(rootDev: string): void {
+  const vda = "/sys/devices/pci0000:00/0000:00:03.0/virtio1/block/vda";
+  const sdb = "/sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sdb";
+  write(`${vda}/vda2/partition`, "2\n");
+  fs.mkdirSync(inTree(sdb), { recursive: true });
+  fs.mkdirSync(inTree("/sys/devices/virtual/block/dm-0/slaves"), { recursive: true });
+  link("/sys/devices/virtual/block/dm-0/slaves/vda2", `${vda}/vda2`);
+  link("/sys/devices/virtual/block/dm-1/slaves/dm-0", "/sys/devices/virtual/block/dm-0");
+  link("/sys/devices/virtual/block/dm-1/slaves/sdb", sdb);
+  for (const [name, dir] of [["vda", vda], ["vda2", `${vda}/vda2`], ["sdb", sdb], ["dm-0", "/sys/devices/virtual/block/dm-0"], ["dm-1", "/sys/devices/virtual/block/dm-1"]]) {
+    link(`/sys/class/block/${name}`, dir);
+  }
+  link(`/sys/dev/block/${rootDev}`, "/sys/devices/virtual/block/dm-1");
+}
+
+/** The route's eth0 as a bridge over bond0 (whose port is the virtio NIC) and a VM's tap. */
+function writeSshBridge(): void {
+  const nic = "/sys/devices/pci0000:00/0000:00:02.0/virtio0";
+  fs.mkdirSync(inTree(`${nic}/net/enp0s2`), { recursive: true });
+  link(`${nic}/net/enp0s2/device`, nic);
+  for (const name of ["eth0", "bond0", "vnet0"]) fs.mkdirSync(inTree(`/sys/devices/virtual/net/${name}`), { recursive: true });
+  link("/sys/devices/virtual/net/eth0/lower_bond0", "/sys/devices/virtual/net/bond0");
+  link("/sys/devices/virtual/net/eth0/lower_vnet0", "/sys/devices/virtual/net/vnet0");
+  link("/sys/devices/virtual/net/bond0/lower_enp0s2", `${nic}/net/enp0s2`);
+  for (const name of ["eth0", "bond0", "vnet0"]) link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
+  link("/sys/class/net/enp0s2", `${nic}/net/enp0s2`);
+}
+
+/**
+ * The test host's minbase tree has no iproute2: this machine's `ip` (same Debian release) goes in
+ * with the libraries the tree lacks. False when this machine has none either.
+ */
+function installIp(): boolean {
+  const ip = ["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"].find((p) => fs.existsSync(p));
+  if (!ip) return false;
+  const libraries = execFileSync("ldd", [ip], { encoding: "utf8" }).split("\n").flatMap((line) => /=> (\/\S+)/.exec(line)?.[1] ?? []);
+  for (const library of libraries.filter((l) => !fs.existsSync(inTree(l)))) write(library, fs.readFileSync(library));
+  write("/usr/local/bin/ip", fs.readFileSync(ip));
+  fs.chmodSync(inTree("/usr/local/bin/ip"), 0o755);
+  return true;
+}
+
+/** Kernels as Debian installs them: an image per release in /boot; a removed kernel's module tree left behind. */
+function writeKernels(): void {
+  for (const release of ["6.1.0-9-amd64", "6.1.0-31-amd64", "6.10.1-1-amd64", "6.12.0-1-amd64"]) {
+    write(`/lib/modules/${release}/modules.dep`, release === "6.10.1-1-amd64" ? moduleFixture("debian12-modules.dep") : "kernel/fs/ext4/ext4.ko:\n");
+    write(`/lib/modules/${release}/modules.builtin`, release === "6.10.1-1-amd64" ? moduleFixture("debian12-modules.builtin") : "");
+    if (release !== "6.12.0-1-amd64") write(`/boot/vmlinuz-${release}`, "");
+  }
+}
+
+describe("readVfioHostFacts on the test host", () => {
+  it("reads a bare host: no PCI devices, no groups, the running kernel, and says what it could not establish", async () => {
+    const reading = await read();
+    expect(reading.facts).toEqual({ pciDevices: [], usbDevices: [], rootFilesystemControllers: [], sshNicAddresses: [] });
+    // The test host runs this machine's kernel, in a tree without /lib/modules.
+    expect(reading).toMatchObject({ runningKernel: os.release(), kernel: { release: os.release(), loadable: {}, builtin: {} }, modprobe: "kmod" });
+    expect(reading.bootId).toBe(fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
+    expect(reading.cmdline).toBe(fs.readFileSync("/proc/cmdline", "utf8").trim());
+    expect(reading.warnings).toEqual([
+      `${label()}: the root filesystem (overlay) leads to no disk on a PCI controller, so no controller is protected as the root disk's; ` +
+        "check by hand that the selection does not hold it (`findmnt /`, `lsblk -s`)",
+      `${label()}: cannot tell which NIC carries this SSH session: \`ip\` is not installed (iproute2); make sure the selection does not hold it`,
+    ]);
+
+    const discovery = await discoverHost(connection());
+    expect(discovery).toMatchObject({ iommuEnabled: false, groups: [], ungrouped: [], usbBuses: [] });
+    expect(renderIommuGroups(discovery)).toMatch(new RegExp(`^The IOMMU is off on ${label()}`));
+  });
+
+  it("serves a program: from a secret connection output to plain, readable data", async () => {
+    const output = discoverHostOutput(pulumi.secret(connection()));
+    expect(await pulumi.isSecret(output)).toBe(false);
+    expect(await new Promise((resolve) => output.apply(resolve))).toEqual(await discoverHost(connection()));
+  });
+
+  it("finds everything written into a lab-shaped sysfs", async () => {
+    const labDevices = parseLspci(labLspci);
+    const labGroupMap = parseIommuGroups(labGroups);
+    writePciDevices(labDevices, labGroupMap);
+    writeUsbDevices();
+    const rootDev = (await withHost(ConnectionSchema.parse(connection()), (host) => host.run(["mountpoint", "-d", "/"]))).stdout.trim();
+    writeRootOnLvm(rootDev);
+    writeSshBridge();
+    const haveIp = installIp();
+    writeKernels();
+
+    const reading = await read();
+    const { pciDevices, usbDevices, rootFilesystemControllers, sshNicAddresses } = reading.facts;
+    expect(pciDevices.map((d) => d.address)).toEqual(fs.readdirSync(inTree("/sys/bus/pci/devices")).sort());
+    // lspci read ids, classes and drivers from the files above; names come from the tree's pci.ids.
+    const essentials = ({ address, vendor, device, class: klass, driver }: PciDevice) => ({ address, vendor, device, class: klass, driver });
+    expect(pciDevices.map(essentials)).toEqual(labDevices.map(essentials));
+    expect(new Map(pciDevices.map((d) => [d.address, d.iommuGroup]))).toEqual(labGroupMap);
+    const byPath = (a: { bus: number; vendorProduct: string }, b: typeof a) => a.bus - b.bus || a.vendorProduct.localeCompare(b.vendorProduct);
+    expect([...usbDevices].sort(byPath)).toEqual(parseUsbDevices(labUsb).sort(byPath));
+    expect(rootFilesystemControllers).toEqual(["0000:00:03.0", "0000:00:1f.2"]);
+    if (haveIp) expect(sshNicAddresses).toEqual(["0000:00:02.0"]);
+    expect(reading.kernel).toEqual({
+      release: "6.10.1-1-amd64",
+      loadable: parseModulesDep(moduleFixture("debian12-modules.dep")),
+      builtin: parseModulesBuiltin(moduleFixture("debian12-modules.builtin")),
+    });
+    expect(reading.warnings).toEqual([
+      ...(haveIp ? [] : [expect.stringContaining("`ip` is not installed")]),
+      `${label()}: runs kernel ${os.release()} but boots 6.10.1-1-amd64 next; its modules are the ones that count`,
+    ]);
+
+    // A login without root reads the same: nothing escalates, and /usr/sbin (modprobe) joins its PATH.
+    const asDeploy = await withHost(ConnectionSchema.parse({ ...connection(), user: "deploy" }), readVfioHostFacts);
+    expect({ facts: asDeploy.facts, kernel: asDeploy.kernel, modprobe: asDeploy.modprobe }).toEqual({
+      facts: reading.facts,
+      kernel: reading.kernel,
+      modprobe: "kmod",
+    });
+
+    const discovery = await discoverHost(connection());
+    expect(renderGroupConfig(discovery, 4)).toBe(
+      [
+        "config:",
+        `  # IOMMU group 4 of ${label()}, whole: vfio-pci takes a group entirely or not at all.`,
+        "  vfio-host:devices:",
+        '    - "8086:2934" # 0000:00:1d.0 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1',
+        '    - "8086:2935" # 0000:00:1d.1 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #2',
+        '    - "8086:2936" # 0000:00:1d.2 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #3',
+        '    - "8086:293a" # 0000:00:1d.7 USB controller: Intel Corporation 82801I (ICH9 Family) USB2 EHCI Controller #1',
+        "",
+      ].join("\n"),
+    );
+    expect(renderUsbTable(discovery)).toBe(
+      [
+        "Bus  Controller    Id         Driver    IOMMU group  USB devices",
+        "  1  0000:00:1d.7  8086:293a  ehci-pci            4  46f4:0001 QEMU USB HARDDRIVE",
+        "  2  0000:00:1d.0  8086:2934  uhci_hcd            4  0627:0001 QEMU USB Tablet",
+        "  3  0000:00:1d.1  8086:2935  uhci_hcd            4  -",
+        "  4  0000:00:1d.2  8086:2936  uhci_hcd            4  -",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("takes Alpine's kernel image, named after the flavor, for the newest release of that flavor", async () => {
+    for (const release of ["6.1.0-9-amd64", "6.1.0-31-amd64", "6.10.1-1-amd64"]) fs.rmSync(inTree(`/boot/vmlinuz-${release}`));
+    write("/lib/modules/6.6.58-0-lts/modules.dep", moduleFixture("alpine-6.6-modules.dep"));
+    write("/lib/modules/6.6.58-0-lts/modules.builtin", moduleFixture("alpine-6.6-modules.builtin"));
+    write("/boot/vmlinuz-lts", "");
+    expect((await read()).kernel).toEqual({
+      release: "6.6.58-0-lts",
+      loadable: parseModulesDep(moduleFixture("alpine-6.6-modules.dep")),
+      builtin: parseModulesBuiltin(moduleFixture("alpine-6.6-modules.builtin")),
+    });
+  });
+});
