@@ -134,6 +134,6 @@ export function renderGroupConfig(d: HostDiscovery, group: number): string {
         return `"${id}" # ${same.map((m) => m.address).join(", ")} ${same[0].className}: ${same[0].name}`;
       })
     : members.map((m) => `"${m.address}" # ${m.vendorDevice} ${m.className}: ${m.name}`);
-  lines.push("  vfio-host:devices:", ...entries.map((entry) => `    - ${entry}`));
+  lines.push("  vfio-host:vfio:", "    devices:", ...entries.map((entry) => `      - ${entry}`));
   return lines.join("\n") + "\n";
 }

@@ -73,6 +73,8 @@ export interface FileEdit {
 
 export interface HostPackagesPlan {
   readonly manager?: PackageManager;
+  /** Requested packages the host does not have. */
+  readonly missing: readonly string[];
   /** Installation first: what follows is planned again once it is done (see the resource). */
   readonly install: readonly HostStep[];
   readonly file?: FileEdit;
@@ -239,7 +241,7 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
         );
   }
 
-  return { manager, install, file, steps, state: { init: facts.init, enabledServices, modulesFile }, previous: state };
+  return { manager, missing, install, file, steps, state: { init: facts.init, enabledServices, modulesFile }, previous: state };
 }
 
 /** One line per change, for `pulumi preview --diff`. */

@@ -35,7 +35,7 @@ describe("connectionFromStackConfig", () => {
     "vfio-host:user": { value: "deploy", secret: false },
     "vfio-host:hostKey": { value: hostKey, secret: false },
     "vfio-host:sshPrivateKey": { value: "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n-----END OPENSSH PRIVATE KEY-----\n", secret: true },
-    "vfio-host:devices": { value: '["8086:3a67"]', objectValue: ["8086:3a67"], secret: false },
+    "vfio-host:vfio": { value: '{"devices":["8086:3a67"]}', objectValue: { devices: ["8086:3a67"] }, secret: false },
   };
 
   it("reads the keys stacks/connection.ts reads into a valid connection", () => {
@@ -80,6 +80,6 @@ describe("renderReport", () => {
     const report = renderReport(buildHostDiscovery("root@lab:22", parseVfioHostSections(sections, "root@lab:22")), 4);
     expect(report).toContain("Notes:\n- root@lab:22: runs kernel 6.1.0-17-amd64 but boots 6.1.0-18-amd64 next; its modules are the ones that count\n");
     expect(report).toContain("The IOMMU is off on root@lab:22");
-    expect(report).not.toContain("vfio-host:devices");
+    expect(report).not.toContain("vfio-host:vfio");
   });
 });

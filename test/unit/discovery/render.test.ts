@@ -159,11 +159,12 @@ describe("renderGroupConfig", () => {
       [
         "config:",
         "  # IOMMU group 4 of root@192.0.2.10:22, whole: vfio-pci takes a group entirely or not at all.",
-        "  vfio-host:devices:",
-        '    - "8086:3a67" # 0000:00:1a.0 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #4',
-        '    - "8086:3a68" # 0000:00:1a.1 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #5',
-        '    - "8086:3a69" # 0000:00:1a.2 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #6',
-        '    - "8086:3a6c" # 0000:00:1a.7 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB2 EHCI Controller #2',
+        "  vfio-host:vfio:",
+        "    devices:",
+        '      - "8086:3a67" # 0000:00:1a.0 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #4',
+        '      - "8086:3a68" # 0000:00:1a.1 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #5',
+        '      - "8086:3a69" # 0000:00:1a.2 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB UHCI Controller #6',
+        '      - "8086:3a6c" # 0000:00:1a.7 USB controller: Intel Corporation 82801JD/DO (ICH10 Family) USB2 EHCI Controller #2',
         "",
       ].join("\n"),
     );
@@ -174,11 +175,12 @@ describe("renderGroupConfig", () => {
       [
         "config:",
         "  # IOMMU group 4 of root@127.0.0.1:2222, whole: vfio-pci takes a group entirely or not at all.",
-        "  vfio-host:devices:",
-        '    - "8086:2934" # 0000:00:1d.0 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1',
-        '    - "8086:2935" # 0000:00:1d.1 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #2',
-        '    - "8086:2936" # 0000:00:1d.2 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #3',
-        '    - "8086:293a" # 0000:00:1d.7 USB controller: Intel Corporation 82801I (ICH9 Family) USB2 EHCI Controller #1',
+        "  vfio-host:vfio:",
+        "    devices:",
+        '      - "8086:2934" # 0000:00:1d.0 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1',
+        '      - "8086:2935" # 0000:00:1d.1 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #2',
+        '      - "8086:2936" # 0000:00:1d.2 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #3',
+        '      - "8086:293a" # 0000:00:1d.7 USB controller: Intel Corporation 82801I (ICH9 Family) USB2 EHCI Controller #1',
         "",
       ].join("\n"),
     );
@@ -193,7 +195,7 @@ describe("renderGroupConfig", () => {
     };
     const text = renderGroupConfig(discover("h", twin), 4);
     expect(text).toContain("  # 8086:2934 is also 0000:00:05.0, outside the group: select by address and bind by address (bindBy: address).\n");
-    expect(text).toContain('    - "0000:00:1d.0" # 8086:2934 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1\n');
+    expect(text).toContain('      - "0000:00:1d.0" # 8086:2934 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1\n');
     expect(text).not.toContain('- "8086:');
   });
 

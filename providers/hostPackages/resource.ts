@@ -1,0 +1,112 @@
+// HostPackages: packages installed, services enabled and running, kernel modules loaded at boot and
+// now. It stands in for @pulumi/command (whose plugin cannot be built here) with a declarative
+// shape: a second `pulumi up` runs nothing, and delete gives back only what it changed.
+import * as pulumi from "@pulumi/pulumi";
+import { dynamicProvider } from "../dynamic";
+import { hostResourceProvider, InputError } from "../hostResource";
+import { normalizeModuleName } from "../kernelCmdline/tokenList";
+import type { HostStep } from "../libvirt/hostStep";
+import { ConnectionInput } from "../ssh/connection";
+import { RemoteCommandError, RemoteHost } from "../ssh/host";
+import { readHostPackagesFacts } from "./facts";
+import {
+  describeHostPackagesPlan,
+  HostPackagesInputs,
+  HostPackagesPlan,
+  HostPackagesRefusal,
+  HostPackagesState,
+  planHostPackages,
+  planHostPackagesRevert,
+  revertModulesFile,
+} from "./plan";
+
+async function plan(host: RemoteHost, inputs: HostPackagesInputs, state: HostPackagesState | undefined): Promise<HostPackagesPlan> {
+  const normalized = { ...inputs, modules: inputs.modules.map(normalizeModuleName) };
+  const facts = await readHostPackagesFacts(host, normalized, state?.enabledServices);
+  try {
+    return planHostPackages(normalized, facts, state);
+  } catch (err) {
+    if (err instanceof HostPackagesRefusal) throw new InputError(err.key, err.message);
+    throw err;
+  }
+}
+
+const run = (host: RemoteHost, step: HostStep) => host.run(step.argv, { timeoutMs: step.timeoutMs });
+
+async function install(host: RemoteHost, planned: HostPackagesPlan): Promise<void> {
+  for (const step of planned.install) {
+    try {
+      await run(host, step);
+    } catch (err) {
+      // Package lists a few weeks old name versions the mirror no longer has: refresh them once.
+      if (planned.manager !== "apt" || !(err instanceof RemoteCommandError) || step !== planned.install.at(-1)) throw err;
+      console.error(`${host.label}: apt-get install failed; running apt-get update and trying once more`);
+      await host.run(["apt-get", "update"], { timeoutMs: step.timeoutMs });
+      await run(host, step);
+    }
+  }
+}
+
+export const hostPackagesProvider = hostResourceProvider<HostPackagesInputs, HostPackagesPlan, HostPackagesState>({
+  schema: HostPackagesInputs,
+  identity: () => "packages",
+  plan,
+  describe: describeHostPackagesPlan,
+
+  async apply(host, planned, inputs) {
+    if (planned.install.length > 0) {
+      await install(host, planned);
+      // Installing may enable services and load modules itself: plan the rest against the host as it is now.
+      const previous = planned.previous;
+      planned = await plan(host, inputs, previous);
+      if (planned.install.length > 0) {
+        throw new Error(
+          `${host.label}: after installing, the package manager does not list ${planned.missing.join(", ")} as installed; ` +
+            "a virtual package is satisfied by another one (apt-cache showpkg NAME): write the name of the package that provides it",
+        );
+      }
+    }
+    const file = planned.file;
+    if (file) {
+      await host.backupOnce(file.path);
+      if (file.after === undefined) await host.restoreBackup(file.path);
+      else await host.writeFileAtomic(file.path, file.after);
+    }
+    for (const step of planned.steps) await run(host, step);
+    return planned.state;
+  },
+
+  async revert(host, _inputs, state) {
+    for (const step of planHostPackagesRevert(state)) await run(host, step);
+    const recorded = state.modulesFile;
+    if (!recorded) return;
+    const current = (await host.readFile(recorded.path))?.toString("utf8");
+    if (current === undefined) return;
+    const reverted = revertModulesFile(current, recorded);
+    // Modules stay loaded: unloading one something uses would fail or break it.
+    if (reverted === undefined) await host.restoreBackup(recorded.path);
+    else await host.revertFile(recorded.path, reverted);
+  },
+});
+
+export interface HostPackagesArgs {
+  connection: pulumi.Input<ConnectionInput>;
+  /** Debian/Ubuntu or Alpine package names, e.g. ["libvirt-daemon-system", "qemu-system-x86", "ovmf"]. Never removed. */
+  packages?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Enabled at boot and started, e.g. ["libvirtd"]; delete disables those that were not enabled before. */
+  services?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Kernel modules loaded at boot and now, e.g. ["tun"]. */
+  modules?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+export class HostPackages extends pulumi.dynamic.Resource {
+  declare readonly plannedChanges: pulumi.Output<string[]>;
+  declare readonly state: pulumi.Output<HostPackagesState>;
+
+  constructor(name: string, args: HostPackagesArgs, opts?: pulumi.CustomResourceOptions) {
+    super(dynamicProvider("HostPackages"), name, { ...args, plannedChanges: undefined, state: undefined }, {
+      ...opts,
+      additionalSecretOutputs: ["connection"],
+    });
+  }
+}
