@@ -13,7 +13,8 @@ import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
 import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
-import { KernelModules, missingFromInitramfs, moduleListForKernel, parseModulesBuiltin, parseModulesDep, VfioModule } from "./kernelModules";
+import { KernelModules, missingFromInitramfs, moduleListForKernel, VfioModule } from "./kernelModules";
+import { KERNEL_SECTIONS, NEXT_KERNEL, parseNextKernel } from "./nextKernel";
 import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
 
 export const InitramfsModulesInputs = z.strictObject({
@@ -48,41 +49,30 @@ interface InitramfsPlan {
   rebuild?: string;
 }
 
-/** The kernel that boots next: the newest release with both modules and a kernel image, else the running one. */
-export const NEXT_KERNEL_RELEASE = `r=""; for d in $(ls /lib/modules 2>/dev/null | sort -V); do [ -e "/boot/vmlinuz-$d" ] && r=$d; done
-[ -n "$r" ] || r=$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1); [ -n "$r" ] || r=$(uname -r)`;
-
 const systems = {
   "initramfs-tools": {
     rebuild: (release: string) => ["update-initramfs", "-u", "-k", release],
-    listing: `lsinitramfs "/boot/initrd.img-$r"`,
+    listing: `lsinitramfs "/boot/initrd.img-$release"`,
   },
   mkinitfs: {
     rebuild: (release: string) => ["mkinitfs", release],
     // Alpine keeps one image per flavour; list what is in it now.
-    listing: `f=/boot/initramfs-$(echo "$r" | sed 's/.*-//'); [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
+    listing: `f=/boot/initramfs-\${release##*-}; [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
   },
 };
 
 async function readInitramfsFacts(host: RemoteHost) {
   const s = await readSections(host, {
-    release: `${NEXT_KERNEL_RELEASE}; echo "$r"`,
-    dep: `${NEXT_KERNEL_RELEASE}; cat "/lib/modules/$r/modules.dep"`,
-    builtin: `${NEXT_KERNEL_RELEASE}; cat "/lib/modules/$r/modules.builtin"`,
+    ...KERNEL_SECTIONS,
     system: "command -v update-initramfs >/dev/null && echo initramfs-tools; command -v mkinitfs >/dev/null && echo mkinitfs",
     modulesFile: catFile(INITRAMFS_TOOLS_MODULES_PATH),
     mkinitfsConf: catFile(MKINITFS_CONF_PATH),
     featureFile: catFile(VFIO_FEATURE_MODULES_PATH),
-    toolsListing: `${NEXT_KERNEL_RELEASE}; ${systems["initramfs-tools"].listing}`,
-    mkinitfsListing: `${NEXT_KERNEL_RELEASE}; ${systems.mkinitfs.listing}`,
+    toolsListing: `${NEXT_KERNEL}\n${systems["initramfs-tools"].listing}`,
+    mkinitfsListing: `${NEXT_KERNEL}\n${systems.mkinitfs.listing}`,
   });
-  const kernel: KernelModules = {
-    release: s.release.trim(),
-    loadable: parseModulesDep(s.dep),
-    builtin: parseModulesBuiltin(s.builtin),
-  };
   return {
-    kernel,
+    kernel: parseNextKernel(s),
     systems: s.system.split("\n").filter(Boolean) as System[],
     modulesFile: fileFromSection(s.modulesFile),
     mkinitfsConf: fileFromSection(s.mkinitfsConf),
@@ -152,7 +142,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
 async function rebuildAndVerify(host: RemoteHost, system: System, release: string, modules: VfioModule[]) {
   console.error(`${host.label}: rebuilding the initramfs of ${release} (this takes a while)`);
   await host.run(systems[system].rebuild(release), { timeoutMs: 30 * 60_000 });
-  const listing = await readSections(host, { listing: `r=$1; ${systems[system].listing}` }, { args: [release] });
+  const listing = await readSections(host, { listing: `release=$1; ${systems[system].listing}` }, { args: [release] });
   const missing = missingFromInitramfs(listing.listing, modules);
   if (missing.length > 0) {
     throw new Error(`the rebuilt initramfs of ${release} still lacks ${missing.join(", ")}; see ${systems[system].rebuild(release).join(" ")}`);

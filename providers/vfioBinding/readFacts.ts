@@ -2,7 +2,8 @@
 // which USB devices hang off which controller, what the host cannot lose (the root filesystem's
 // controllers, the NIC this session arrives on), and the kernel that boots next. The shell only
 // prints; every section is parsed by a pure function below.
-import { KernelModules, parseModulesBuiltin, parseModulesDep } from "../initramfsModules/kernelModules";
+import { KernelModules } from "../initramfsModules/kernelModules";
+import { KERNEL_SECTIONS, parseKernelReleases, parseNextKernel } from "../initramfsModules/nextKernel";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import {
@@ -33,20 +34,6 @@ export interface VfioHostReading {
   /** Facts that could not be established (for example the NIC under SSH), each with the reason. */
   readonly warnings: readonly string[];
 }
-
-/**
- * The kernel that boots next: the newest release in /lib/modules that has an image in /boot
- * (Debian/Ubuntu: vmlinuz-<release>; Alpine: vmlinuz-<flavor>, the release's last word). GRUB's
- * generated menu puts the newest version first, so after an upgrade that is what the reboot runs,
- * not `uname -r`; leftover module trees of removed kernels have no image and do not count. The sort
- * key zero-pads every number of the release ("6.1.0-31" before "6.12.0-1"): `sort -V` is not POSIX.
- */
-const NEXT_KERNEL = `release=$(for dep in /lib/modules/*/modules.dep; do
-  r=\${dep%/modules.dep}; r=\${r##*/}
-  if [ -e "/boot/vmlinuz-$r" ] || [ -e "/boot/vmlinuz-\${r##*-}" ]; then echo "$r"; fi
-done | awk '{ k = $0; gsub(/[^0-9]+/, " ", k); n = split(k, v, " "); key = ""
-  for (i = 1; i <= n; i++) key = key sprintf("%08d", v[i]); print key " " $0 }' | sort | tail -n 1 | cut -d" " -f2)
-[ -n "$release" ] || release=$(uname -r)`;
 
 /**
  * Each section's shell, all read-only. The root disk and SSH NIC sections print tagged lines
@@ -96,14 +83,7 @@ while [ -n "$todo" ]; do
   done
   todo=$next
 done`,
-  kernel: `${NEXT_KERNEL}
-echo "running $(uname -r)"
-echo "next $release"`,
-  // Only the module paths: the dependency lists would double the bytes and nothing reads them.
-  modulesDep: `${NEXT_KERNEL}
-cut -d: -f1 "/lib/modules/$release/modules.dep"`,
-  modulesBuiltin: `${NEXT_KERNEL}
-cat "/lib/modules/$release/modules.builtin"`,
+  ...KERNEL_SECTIONS,
   // Alpine's initramfs (mkinitfs) runs busybox modprobe even when kmod is installed on the host.
   // Busybox rejects --version and names itself on the second line of the complaint.
   modprobe: `[ -e /etc/alpine-release ] && echo "alpine $(cat /etc/alpine-release)"
@@ -174,12 +154,6 @@ export function parseSshNic(text: string): SshNic {
   return { ...(client ? { client } : {}), ...(route ? { route } : {}), nics };
 }
 
-/** The kernel section: "running <uname -r>" and "next <release>". */
-export function parseKernelReleases(text: string): { running: string; next: string } {
-  const running = tagged(text, "running")[0] ?? "";
-  return { running, next: tagged(text, "next")[0] || running };
-}
-
 /**
  * The modprobe section: Alpine's initramfs runs busybox modprobe; elsewhere the host's modprobe is
  * copied into the initramfs, and `modprobe --version` says "kmod version 30" for kmod.
@@ -230,15 +204,11 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
     warnings.push(`${label}: cannot tell which NIC carries this SSH session: ${why}; make sure the selection does not hold it`);
   }
 
-  const releases = parseKernelReleases(sections.kernel);
-  if (releases.next !== releases.running) {
-    warnings.push(`${label}: runs kernel ${releases.running} but boots ${releases.next} next; its modules are the ones that count`);
+  const kernel = parseNextKernel(sections);
+  const running = parseKernelReleases(sections.kernel).running;
+  if (kernel.release !== running) {
+    warnings.push(`${label}: runs kernel ${running} but boots ${kernel.release} next; its modules are the ones that count`);
   }
-  const kernel: KernelModules = {
-    release: releases.next,
-    loadable: parseModulesDep(sections.modulesDep),
-    builtin: parseModulesBuiltin(sections.modulesBuiltin),
-  };
 
   const modprobe = parseModprobeKind(sections.modprobe);
   if (!modprobe.known) {
@@ -253,7 +223,7 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
       sshNicAddresses: sortedUnique(ssh.nics.map((nic) => nic.address)),
     },
     kernel,
-    runningKernel: releases.running,
+    runningKernel: running,
     modprobe: modprobe.kind,
     cmdline: sections.cmdline.trim(),
     bootId: sections.bootId.trim(),

@@ -74,7 +74,7 @@ ensure_image() {
     log "building the lab image into $dir (about 5 minutes under TCG, cached afterwards)"
     set_accel_args "$(choose_accel)"
     bash "$here/build-image.sh" "$dir" "$apt_sources" "${accel_args[@]}"
-    find "$cache" -maxdepth 1 -type d -regex '.*/lab-[0-9a-f]\{16\}' ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
+    find "$cache" -maxdepth 1 -type d -regextype posix-extended -regex '.*/lab-[0-9a-f]{16}' ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
   fi
   echo "$dir"
 }

@@ -1,7 +1,7 @@
 import { alpine515Kernel, debianKernel } from "../initramfsModules/fixtures";
 import { labFacts, referenceFacts } from "../vfioBinding/fixtures";
+import { parseKernelReleases } from "../../../providers/initramfsModules/nextKernel";
 import {
-  parseKernelReleases,
   parseModprobeKind,
   parseRootDisks,
   parseSshNic,
