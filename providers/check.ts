@@ -1,7 +1,6 @@
 // Turns a zod verdict into Pulumi check failures: `pulumi preview` then stops before any host is touched,
 // with one line per bad key.
 import type * as pulumi from "@pulumi/pulumi";
-import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 
 export function checkInputs<S extends z.ZodType>(schema: S, news: Record<string, unknown>): pulumi.dynamic.CheckResult {
@@ -26,9 +25,4 @@ export function parseChecked<S extends z.ZodType>(schema: S, value: Record<strin
 function withoutProvider(props: Record<string, unknown>): Record<string, unknown> {
   const { __provider: _, ...rest } = props;
   return rest;
-}
-
-/** Whether two property bags are the same, leaving out the serialized provider the engine adds to both. */
-export function sameProperties(olds: Record<string, unknown>, news: Record<string, unknown>): boolean {
-  return isDeepStrictEqual(withoutProvider(olds), withoutProvider(news));
 }

@@ -87,10 +87,11 @@ export function hostResourceProvider<I extends object, P, S>(
         ...(definition.replaceOnChange ?? []).filter((k) => !isDeepStrictEqual(before.inputs[k], after.inputs[k])),
         ...(before.connection.host !== after.connection.host ? ["connection"] : []),
       ];
-      const planned = (news.plannedChanges as string[] | undefined) ?? [];
+      // news: what check planned now; olds: drift that a refresh found (an apply leaves none).
+      const pending = [news, olds].some((p) => ((p.plannedChanges as string[] | undefined) ?? []).length > 0);
       const changes =
         replaces.length > 0 ||
-        planned.length > 0 ||
+        pending ||
         !isDeepStrictEqual(before.inputs, after.inputs) ||
         !isDeepStrictEqual(before.connection, after.connection);
       return { changes, replaces, deleteBeforeReplace: true };

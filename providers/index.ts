@@ -5,6 +5,10 @@ import { kernelCmdlineProvider } from "./kernelCmdline/resource";
 import { hostRebootProvider } from "./reboot/resource";
 import { initramfsModulesProvider } from "./initramfsModules/resource";
 import { vfioBindingProvider } from "./vfioBinding/resource";
+import { hostPackagesProvider } from "./hostPackages/resource";
+import { storagePoolProvider } from "./libvirt/poolResource";
+import { volumeProvider } from "./libvirt/volumeResource";
+import { libvirtDomainProvider } from "./libvirt/domainResource";
 
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   HostFile: hostFileProvider,
@@ -12,6 +16,10 @@ const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   HostReboot: hostRebootProvider,
   InitramfsModules: initramfsModulesProvider,
   VfioBinding: vfioBindingProvider,
+  HostPackages: hostPackagesProvider,
+  StoragePool: storagePoolProvider,
+  Volume: volumeProvider,
+  LibvirtDomain: libvirtDomainProvider,
 };
 
 export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {

@@ -1,0 +1,187 @@
+// LibvirtDomain: a headless guest defined, started and autostarted as planDomain says, its
+// definition compared with `virsh dumpxml --inactive` (so a `virsh edit` shows up as drift). A
+// passed-through device must already be on vfio-pci: preview refuses one that is not. A new name
+// replaces the domain (the old one goes first); delete shuts the guest down, forces it off if it
+// does not go in time, and undefines it with its UEFI variables.
+import * as pulumi from "@pulumi/pulumi";
+import { dynamicProvider } from "../dynamic";
+import { InputError } from "../hostResource";
+import { ConnectionInput } from "../ssh/connection";
+import type { RemoteHost } from "../ssh/host";
+import { readSections } from "../ssh/sections";
+import { planDomain, planDomainDelete, type DomainPlan, type DomainState } from "./domainPlan";
+import { domainSpecSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
+import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./domainXml";
+import { virsh, type FieldChange } from "./hostStep";
+import { libvirtObjectProvider, nameInStack, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
+import { parseOsinfoQuery, parseVirshFields } from "./toolOutput";
+import { find, parseXml, textOf } from "./xml";
+
+/** A PCI device on the host: its driver ("" when none), or undefined when there is no such device. */
+export type PciDrivers = Readonly<Record<string, string | undefined>>;
+
+// Code and variable template of OVMF, for a libvirt without firmware autoselection: Debian 12 and
+// Ubuntu 22.04 ship the 4M pair, older releases and Alpine the 2M one, Fedora its own directory.
+const OVMF_PAIRS = [
+  ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"],
+  ["/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"],
+  ["/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"],
+];
+
+const CAN_KVM = "[ -r /dev/kvm ] && [ -w /dev/kvm ]";
+
+// "$1" is the domain name; then "vol:POOL/VOLUME" and "pci:ADDRESS" arguments.
+const snippets = {
+  xml: `${virshSh("dumpxml")} --inactive --domain "$1"`,
+  info: `${virshSh("dominfo")} --domain "$1"`,
+  state: `${virshSh("domstate")} --domain "$1"`,
+  volumes: `for a; do case $a in vol:*) p=\${a#vol:}; printf '\\0%s\\0' "$p"; ${virshSh("vol-dumpxml")} --pool "\${p%%/*}" --vol "\${p#*/}" </dev/null;; esac; done`,
+  pci: `for a; do case $a in pci:*) d=/sys/bus/pci/devices/\${a#pci:}
+if [ -e "$d" ]; then drv=$(readlink "$d/driver") && drv=\${drv##*/} || drv=; echo "\${a#pci:} present $drv"; else echo "\${a#pci:} absent"; fi;; esac; done`,
+  kvm: `${CAN_KVM} && echo yes`,
+  domcapabilities: `${virshSh("domcapabilities")} --arch x86_64 --machine q35 --virttype "$(if ${CAN_KVM}; then echo kvm; else echo qemu; fi)"`,
+  ovmf: `for f in ${OVMF_PAIRS.flat().join(" ")}; do [ -e "$f" ] && echo "$f"; done`,
+};
+
+/** `vol-dumpxml` outputs after "\0POOL/VOLUME\0" headers, as the volumes the domain can use. */
+export function parseVolumesSection(section: string): ResolvedVolume[] {
+  const parts = section.split("\0").slice(1);
+  const volumes: ResolvedVolume[] = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    if (parts[i + 1].trim() === "") continue; // no such volume
+    const [pool, name] = [parts[i].slice(0, parts[i].indexOf("/")), parts[i].slice(parts[i].indexOf("/") + 1)];
+    const target = find(parseXml(parts[i + 1]), "target");
+    const path = textOf(target && find(target, "path")).trim();
+    volumes.push({ pool, name, path, format: (target && find(target, "format")?.attributes.type) ?? "raw" });
+  }
+  return volumes;
+}
+
+/** "ADDRESS present DRIVER" / "ADDRESS absent" lines. */
+export function parsePciDrivers(section: string): PciDrivers {
+  const drivers: Record<string, string | undefined> = {};
+  for (const line of section.split("\n")) {
+    const [address, presence, driver] = line.trim().split(" ");
+    if (presence === "present") drivers[address] = driver ?? "";
+    else if (presence === "absent") drivers[address] = undefined;
+  }
+  return drivers;
+}
+
+/** The firmware to name explicitly: only for a libvirt whose domcapabilities cannot autoselect it. */
+export function explicitFirmware(domcapabilities: string, ovmfFiles: readonly string[]): DomainHostFacts["firmware"] {
+  // No output at all: libvirt is not installed yet (HostPackages comes first); it will be a current one.
+  if (domcapabilities.trim() === "" || /<enum name=["']firmware["']>/.test(domcapabilities)) return undefined;
+  const pair = OVMF_PAIRS.find(([code, vars]) => ovmfFiles.includes(code) && ovmfFiles.includes(vars));
+  return pair && { loader: pair[0], nvramTemplate: pair[1] };
+}
+
+/**
+ * Why each passed-through device cannot go to the guest: it must exist and be bound to vfio-pci
+ * already, which is the VfioBinding's job (at boot, before any host driver takes it).
+ */
+export function hostdevProblems(hostdevs: readonly string[], drivers: PciDrivers): string[] {
+  return hostdevs.flatMap((address, i) => {
+    if (!(address in drivers) || drivers[address] === undefined) {
+      return [`hostdevs[${i}]: there is no PCI device ${address} on the host (lspci -D lists the addresses); correct the address`];
+    }
+    const driver = drivers[address];
+    if (driver === "vfio-pci") return [];
+    return [
+      `hostdevs[${i}]: ${address} is ${driver ? `driven by ${driver}` : "not bound to any driver"} on the host, not vfio-pci, so the guest cannot own it. ` +
+        `Declare a VfioBinding (or VfioHost) whose selection includes it, e.g. vfio: { devices: ["${address}"] }, let its reboot happen, ` +
+        `and give this domain hostdevs from its boundDevices output (or dependsOn it); or remove ${address} from hostdevs`,
+    ];
+  });
+}
+
+async function readDomainFacts(host: RemoteHost, spec: DomainSpec): Promise<{ facts: DomainHostFacts; drivers: PciDrivers }> {
+  // osinfo-query is slow and only needed for a short id such as "debian12".
+  const osinfo = spec.osVariant !== "generic" && !/^https?:/.test(spec.osVariant);
+  const args = [spec.name, ...spec.disks.map((d) => `vol:${d.pool}/${d.volume}`), ...spec.hostdevs.map((a) => `pci:${a}`)];
+  const s = await readSections(host, { ...snippets, osinfo: osinfo ? "osinfo-query os --fields=short-id,id" : ":" }, { args });
+  const existing =
+    s.xml.trim() === ""
+      ? undefined
+      : { definition: parseDomainXml(s.xml), autostart: parseVirshFields(s.info).Autostart === "enable", state: s.state.trim() };
+  return {
+    facts: {
+      kvm: s.kvm.trim() === "yes",
+      volumes: parseVolumesSection(s.volumes),
+      firmware: spec.boot === "uefi" ? explicitFirmware(s.domcapabilities, s.ovmf.split("\n")) : undefined,
+      osinfoIds: osinfo && s.osinfo.trim() !== "" ? parseOsinfoQuery(s.osinfo) : undefined,
+      existing,
+    },
+    drivers: parsePciDrivers(s.pci),
+  };
+}
+
+const shown = (value: unknown) => (typeof value === "string" || typeof value === "number" ? String(value) : JSON.stringify(value));
+
+/** One line per changed field, saying when the running guest only gets it at a restart. */
+export function describeFieldChange(change: FieldChange): string {
+  const restart = change.needsRestart ? " (the running guest gets this at its next start: it is restarted)" : "";
+  return `${change.field}: ${shown(change.from)} -> ${shown(change.to)}${restart}`;
+}
+
+type LibvirtDomainPlan = { readonly plan: DomainPlan } | { readonly pending: { readonly problem: string; readonly change: string } };
+
+export const libvirtDomainProvider = libvirtObjectProvider<DomainSpec, LibvirtDomainPlan, DomainState>({
+  schema: domainSpecSchema,
+  identity: (spec) => `domain/${spec.name}`,
+  replaceOnChange: ["name"],
+  async plan(host, spec, state) {
+    const { facts, drivers } = await readDomainFacts(host, spec);
+    const problems = hostdevProblems(spec.hostdevs, drivers);
+    if (problems.length > 0) throw new InputError("hostdevs", `LibvirtDomain ${spec.name}:\n- ${problems.join("\n- ")}`);
+    const found = facts.existing?.definition.uuid;
+    const recorded = state ?? (found && nameInStack() === spec.name ? { uuid: found } : undefined);
+    const missing = spec.disks.filter((d) => !facts.volumes.some((v) => v.pool === d.pool && v.name === d.volume)).map((d) => `${d.pool}/${d.volume}`);
+    try {
+      return { plan: planDomain(spec, facts, recorded) };
+    } catch (err) {
+      // At preview the volumes may be ones this update imports first; create fails with the problem.
+      if (missing.length === 0) throw err;
+      return { pending: { problem: (err as Error).message, change: `define domain ${spec.name} once its Volumes have imported ${missing.join(", ")}` } };
+    }
+  },
+  describe: (p) => ("pending" in p ? [p.pending.change] : [...p.plan.changes.map(describeFieldChange), ...p.plan.steps.map((s) => s.describe)]),
+  async apply(host, p, spec) {
+    if ("pending" in p) throw new Error(p.pending.problem);
+    for (const step of p.plan.steps) await runStep(host, step);
+    return { uuid: (await host.run(virsh("domuuid", "--domain", spec.name))).stdout.trim() };
+  },
+  async revert(host, spec, state) {
+    const { facts } = await readDomainFacts(host, spec);
+    for (const step of planDomainDelete(spec.name, facts.existing, state)) {
+      try {
+        await runStep(host, step);
+      } catch (err) {
+        if (!(err instanceof WaitTimeoutError)) throw err;
+        // The guest ignored the ACPI request (no OS, or one that does not listen): power it off.
+        console.error(`${host.label}: ${err.message}; forcing it off (virsh destroy)`);
+        await host.exec(virsh("destroy", "--domain", spec.name));
+        const now = (await host.run(virsh("domstate", "--domain", spec.name))).stdout.trim();
+        if (now !== "shut off") throw new Error(`domain ${spec.name} is still ${now} after virsh destroy`, { cause: err });
+      }
+    }
+  },
+});
+
+export type LibvirtDomainArgs = { [K in keyof DomainInputs]: pulumi.Input<DomainInputs[K]> } & { connection: pulumi.Input<ConnectionInput> };
+
+export class LibvirtDomain extends pulumi.dynamic.Resource {
+  declare readonly name: pulumi.Output<string>;
+  declare readonly plannedChanges: pulumi.Output<string[]>;
+  declare readonly state: pulumi.Output<DomainState>;
+  /** The domain's UUID on its host. */
+  readonly uuid: pulumi.Output<string>;
+
+  constructor(name: string, args: LibvirtDomainArgs, opts?: pulumi.CustomResourceOptions) {
+    super(dynamicProvider("LibvirtDomain"), name, { ...args, plannedChanges: undefined, state: undefined }, {
+      ...opts,
+      additionalSecretOutputs: ["connection"],
+    });
+    this.uuid = this.state.apply((s) => s.uuid);
+  }
+}

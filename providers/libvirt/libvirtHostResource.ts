@@ -1,0 +1,82 @@
+// LibvirtHost: the libvirt half of a passthrough host from one description, in dependency order:
+// packages and services, storage pools, the volumes in them, the guests that use them. Its
+// assertions run in the program, so `pulumi preview` stops on a volume in an undeclared pool or a
+// disk that names an undeclared volume before any host is touched.
+import * as pulumi from "@pulumi/pulumi";
+import { HostPackages, HostPackagesArgs } from "../hostPackages/resource";
+import { ConnectionInput } from "../ssh/connection";
+import { LibvirtDomain, LibvirtDomainArgs } from "./domainResource";
+import { StoragePool } from "./poolResource";
+import type { StoragePoolInputs } from "./pool";
+import type { DomainInputs } from "./domainSpec";
+import { checkVolumePools, type VolumeInputs } from "./volume";
+import { Volume } from "./volumeResource";
+
+export interface LibvirtHostArgs {
+  connection: pulumi.Input<ConnectionInput>;
+  packages?: Omit<HostPackagesArgs, "connection">;
+  pools?: StoragePoolInputs[];
+  volumes?: VolumeInputs[];
+  /**
+   * Guests by a key of their own, which names the Pulumi resource: changing a guest's name then
+   * replaces it rather than adding a second one. hostdevs may be an output, e.g. a VfioHost's
+   * boundDevices, so the guest waits for the binding's reboot.
+   */
+  domains?: Record<string, LibvirtHostDomain>;
+}
+
+/** A guest's inputs; its disks are plain values, which the assertions check. */
+export type LibvirtHostDomain = Omit<LibvirtDomainArgs, "connection" | "disks"> & Pick<DomainInputs, "disks">;
+
+/** The assertions: one message per problem, empty when the description hangs together. */
+export function checkLibvirtHost(args: Pick<LibvirtHostArgs, "pools" | "volumes" | "domains">): string[] {
+  const volumes = args.volumes ?? [];
+  const declared = volumes.map((v) => `${v.pool}/${v.name}`);
+  const problems = checkVolumePools(volumes, args.pools ?? []);
+  for (const [key, domain] of Object.entries(args.domains ?? {})) {
+    (domain.disks ?? []).forEach((disk, i) => {
+      const file = `${disk.pool}/${disk.volume}`;
+      if (!declared.includes(file)) {
+        problems.push(
+          `domains.${key}.disks[${i}] is volume ${file}, which is not declared (declared volumes: ${declared.join(", ") || "none"}); ` +
+            `declare it in volumes, or correct its pool and volume`,
+        );
+      }
+    });
+  }
+  return problems;
+}
+
+export class LibvirtHost extends pulumi.ComponentResource {
+  readonly pools: Record<string, StoragePool> = {};
+  readonly volumes: Record<string, Volume> = {};
+  readonly domains: Record<string, LibvirtDomain> = {};
+
+  constructor(name: string, args: LibvirtHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("vfio-host:index:LibvirtHost", name, {}, opts);
+    const problems = checkLibvirtHost(args);
+    if (problems.length > 0) throw new Error(`LibvirtHost ${name}:\n- ${problems.join("\n- ")}`);
+    const connection = args.connection;
+    // A component's dependsOn does not reach its children: the first of them carries it.
+    const packages = args.packages && new HostPackages(`${name}-packages`, { connection, ...args.packages }, { parent: this, dependsOn: opts?.dependsOn });
+    const first = { parent: this, dependsOn: packages ? [packages] : opts?.dependsOn };
+
+    for (const pool of args.pools ?? []) {
+      this.pools[pool.name] = new StoragePool(`${name}-pool-${pool.name}`, { connection, ...pool }, first);
+    }
+    for (const volume of args.volumes ?? []) {
+      this.volumes[`${volume.pool}/${volume.name}`] = new Volume(`${name}-volume-${volume.pool}-${volume.name}`, { connection, ...volume }, {
+        parent: this,
+        dependsOn: [this.pools[volume.pool]],
+      });
+    }
+    for (const [key, domain] of Object.entries(args.domains ?? {})) {
+      const disks = (domain.disks ?? []).map((d) => this.volumes[`${d.pool}/${d.volume}`]);
+      this.domains[key] = new LibvirtDomain(`${name}-domain-${key}`, { connection, ...domain }, {
+        parent: this,
+        dependsOn: [...(packages ? [packages] : []), ...disks],
+      });
+    }
+    this.registerOutputs({});
+  }
+}
