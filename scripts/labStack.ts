@@ -2,33 +2,17 @@
 // connection with the guest's host key pinned, the private key as a secret, and a selection of the
 // lab's four ICH9 USB controllers, which share one IOMMU group like the reference host's group 4.
 //
-//   node dist/scripts/labStack.js [stack]        (npm run lab -- stack)
-import { execFileSync } from "child_process";
+//   node dist/scripts/labStack.js [stack]        (npm run lab:stack)
 import * as fs from "fs";
-import * as path from "path";
 import { LabState, readLabState } from "./lab/labState";
-
-const root = path.resolve(__dirname, "../..");
+import { pulumiCli, pulumiEnv } from "./pulumiEnv";
 
 /** The lab's USB controllers, by id (their group is only known once the IOMMU is on). */
 export const LAB_USB_CONTROLLER_IDS = ["8086:2934", "8086:2935", "8086:2936", "8086:293a"];
 
-/** Runs the project's Pulumi CLI with its environment (scripts/pulumi-env.sh). */
-export function pulumi(args: string[], options: { input?: string; env?: Record<string, string> } = {}): string {
-  const envLines = execFileSync("bash", [path.join(root, "scripts/pulumi-env.sh")], {
-    encoding: "utf8",
-    env: { ...process.env, ...options.env },
-  });
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...options.env };
-  for (const line of envLines.split("\n").filter((l) => l.includes("="))) {
-    env[line.slice(0, line.indexOf("="))] = line.slice(line.indexOf("=") + 1);
-  }
-  return execFileSync("pulumi", args, { cwd: root, env, input: options.input, encoding: "utf8" });
-}
-
-export function writeLabStack(stack: string, lab: LabState, env?: Record<string, string>): void {
-  const run = (args: string[], input?: string) => pulumi([...args, "--stack", stack], { input, env });
-  pulumi(["stack", "select", "--create", stack], { env });
+export function writeLabStack(stack: string, lab: LabState, env: Record<string, string> = pulumiEnv()): void {
+  const run = (args: string[], input?: string) => pulumiCli(env, [...args, "--stack", stack], { input });
+  pulumiCli(env, ["stack", "select", "--create", stack]);
   run([
     "config", "set-all",
     "--plaintext", `host=${lab.host}`,

@@ -1,5 +1,7 @@
-// The running lab's connection facts, as `lab.sh up` writes them (and `down` removes them).
-import { existsSync, readFileSync } from "node:fs";
+// The running lab as tests see it: its connection facts, as `lab.sh up` writes them (and `down`
+// removes them), and the lock that lets one test file at a time reset and reboot it.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
 import { z } from "zod";
@@ -31,4 +33,22 @@ export function readLabState(file = labStatePath()): LabState {
     throw new Error(`${file} does not exist: the lab is not running, start it with \`npm run lab -- up\``);
   }
   return LabStateSchema.parse(JSON.parse(readFileSync(file, "utf8")));
+}
+
+/**
+ * There is one lab per cache, and every jest run on this machine may want it: a test file that
+ * resets or reboots the lab holds this lock from start to end, so two runs take turns instead of
+ * resetting each other's VM. `flock` keeps it until the pipe to `cat` closes, which also happens
+ * when the test process dies. Resolves to the function that releases it.
+ */
+export function lockLab(stateFile = labStatePath()): Promise<() => void> {
+  const lockFile = path.join(path.dirname(stateFile), "test.lock");
+  mkdirSync(path.dirname(lockFile), { recursive: true });
+  const holder = spawn("flock", ["--exclusive", lockFile, "sh", "-c", "echo locked; exec cat"], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    holder.stdout.once("data", () => resolve(() => holder.stdin.end()));
+    holder.once("exit", (code) => reject(new Error(`flock ${lockFile} exited with ${code}`)));
+  });
 }

@@ -78,7 +78,7 @@ test("preview, up, up again, refresh and destroy leave the host byte-identical",
   // The state, as the backend stores it and as `pulumi stack export` shows it, holds no key material.
   const stateFile = path.join(backendDir, ".pulumi/stacks/vfio-host-proof/proof.json");
   const keyLine = testHost.privateKey.split("\n")[2];
-  for (const state of [fs.readFileSync(stateFile, "utf8"), pulumiCli(env, workDir, ["stack", "export", "-s", "proof"])]) {
+  for (const state of [fs.readFileSync(stateFile, "utf8"), pulumiCli(env, ["stack", "export", "-s", "proof"], { cwd: workDir })]) {
     expect(state).toContain("4dabf18193072939515e22adb298388d"); // Pulumi's marker of an encrypted secret
     expect(state).not.toContain("PRIVATE KEY");
     expect(state).not.toContain(keyLine);

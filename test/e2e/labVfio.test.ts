@@ -8,7 +8,7 @@ import * as path from "path";
 import { Stack } from "@pulumi/pulumi/automation";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
-import { LabState, readLabState } from "../../scripts/lab/labState";
+import { LabState, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
@@ -21,6 +21,7 @@ let lab: LabState;
 let env: Record<string, string>;
 let backendDir: string;
 let stack: Stack;
+let releaseLab: () => void;
 
 const labSh = (...args: string[]) =>
   execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"] });
@@ -39,6 +40,7 @@ async function setVfio(selection: object) {
 }
 
 beforeAll(async () => {
+  releaseLab = await lockLab();
   labSh("reset");
   labSh("up");
   lab = readLabState();
@@ -52,6 +54,7 @@ afterAll(async () => {
   await closeAllConnections();
   fs.rmSync(backendDir, { recursive: true, force: true });
   fs.rmSync(path.join(projectRoot, "stacks/Pulumi.lab-e2e.yaml"), { force: true });
+  releaseLab?.();
 });
 
 test("the lab's controllers go to vfio-pci after one reboot, and back after destroy", async () => {

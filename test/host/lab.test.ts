@@ -1,12 +1,12 @@
 // The lab VM proves on a real kernel what unit tests can only plan: an edited GRUB line takes
 // effect after a reboot, and the emulated Intel IOMMU then puts the four USB controllers of slot
 // 1d in one group, apart from the boot disk. Everything is slow under TCG, hence the timeouts.
-import { ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { Client } from "ssh2";
-import { LabState, labStatePath, readLabState } from "../../scripts/lab/labState";
+import { LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 
 const labScript = path.join(__dirname, "../../scripts/lab/lab.sh");
 const usbControllers = ["8086:2934", "8086:2935", "8086:2936", "8086:293a"];
@@ -123,29 +123,12 @@ function liveProcessesWith(needle: string): number[] {
     .map(Number);
 }
 
-/**
- * There is one lab per cache, and every `jest --selectProjects host` on this machine runs this
- * file: the lock makes two runs take turns instead of resetting each other's VM. flock holds it
- * until the pipe to `cat` closes, which also happens when jest dies.
- */
-function lockLab(): Promise<ChildProcess> {
-  const lockFile = path.join(path.dirname(labStatePath()), "test.lock");
-  mkdirSync(path.dirname(lockFile), { recursive: true });
-  const holder = spawn("flock", ["--exclusive", lockFile, "sh", "-c", "echo locked; exec cat"], {
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    holder.stdout!.once("data", () => resolve(holder));
-    holder.once("exit", (code) => reject(new Error(`flock ${lockFile} exited with ${code}`)));
-  });
-}
-
 describe("lab host: a Debian VM with an emulated Intel IOMMU", () => {
   let state: LabState;
-  let lock: ChildProcess | undefined;
+  let unlock: (() => void) | undefined;
 
   beforeAll(async () => {
-    lock = await lockLab();
+    unlock = await lockLab();
     // Reset first: a pristine overlay, rebooted when it was running, else booted by `up`.
     await lab("reset");
     await lab("up");
@@ -154,7 +137,7 @@ describe("lab host: a Debian VM with an emulated Intel IOMMU", () => {
 
   afterAll(async () => {
     await lab("down");
-    lock?.stdin!.end();
+    unlock?.();
   }, 5 * minutes);
 
   it("answers `lab ssh -- lspci -nn` with the four ICH9 USB controllers", async () => {
