@@ -5,11 +5,9 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
+import { hasUnknown, validate } from "./check";
 import { Connection, ConnectionSchema, connectionLabel } from "./ssh/connection";
 import { RemoteHost, withHost } from "./ssh/host";
-
-/** The engine's placeholder for a value not known until apply (an output of another resource). */
-const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** A refusal that belongs to one input key: `pulumi preview` shows it against that key. */
 export class InputError extends Error {
@@ -55,26 +53,24 @@ export function hostResourceProvider<I extends object, P, S>(
   return {
     async check(_olds, news) {
       const { connection, plannedChanges: _p, __provider: _v, ...rest } = news;
-      const failures = [
-        ...issues(ConnectionSchema.safeParse(connection), "connection"),
-        ...issues(definition.schema.safeParse(rest), ""),
-      ];
-      if (failures.length > 0) return { failures };
-      const checked = {
-        connection: ConnectionSchema.parse(connection),
-        inputs: definition.schema.parse(rest),
-      };
-      if (JSON.stringify(news).includes(UNKNOWN)) {
-        return { inputs: { ...checked.inputs, connection: checked.connection, plannedChanges: ["(known after apply)"] } };
-      }
+      const checkedConnection = validate(ConnectionSchema, connection, "connection");
+      const checkedInputs = validate(definition.schema, rest);
+      const failures = [checkedConnection, checkedInputs].flatMap((r) => (r.ok ? [] : r.failures));
+      if (!checkedConnection.ok || !checkedInputs.ok) return { failures };
+      const checked = { ...checkedInputs.data, connection: checkedConnection.data };
+      const later = "(more once values known after apply are known)";
+      if (hasUnknown(connection)) return { inputs: { ...checked, plannedChanges: [later] } };
+      // Inputs still unknown (another resource's output) only make the plan partial, not wrong.
+      const partial = hasUnknown(rest);
       try {
-        const plannedChanges = await withHost(checked.connection, async (host) => {
-          const plan = await definition.plan(host, checked.inputs, undefined);
+        const plannedChanges = await withHost(checkedConnection.data, async (host) => {
+          const plan = await definition.plan(host, checkedInputs.data, undefined);
           for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
           return definition.describe(plan);
         });
-        return { inputs: { ...checked.inputs, connection: checked.connection, plannedChanges } };
+        return { inputs: { ...checked, plannedChanges: partial ? [...plannedChanges, later] : plannedChanges } };
       } catch (err) {
+        if (partial) return { inputs: { ...checked, plannedChanges: [later] } };
         const property = err instanceof InputError ? err.property : "(host)";
         return { failures: [{ property, reason: (err as Error).message }] };
       }
@@ -128,12 +124,4 @@ export function hostResourceProvider<I extends object, P, S>(
       await withHost(connection, (host) => definition.revert(host, inputs, props.state as S));
     },
   };
-}
-
-function issues(result: z.ZodSafeParseResult<unknown>, prefix: string): pulumi.dynamic.CheckFailure[] {
-  if (result.success) return [];
-  return result.error.issues.map((issue) => ({
-    property: [prefix, ...issue.path.map(String)].filter((p) => p !== "").join(".") || prefix || "(inputs)",
-    reason: issue.message,
-  }));
 }
