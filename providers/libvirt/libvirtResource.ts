@@ -32,9 +32,10 @@ export const virshSh = (command: string): string => virsh(command).join(" ");
 
 /**
  * Every pool on the host, active or not, for `parsePoolsSection`; empty where libvirt is not
- * installed yet. NUL between fields: pool names and XML never contain one.
+ * installed yet. NUL between fields: pool names and XML never contain one. `read` with the default
+ * IFS trims the names, which pool-list --name pads with spaces.
  */
-export const POOLS_SNIPPET = `${virshSh("pool-list")} --all --name | while IFS= read -r p; do [ -n "$p" ] || continue
+export const POOLS_SNIPPET = `${virshSh("pool-list")} --all --name | while read -r p; do [ -n "$p" ] || continue
 printf '\\0%s\\0' "$p"; ${virshSh("pool-dumpxml")} --pool "$p" </dev/null; printf '\\0'; ${virshSh("pool-info")} --pool "$p" </dev/null; done`;
 
 export function parsePoolsSection(section: string): ExistingPool[] {

@@ -16,11 +16,12 @@
 # State:  $cache/lab-state/: id_ed25519 (this instance's key), overlay.qcow2, qemu.pid, serial.log,
 #         and while the VM runs lab.json: {host, port, user, privateKeyPath, hostKey, pid, accel,
 #         overlay, image, serialLog, bootSeconds, startedAt}.
-# Env:    LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds), LAB_APT_SOURCES (deb822 file).
+# Env:    LAB_STATE (instance dir, default $cache/lab-state), LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds), LAB_APT_SOURCES (deb822 file).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
-state="$cache/lab-state"
+# LAB_STATE picks another instance (its own key, overlay, port and lock) over the same cached image.
+state=${LAB_STATE:-$cache/lab-state}
 apt_sources=${LAB_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 boot_timeout=${LAB_BOOT_TIMEOUT:-600}
 log() { echo "[lab] $*" >&2; }

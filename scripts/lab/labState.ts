@@ -25,7 +25,7 @@ export type LabState = z.infer<typeof LabStateSchema>;
 
 export function labStatePath(env: NodeJS.ProcessEnv = process.env): string {
   const cache = env.VFIO_HOST_CACHE || path.join(homedir(), ".cache", "vfio-host");
-  return path.join(cache, "lab-state", "lab.json");
+  return path.join(env.LAB_STATE || path.join(cache, "lab-state"), "lab.json");
 }
 
 export function readLabState(file = labStatePath()): LabState {

@@ -14,6 +14,10 @@ import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(45 * 60_000);
 
+// An instance of its own (key, overlay, port, lock) over the cached image: the user's `lab` and other
+// suites' instances are left alone.
+process.env.LAB_STATE ??= path.join(process.env.VFIO_HOST_CACHE ?? path.join(os.homedir(), ".cache/vfio-host"), "lab-e2e-vfio");
+
 const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
 const FILES = ["/etc/default/grub", "/boot/grub/grub.cfg", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
 
@@ -54,6 +58,7 @@ afterAll(async () => {
   await closeAllConnections();
   fs.rmSync(backendDir, { recursive: true, force: true });
   fs.rmSync(path.join(projectRoot, "stacks/Pulumi.lab-e2e.yaml"), { force: true });
+  labSh("down");
   releaseLab?.();
 });
 

@@ -126,7 +126,7 @@ test("bad inputs fail at preview and change nothing on the host", async () => {
   await timed("five failing previews", async () => {
     await expectPreviewFails({ mac: "52:54:00:zz:00:01" }, /"52:54:00:zz:00:01" is not a MAC address/);
     await expectPreviewFails({ hostdevs: JSON.stringify(["0000:00:1e.5"]) }, /there is no PCI device 0000:00:1e\.5 on the host/);
-    await expectPreviewFails({ hostdevs: JSON.stringify(["0000:00:1f.2"]) }, /0000:00:1f\.2 is driven by ahci \S+ on the host, not vfio-pci.*VfioBinding/s);
+    await expectPreviewFails({ hostdevs: JSON.stringify(["0000:00:1f.2"]) }, /0000:00:1f\.2 is driven by ahci on the host, not vfio-pci.*VfioBinding/s);
     await expectPreviewFails({ poolPath: '/var/lib/vfio-host/e2e"pool' }, /contains a quote, backslash, newline/);
     await expectPreviewFails({ poolPath: "/var/lib/vfio-host/e2e\npool" }, /contains a quote, backslash, newline/);
     await expectPreviewFails({ volumePool: "nope" }, /pool "nope" is not declared/);
