@@ -8,15 +8,18 @@ import * as path from "path";
 import { Stack } from "@pulumi/pulumi/automation";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
-import { LabState, lockLab, readLabState } from "../../scripts/lab/labState";
+import { LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(45 * 60_000);
 
 // An instance of its own (key, overlay, port, lock) over the cached image: the user's `lab` and other
-// suites' instances are left alone.
-process.env.LAB_STATE ??= path.join(process.env.VFIO_HOST_CACHE ?? path.join(os.homedir(), ".cache/vfio-host"), "lab-e2e-vfio");
+// suites' instances are left alone. Passed explicitly: jest's process.env is not what children inherit.
+const labEnv = {
+  ...process.env,
+  LAB_STATE: path.join(process.env.VFIO_HOST_CACHE ?? path.join(os.homedir(), ".cache/vfio-host"), "lab-e2e-vfio"),
+};
 
 const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
 const FILES = ["/etc/default/grub", "/boot/grub/grub.cfg", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
@@ -28,7 +31,7 @@ let stack: Stack;
 let releaseLab: () => void;
 
 const labSh = (...args: string[]) =>
-  execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"] });
+  execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
 const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
   withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
 const readOnLab = (file: string) => onLab((host) => host.readFile(file));
@@ -44,10 +47,10 @@ async function setVfio(selection: object) {
 }
 
 beforeAll(async () => {
-  releaseLab = await lockLab();
+  releaseLab = await lockLab(labStatePath(labEnv));
   labSh("reset");
   labSh("up");
-  lab = readLabState();
+  lab = readLabState(labStatePath(labEnv));
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-lab-e2e-"));
   env = pulumiEnv(backendDir);
   writeLabStack("lab-e2e", lab, env);
