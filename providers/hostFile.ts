@@ -2,8 +2,7 @@
 // before the first write and put back on delete (a file that did not exist is removed again).
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { dynamicProvider } from "./dynamic";
-import { hostResourceProvider } from "./hostResource";
+import { HostResource, hostResourceProvider } from "./hostResource";
 import { ConnectionInput } from "./ssh/connection";
 
 export const remotePath = z
@@ -52,15 +51,11 @@ export interface HostFileArgs {
   mode?: pulumi.Input<string>;
 }
 
-export class HostFile extends pulumi.dynamic.Resource {
+export class HostFile extends HostResource {
   declare readonly path: pulumi.Output<string>;
   declare readonly content: pulumi.Output<string>;
-  declare readonly plannedChanges: pulumi.Output<string[]>;
 
   constructor(name: string, args: HostFileArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("HostFile"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("HostFile", name, args, opts);
   }
 }

@@ -2,10 +2,11 @@
 // so `pulumi preview --diff` lists the exact changes (as `plannedChanges`) and refuses a bad plan
 // before anything is written; create/update re-plan and apply; delete reverts what the state says
 // this resource did; read re-plans to detect drift.
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 import { hasUnknown, validate } from "./check";
+import { dynamicProvider } from "./dynamic";
 import { Connection, ConnectionSchema, connectionLabel } from "./ssh/connection";
 import { RemoteHost, withHost } from "./ssh/host";
 
@@ -124,4 +125,16 @@ export function hostResourceProvider<I extends object, P, S>(
       await withHost(connection, (host) => definition.revert(host, inputs, props.state as S));
     },
   };
+}
+
+/** The program side of a host resource: its provider by kind, and the connection kept secret in the state. */
+export abstract class HostResource extends pulumi.dynamic.Resource {
+  declare readonly plannedChanges: pulumi.Output<string[]>;
+
+  protected constructor(kind: string, name: string, args: object, opts?: pulumi.CustomResourceOptions) {
+    super(dynamicProvider(kind), name, { ...args, plannedChanges: undefined, state: undefined }, {
+      ...opts,
+      additionalSecretOutputs: ["connection"],
+    });
+  }
 }

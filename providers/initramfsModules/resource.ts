@@ -5,8 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
-import { dynamicProvider } from "../dynamic";
-import { hostResourceProvider, InputError } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { TokenOwnership } from "../kernelCmdline/tokenList";
 import { ShellListOwnership } from "../kernelCmdline/shellVariable";
 import { ConnectionInput } from "../ssh/connection";
@@ -182,14 +181,10 @@ export interface InitramfsModulesArgs {
   triggers?: pulumi.Input<unknown[]>;
 }
 
-export class InitramfsModules extends pulumi.dynamic.Resource {
-  declare readonly plannedChanges: pulumi.Output<string[]>;
+export class InitramfsModules extends HostResource {
   declare readonly state: pulumi.Output<InitramfsState>;
 
   constructor(name: string, args: InitramfsModulesArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("InitramfsModules"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("InitramfsModules", name, args, opts);
   }
 }

@@ -2,8 +2,7 @@
 // /etc/default/grub or Alpine's /etc/update-extlinux.conf), then the generated boot config
 // regenerated and checked. Only the arguments it owns are added, replaced or removed.
 import * as pulumi from "@pulumi/pulumi";
-import { dynamicProvider } from "../dynamic";
-import { hostResourceProvider, InputError } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
@@ -176,15 +175,11 @@ export interface KernelCmdlineArgs {
   modules?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
-export class KernelCmdline extends pulumi.dynamic.Resource {
+export class KernelCmdline extends HostResource {
   declare readonly args: pulumi.Output<string[]>;
-  declare readonly plannedChanges: pulumi.Output<string[]>;
   declare readonly state: pulumi.Output<KernelCmdlineState>;
 
   constructor(name: string, args: KernelCmdlineArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("KernelCmdline"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("KernelCmdline", name, args, opts);
   }
 }

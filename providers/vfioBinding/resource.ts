@@ -4,8 +4,7 @@
 // when this content changes.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { dynamicProvider } from "../dynamic";
-import { hostResourceProvider, InputError } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import { MODPROBE_CONF_PATH } from "./modprobeConf";
 import { planVfioBinding } from "./plan";
@@ -94,14 +93,10 @@ export interface VfioBindingArgs {
   iommuAtNextBoot?: pulumi.Input<boolean>;
 }
 
-export class VfioBinding extends pulumi.dynamic.Resource {
-  declare readonly plannedChanges: pulumi.Output<string[]>;
+export class VfioBinding extends HostResource {
   declare readonly state: pulumi.Output<VfioBindingState>;
 
   constructor(name: string, args: VfioBindingArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("VfioBinding"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("VfioBinding", name, args, opts);
   }
 }
