@@ -297,7 +297,9 @@ function connectOnce(connection: Connection): Promise<Client> {
         counters.connectionsOpened++;
         resolve(client);
       })
-      .once("error", (err) => {
+      // `on`, not `once`: ssh2 can emit a second error as the socket closes, and an error event
+      // without a listener would be thrown out of the provider process.
+      .on("error", (err) => {
         client.end();
         if (pin && presented && presented !== pin.fingerprint) {
           reject(
