@@ -23,9 +23,19 @@ export const LabStateSchema = z.object({
 });
 export type LabState = z.infer<typeof LabStateSchema>;
 
+const cacheDir = (env: NodeJS.ProcessEnv) => env.VFIO_HOST_CACHE || path.join(homedir(), ".cache", "vfio-host");
+
 export function labStatePath(env: NodeJS.ProcessEnv = process.env): string {
-  const cache = env.VFIO_HOST_CACHE || path.join(homedir(), ".cache", "vfio-host");
-  return path.join(env.LAB_STATE || path.join(cache, "lab-state"), "lab.json");
+  return path.join(env.LAB_STATE || path.join(cacheDir(env), "lab-state"), "lab.json");
+}
+
+/**
+ * The environment of a lab instance of a test suite's own (key, overlay, port, lock) over the
+ * cached image, so suites never reset each other's VM or the user's `lab`. Pass it explicitly to
+ * child processes: under jest, process.env is a copy that children do not inherit.
+ */
+export function labInstanceEnv(name: string): NodeJS.ProcessEnv {
+  return { ...process.env, LAB_STATE: path.join(cacheDir(process.env), `lab-${name}`) };
 }
 
 export function readLabState(file = labStatePath()): LabState {

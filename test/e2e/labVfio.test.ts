@@ -8,18 +8,13 @@ import * as path from "path";
 import { Stack } from "@pulumi/pulumi/automation";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
-import { LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
+import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(45 * 60_000);
 
-// An instance of its own (key, overlay, port, lock) over the cached image: the user's `lab` and other
-// suites' instances are left alone. Passed explicitly: jest's process.env is not what children inherit.
-const labEnv = {
-  ...process.env,
-  LAB_STATE: path.join(process.env.VFIO_HOST_CACHE ?? path.join(os.homedir(), ".cache/vfio-host"), "lab-e2e-vfio"),
-};
+const labEnv = labInstanceEnv("e2e-vfio");
 
 const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
 const FILES = ["/etc/default/grub", "/boot/grub/grub.cfg", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];

@@ -6,14 +6,15 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { Client } from "ssh2";
-import { LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
+import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 
 const labScript = path.join(__dirname, "../../scripts/lab/lab.sh");
 const usbControllers = ["8086:2934", "8086:2935", "8086:2936", "8086:293a"];
 const minutes = 60_000;
+const labEnv = labInstanceEnv("host-test");
 
 function lab(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return promisify(execFile)("bash", [labScript, ...args], { maxBuffer: 64 << 20, timeout: 30 * minutes });
+  return promisify(execFile)("bash", [labScript, ...args], { maxBuffer: 64 << 20, timeout: 30 * minutes, env: labEnv });
 }
 
 interface Result {
@@ -128,11 +129,11 @@ describe("lab host: a Debian VM with an emulated Intel IOMMU", () => {
   let unlock: (() => void) | undefined;
 
   beforeAll(async () => {
-    unlock = await lockLab();
+    unlock = await lockLab(labStatePath(labEnv));
     // Reset first: a pristine overlay, rebooted when it was running, else booted by `up`.
     await lab("reset");
     await lab("up");
-    state = readLabState();
+    state = readLabState(labStatePath(labEnv));
   }, 30 * minutes);
 
   afterAll(async () => {
@@ -189,7 +190,7 @@ describe("lab host: a Debian VM with an emulated Intel IOMMU", () => {
       await lab("down");
       // The recorded PID's command line names the overlay, so this also covers state.pid.
       expect(liveProcessesWith(`file=${state.overlay},`)).toEqual([]);
-      expect(existsSync(labStatePath())).toBe(false);
+      expect(existsSync(labStatePath(labEnv))).toBe(false);
     },
     5 * minutes,
   );
