@@ -114,7 +114,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
     owned = conf.owned;
     changes = [
       ...(facts.featureFile !== feature ? [`${VFIO_FEATURE_MODULES_PATH}: ${facts.featureFile === undefined ? "create" : "rewrite"} with ${modules.filter((m) => !m.builtin).map((m) => m.fileName).join(", ")}`] : []),
-      ...conf.changes.map((c) => `${MKINITFS_CONF_PATH}: ${c}`),
+      ...conf.changes.map((c) => `${MKINITFS_CONF_PATH}: features: ${c}`),
     ];
   }
   const written = files.filter((f) => f.before !== f.after);
@@ -170,10 +170,23 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
       if (conf !== undefined) await host.revertFile(MKINITFS_CONF_PATH, revertMkinitfsFeatures(conf, state.owned as ShellListOwnership));
       await host.restoreBackup(VFIO_FEATURE_MODULES_PATH);
     }
-    console.error(`${host.label}: rebuilding the initramfs of ${state.release} without the VFIO modules`);
-    await host.run(systems[state.system].rebuild(state.release), { timeoutMs: 30 * 60_000 });
+    await rebuildInitramfs(host, state.system, state.release);
   },
 });
+
+/**
+ * Rebuilds the next kernel's image without checking its contents: after VfioBinding's delete, so
+ * the image stops carrying the modprobe.d file (Pulumi deletes InitramfsModules first, as it
+ * depends on VfioBinding).
+ */
+export async function rebuildInitramfs(host: RemoteHost, system?: System, release?: string): Promise<void> {
+  const facts = system && release ? undefined : await readInitramfsFacts(host);
+  const chosen = system ?? facts?.systems[0];
+  const kernel = release ?? facts!.kernel.release;
+  if (!chosen) return;
+  console.error(`${host.label}: rebuilding the initramfs of ${kernel}`);
+  await host.run(systems[chosen].rebuild(kernel), { timeoutMs: 30 * 60_000 });
+}
 
 export interface InitramfsModulesArgs {
   connection: pulumi.Input<ConnectionInput>;

@@ -137,7 +137,7 @@ const OWN_KIND = [
 
 /** For `pulumi preview`: what writing `next` changes in the file on the host (undefined: absent). */
 export function describeModprobeChanges(current: string | undefined, next: string): string[] {
-  if (current === undefined) return [`create ${MODPROBE_CONF_PATH}`];
+  if (current === undefined) return [`create ${MODPROBE_CONF_PATH}`, ...describeModprobeChanges("", next)];
   if (current === next) return [];
   const was = parseModprobeConf(current);
   const will = parseModprobeConf(next);

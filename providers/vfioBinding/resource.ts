@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
+import { rebuildInitramfs } from "../initramfsModules/resource";
 import { ConnectionInput } from "../ssh/connection";
 import { MODPROBE_CONF_PATH } from "./modprobeConf";
 import { planVfioBinding } from "./plan";
@@ -80,8 +81,9 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
     return state;
   },
   async revert(host, _inputs, state) {
-    // The whole file is ours: what was there before (or nothing) comes back.
+    // The whole file is ours: what was there before (or nothing) comes back, in the initramfs too.
     await host.restoreBackup(state.path);
+    await rebuildInitramfs(host);
   },
 });
 

@@ -189,10 +189,14 @@ test("preview, up, up again and destroy: the reference steps, file by file, then
     "/etc/update-extlinux.conf: modules: + vfio_iommu_type1",
     "/etc/update-extlinux.conf: modules: + vfio_virqfd",
     "regenerate /boot/extlinux.conf (update-extlinux)",
-    // Only "create": the preview does not yet list a new vfio.conf's ids, options and softdeps.
     "/etc/modprobe.d/vfio.conf: create /etc/modprobe.d/vfio.conf",
+    "/etc/modprobe.d/vfio.conf: ids: + 8086:3a67",
+    "/etc/modprobe.d/vfio.conf: ids: + 8086:3a6c",
+    "/etc/modprobe.d/vfio.conf: softdep: + ehci_pci",
+    "/etc/modprobe.d/vfio.conf: softdep: + uhci_hcd",
+    "/etc/modprobe.d/vfio.conf: allow_unsafe_interrupts: 0 -> 1",
     "/etc/mkinitfs/features.d/vfio.modules: create with vfio, vfio-pci, vfio_iommu_type1, vfio_virqfd",
-    "/etc/mkinitfs/mkinitfs.conf: + vfio",
+    "/etc/mkinitfs/mkinitfs.conf: features: + vfio",
     `rebuild the initramfs of ${ALPINE_KERNEL} (mkinitfs ${ALPINE_KERNEL}): its configuration changed`,
   ]) {
     expect(preview.stdout).toContain(change);

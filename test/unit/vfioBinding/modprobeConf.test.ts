@@ -95,7 +95,16 @@ describe("describeModprobeChanges", () => {
   const next = renderModprobeConf({ ids: REFERENCE_IDS, softdepDrivers: ["ehci_pci", "uhci_hcd"], allowUnsafeInterrupts: true });
 
   it("creates a missing file", () => {
-    expect(describeModprobeChanges(undefined, next)).toEqual(["create /etc/modprobe.d/vfio.conf"]);
+    expect(describeModprobeChanges(undefined, next)).toEqual([
+      "create /etc/modprobe.d/vfio.conf",
+      "ids: + 8086:3a67",
+      "ids: + 8086:3a68",
+      "ids: + 8086:3a69",
+      "ids: + 8086:3a6c",
+      "softdep: + ehci_pci",
+      "softdep: + uhci_hcd",
+      "allow_unsafe_interrupts: 0 -> 1",
+    ]);
   });
 
   it("turns the reference steps' file into ours, naming each difference", () => {

@@ -17,7 +17,16 @@ describe("planVfioBinding", () => {
     expect(plan).toMatchObject({
       ok: true,
       content: renderModprobeConf({ ids: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], softdepDrivers: ["ehci_pci", "uhci_hcd"], allowUnsafeInterrupts: true }),
-      changes: ["create /etc/modprobe.d/vfio.conf"],
+      changes: [
+        "create /etc/modprobe.d/vfio.conf",
+        "ids: + 8086:3a67",
+        "ids: + 8086:3a68",
+        "ids: + 8086:3a69",
+        "ids: + 8086:3a6c",
+        "softdep: + ehci_pci",
+        "softdep: + uhci_hcd",
+        "allow_unsafe_interrupts: 0 -> 1",
+      ],
       kernelArgs: [],
       warnings: [],
     });
