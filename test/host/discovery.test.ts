@@ -212,11 +212,12 @@ describe("readVfioHostFacts on the test host", () => {
       [
         "config:",
         `  # IOMMU group 4 of ${label()}, whole: vfio-pci takes a group entirely or not at all.`,
-        "  vfio-host:devices:",
-        '    - "8086:2934" # 0000:00:1d.0 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1',
-        '    - "8086:2935" # 0000:00:1d.1 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #2',
-        '    - "8086:2936" # 0000:00:1d.2 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #3',
-        '    - "8086:293a" # 0000:00:1d.7 USB controller: Intel Corporation 82801I (ICH9 Family) USB2 EHCI Controller #1',
+        "  vfio-host:vfio:",
+        "    devices:",
+        '      - "8086:2934" # 0000:00:1d.0 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #1',
+        '      - "8086:2935" # 0000:00:1d.1 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #2',
+        '      - "8086:2936" # 0000:00:1d.2 USB controller: Intel Corporation 82801I (ICH9 Family) USB UHCI Controller #3',
+        '      - "8086:293a" # 0000:00:1d.7 USB controller: Intel Corporation 82801I (ICH9 Family) USB2 EHCI Controller #1',
         "",
       ].join("\n"),
     );
