@@ -21,6 +21,11 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
   echo "PULUMI_CONFIG_PASSPHRASE_FILE=$passfile"
 fi
 echo "PATH=$bin:$root/node_modules/.bin:$PATH"
-echo "PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$root/.pulumi-state}"
+if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
+  mkdir -p "$root/.pulumi-state" # the file backend does not create its directory
+  echo "PULUMI_BACKEND_URL=file://$root/.pulumi-state"
+else
+  echo "PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL"
+fi
 echo "PULUMI_SKIP_UPDATE_CHECK=true"
 echo "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true"
