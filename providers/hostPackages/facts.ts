@@ -115,11 +115,12 @@ export function parseModuleFacts(modinfo: string, loaded: string): Record<string
   return modules;
 }
 
-export async function readHostPackagesFacts(host: RemoteHost, inputs: HostPackagesInputs, alsoServices: readonly string[] = []): Promise<HostPackagesFacts> {
+export async function readHostPackagesFacts(host: RemoteHost, inputs: HostPackagesInputs): Promise<HostPackagesFacts> {
   const args = [
     ...inputs.packages.map((p) => `pkg:${p}`),
-    ...[...new Set([...inputs.services, ...alsoServices])].map((s) => `svc:${s}`),
-    ...inputs.modules.map((m) => `mod:${m}`),
+    ...inputs.services.map((s) => `svc:${s}`),
+    // The kernel's spelling, as /sys/module has it.
+    ...inputs.modules.map((m) => `mod:${normalizeModuleName(m)}`),
   ];
   const s = await readSections(host, snippets, { args });
   const manager = s.manager.split("\n")[0].trim() as PackageManager | "";

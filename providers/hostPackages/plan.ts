@@ -183,11 +183,11 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
   const modules = unique(inputs.modules.map(normalizeModuleName));
 
   const missing = packages.filter((p) => !facts.installed.includes(p));
-  const manager = missing.length > 0 ? requireManager(facts) : facts.manager;
-  const install = missing.length > 0 ? installSteps[manager!](missing, facts.aptListsPresent) : [];
+  const install = missing.length > 0 ? installSteps[requireManager(facts)](missing, facts.aptListsPresent) : [];
 
   // Names the host does not know: fine while `install` may bring them, refused otherwise.
-  const unknown: string[] = [];
+  const unknownModules: string[] = [];
+  const unknownServices: string[] = [];
   const steps: HostStep[] = [];
   let file: FileEdit | undefined;
   let modulesFile = state?.modulesFile;
@@ -198,7 +198,7 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
     modulesFile = planned.edit.after !== undefined && planned.owned.added.length > 0 ? { path: planned.edit.path, owned: planned.owned, created: planned.created } : undefined;
     for (const m of modules) {
       const fact = facts.modules[m] ?? "unknown";
-      if (fact === "unknown") unknown.push(`module ${m}`);
+      if (fact === "unknown") unknownModules.push(m);
       // Unloading is never planned: something may be using the module already.
       if (fact !== "loaded" && fact !== "builtin") steps.push({ describe: `load kernel module ${m} (modprobe)`, argv: ["modprobe", "--", m] });
     }
@@ -213,7 +213,7 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
       if (fact.masked) {
         throw new HostPackagesRefusal("services", `${s} is masked on the host, so it cannot be started; unmask it (systemctl unmask ${s}) or take it out of services`);
       }
-      if (!fact.exists) unknown.push(`service ${s}`);
+      if (!fact.exists) unknownServices.push(s);
       if (!fact.enabled) {
         steps.push(how.enable(s));
         if (!enabledServices.includes(s)) enabledServices.push(s);
@@ -227,21 +227,22 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
     for (const s of state?.enabledServices ?? []) if (!services.includes(s)) steps.push(...how.disable(s));
   }
 
-  if (unknown.length > 0 && install.length === 0) {
-    const modulesUnknown = unknown.filter((u) => u.startsWith("module "));
-    throw modulesUnknown.length > 0
-      ? new HostPackagesRefusal(
-          "modules",
-          `the running kernel ${facts.kernelRelease} has no ${modulesUnknown.join(", ")} (modinfo finds none); ` +
-            `check the spelling (lsmod, ls /lib/modules/$(uname -r)/kernel), or add the package that ships it to packages`,
-        )
-      : new HostPackagesRefusal(
-          "services",
-          `the host has no ${unknown.join(", ")}; check the spelling (systemctl list-unit-files, rc-service -l), or add the package that ships it to packages`,
-        );
+  if (install.length === 0 && unknownModules.length > 0) {
+    throw new HostPackagesRefusal(
+      "modules",
+      `the running kernel ${facts.kernelRelease} has no module ${unknownModules.join(", ")} (modinfo finds none); ` +
+        `check the spelling (lsmod, ls /lib/modules/$(uname -r)/kernel), or add the package that ships it to packages`,
+    );
+  }
+  if (install.length === 0 && unknownServices.length > 0) {
+    throw new HostPackagesRefusal(
+      "services",
+      `the host has no service ${unknownServices.join(", ")}; check the spelling (systemctl list-unit-files, rc-service -l), ` +
+        "or add the package that ships it to packages",
+    );
   }
 
-  return { manager, missing, install, file, steps, state: { init: facts.init, enabledServices, modulesFile }, previous: state };
+  return { manager: facts.manager, missing, install, file, steps, state: { init: facts.init, enabledServices, modulesFile }, previous: state };
 }
 
 /** One line per change, for `pulumi preview --diff`. */

@@ -4,7 +4,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicProvider } from "../dynamic";
 import { hostResourceProvider, InputError } from "../hostResource";
-import { normalizeModuleName } from "../kernelCmdline/tokenList";
 import type { HostStep } from "../libvirt/hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteCommandError, RemoteHost } from "../ssh/host";
@@ -21,10 +20,9 @@ import {
 } from "./plan";
 
 async function plan(host: RemoteHost, inputs: HostPackagesInputs, state: HostPackagesState | undefined): Promise<HostPackagesPlan> {
-  const normalized = { ...inputs, modules: inputs.modules.map(normalizeModuleName) };
-  const facts = await readHostPackagesFacts(host, normalized, state?.enabledServices);
+  const facts = await readHostPackagesFacts(host, inputs);
   try {
-    return planHostPackages(normalized, facts, state);
+    return planHostPackages(inputs, facts, state);
   } catch (err) {
     if (err instanceof HostPackagesRefusal) throw new InputError(err.key, err.message);
     throw err;

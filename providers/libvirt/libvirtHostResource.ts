@@ -57,12 +57,13 @@ export class LibvirtHost extends pulumi.ComponentResource {
     const problems = checkLibvirtHost(args);
     if (problems.length > 0) throw new Error(`LibvirtHost ${name}:\n- ${problems.join("\n- ")}`);
     const connection = args.connection;
-    // A component's dependsOn does not reach its children: the first of them carries it.
-    const packages = args.packages && new HostPackages(`${name}-packages`, { connection, ...args.packages }, { parent: this, dependsOn: opts?.dependsOn });
-    const first = { parent: this, dependsOn: packages ? [packages] : opts?.dependsOn };
+    // A component's dependsOn does not reach its children: each root of the graph carries it.
+    const external = opts?.dependsOn === undefined ? [] : Array.isArray(opts.dependsOn) ? opts.dependsOn : [opts.dependsOn as pulumi.Input<pulumi.Resource>];
+    const packages = args.packages && new HostPackages(`${name}-packages`, { connection, ...args.packages }, { parent: this, dependsOn: external });
+    const first = [...external, ...(packages ? [packages] : [])];
 
     for (const pool of args.pools ?? []) {
-      this.pools[pool.name] = new StoragePool(`${name}-pool-${pool.name}`, { connection, ...pool }, first);
+      this.pools[pool.name] = new StoragePool(`${name}-pool-${pool.name}`, { connection, ...pool }, { parent: this, dependsOn: first });
     }
     for (const volume of args.volumes ?? []) {
       this.volumes[`${volume.pool}/${volume.name}`] = new Volume(`${name}-volume-${volume.pool}-${volume.name}`, { connection, ...volume }, {
@@ -72,10 +73,7 @@ export class LibvirtHost extends pulumi.ComponentResource {
     }
     for (const [key, domain] of Object.entries(args.domains ?? {})) {
       const disks = (domain.disks ?? []).map((d) => this.volumes[`${d.pool}/${d.volume}`]);
-      this.domains[key] = new LibvirtDomain(`${name}-domain-${key}`, { connection, ...domain }, {
-        parent: this,
-        dependsOn: [...(packages ? [packages] : []), ...disks],
-      });
+      this.domains[key] = new LibvirtDomain(`${name}-domain-${key}`, { connection, ...domain }, { parent: this, dependsOn: [...first, ...disks] });
     }
     this.registerOutputs({});
   }

@@ -124,7 +124,7 @@ afterAll(async () => {
 
 test("bad inputs fail at preview and change nothing on the host", async () => {
   const before = await hostSnapshot();
-  await timed("five failing previews", async () => {
+  await timed("six failing previews", async () => {
     await expectPreviewFails({ mac: "52:54:00:zz:00:01" }, /"52:54:00:zz:00:01" is not a MAC address/);
     await expectPreviewFails({ hostdevs: JSON.stringify(["0000:00:1e.5"]) }, /there is no PCI device 0000:00:1e\.5 on the host/);
     await expectPreviewFails({ hostdevs: JSON.stringify(["0000:00:1f.2"]) }, /0000:00:1f\.2 is driven by ahci on the host, not vfio-pci.*VfioBinding/s);

@@ -8,7 +8,7 @@ const VOLUME_XML = `<volume type='file'>
   <key>/var/lib/vfio-host/e2e-pool/e2e-disk.qcow2</key>
   <capacity unit='bytes'>67108864</capacity>
   <allocation unit='bytes'>200704</allocation>
-  <physical unit='bytes'>196928</physical>
+  <physical unit='bytes'>196616</physical>
   <target>
     <path>/var/lib/vfio-host/e2e-pool/e2e-disk.qcow2</path>
     <format type='qcow2'/>
@@ -17,6 +17,15 @@ const VOLUME_XML = `<volume type='file'>
       <owner>0</owner>
       <group>0</group>
     </permissions>
+    <timestamps>
+      <atime>1795609147.004000000</atime>
+      <mtime>1795609146.144000000</mtime>
+      <ctime>1795609146.552000000</ctime>
+      <btime>0</btime>
+    </timestamps>
+    <compat>1.1</compat>
+    <clusterSize unit='B'>65536</clusterSize>
+    <features/>
   </target>
 </volume>
 `;
