@@ -71,7 +71,10 @@ export class VfioHost extends pulumi.ComponentResource {
 
     this.boundDevices = binding.state.apply((s) => s.addresses);
     this.boundIds = binding.state.apply((s) => s.ids);
-    this.iommuGroups = binding.state.apply((s) => s.groups);
+    // Before the first reboot the groups are unknown to the binding; the verified boot knows them.
+    this.iommuGroups = reboot
+      ? reboot.observed.apply((o) => [...new Set(Object.values(o.groups ?? {}))].sort((a, b) => a - b))
+      : binding.state.apply((s) => s.groups);
     this.verifiedBootId = reboot ? reboot.observed.apply((o) => o.bootId) : pulumi.output(undefined);
     this.drivers = reboot ? reboot.observed.apply((o) => o.drivers) : pulumi.output(undefined);
     this.plannedChanges = pulumi

@@ -1,12 +1,14 @@
 // The program of every host stack: its config, checked by one schema, becomes one VfioHost.
 import * as pulumi from "@pulumi/pulumi";
+import { LibvirtHost, LibvirtHostArgs } from "../providers/libvirt/libvirtHostResource";
 import { VfioHost } from "../providers/vfioHost";
 import { CONFIG_NAMESPACE, readStackConfig } from "./config";
 import { connectionFromConfig } from "./connection";
 
 const config = readStackConfig();
+const connection = connectionFromConfig(new pulumi.Config(CONFIG_NAMESPACE));
 const host = new VfioHost(pulumi.getStack(), {
-  connection: connectionFromConfig(new pulumi.Config(CONFIG_NAMESPACE)),
+  connection,
   kernelArgs: config.kernelArgs,
   removeKernelArgs: config.removeKernelArgs,
   bootBackend: config.bootBackend,
@@ -20,3 +22,9 @@ export const boundIds = host.boundIds;
 export const iommuGroups = host.iommuGroups;
 export const verifiedBootId = host.verifiedBootId;
 export const drivers = host.drivers;
+
+// The guests come after the verified boot: their hostdevs must already be on vfio-pci.
+const libvirt = config.libvirt
+  ? new LibvirtHost(`${pulumi.getStack()}-libvirt`, { connection, ...(config.libvirt as Omit<LibvirtHostArgs, "connection">) }, { dependsOn: [host] })
+  : undefined;
+export const domains = libvirt ? Object.keys(libvirt.domains) : [];

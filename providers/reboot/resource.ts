@@ -31,6 +31,8 @@ export interface BootObservation {
   cmdline: string;
   /** PCI address -> driver in use ("" when none). */
   drivers: Record<string, string>;
+  /** PCI address -> IOMMU group, known once the IOMMU is on. */
+  groups: Record<string, number>;
   /** The `vfio_pci: add [...]` lines of this boot's kernel log. */
   vfioLog: string[];
 }
@@ -58,6 +60,7 @@ async function observeBoot(host: RemoteHost, devices: readonly string[]): Promis
       bootId: "cat /proc/sys/kernel/random/boot_id",
       cmdline: "cat /proc/cmdline",
       drivers: 'for a in "$@"; do printf "%s %s\\n" "$a" "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver" 2>/dev/null)" 2>/dev/null)"; done',
+      groups: 'for a in "$@"; do g=$(readlink "/sys/bus/pci/devices/$a/iommu_group") && printf "%s %s\\n" "$a" "${g##*/}"; done',
       vfioLog: "dmesg | grep -i 'vfio.pci'",
     },
     { args: devices.map((d) => normalizePciAddress(d)!) },
@@ -67,7 +70,12 @@ async function observeBoot(host: RemoteHost, devices: readonly string[]): Promis
     const [address, driver = ""] = line.split(" ");
     drivers[address] = driver === "." ? "" : driver;
   }
-  return { bootId: s.bootId.trim(), cmdline: s.cmdline.trim(), drivers, vfioLog: s.vfioLog.split("\n").filter(Boolean) };
+  const groups: Record<string, number> = {};
+  for (const line of s.groups.split("\n").filter(Boolean)) {
+    const [address, group] = line.split(" ");
+    groups[address] = Number(group);
+  }
+  return { bootId: s.bootId.trim(), cmdline: s.cmdline.trim(), drivers, groups, vfioLog: s.vfioLog.split("\n").filter(Boolean) };
 }
 
 // Detached from this SSH session, which dies with the host: systemd-run where there is systemd,

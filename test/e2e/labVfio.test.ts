@@ -90,6 +90,7 @@ test("the lab's controllers go to vfio-pci after one reboot, and back after dest
   expect(cmdline).not.toContain("intel_iommu=off");
   expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
   expect(up.outputs.drivers.value).toEqual(Object.fromEntries(LAB_USB_CONTROLLERS.map((a) => [a, "vfio-pci"])));
+  expect(up.outputs.iommuGroups.value).toHaveLength(1); // the four controllers share one group
 
   const again = await stack.up();
   expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
