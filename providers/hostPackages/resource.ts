@@ -2,8 +2,7 @@
 // now. It stands in for @pulumi/command (whose plugin cannot be built here) with a declarative
 // shape: a second `pulumi up` runs nothing, and delete gives back only what it changed.
 import * as pulumi from "@pulumi/pulumi";
-import { dynamicProvider } from "../dynamic";
-import { hostResourceProvider, InputError } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import type { HostStep } from "../libvirt/hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteCommandError, RemoteHost } from "../ssh/host";
@@ -97,14 +96,10 @@ export interface HostPackagesArgs {
   modules?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
-export class HostPackages extends pulumi.dynamic.Resource {
-  declare readonly plannedChanges: pulumi.Output<string[]>;
+export class HostPackages extends HostResource {
   declare readonly state: pulumi.Output<HostPackagesState>;
 
   constructor(name: string, args: HostPackagesArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("HostPackages"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("HostPackages", name, args, opts);
   }
 }

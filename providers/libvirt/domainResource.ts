@@ -4,8 +4,7 @@
 // replaces the domain (the old one goes first); delete shuts the guest down, forces it off if it
 // does not go in time, and undefines it with its UEFI variables.
 import * as pulumi from "@pulumi/pulumi";
-import { dynamicProvider } from "../dynamic";
-import { InputError } from "../hostResource";
+import { HostResource, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
@@ -170,18 +169,14 @@ export const libvirtDomainProvider = libvirtObjectProvider<DomainSpec, LibvirtDo
 
 export type LibvirtDomainArgs = { [K in keyof DomainInputs]: pulumi.Input<DomainInputs[K]> } & { connection: pulumi.Input<ConnectionInput> };
 
-export class LibvirtDomain extends pulumi.dynamic.Resource {
+export class LibvirtDomain extends HostResource {
   declare readonly name: pulumi.Output<string>;
-  declare readonly plannedChanges: pulumi.Output<string[]>;
   declare readonly state: pulumi.Output<DomainState>;
   /** The domain's UUID on its host. */
   readonly uuid: pulumi.Output<string>;
 
   constructor(name: string, args: LibvirtDomainArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("LibvirtDomain"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("LibvirtDomain", name, args, opts);
     this.uuid = this.state.apply((s) => s.uuid);
   }
 }

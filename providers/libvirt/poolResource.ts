@@ -2,7 +2,7 @@
 // that name or directory that this stack did not create is refused unless adopt is true. Delete
 // stops and undefines it; the directory stays unless removeDirectoryOnDelete.
 import * as pulumi from "@pulumi/pulumi";
-import { dynamicProvider } from "../dynamic";
+import { HostResource } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
@@ -42,16 +42,12 @@ export const storagePoolProvider = libvirtObjectProvider<StoragePoolSpec, HostSt
 /** The StoragePool inputs (see pool.ts), each may be an output of another resource. */
 export type StoragePoolArgs = { [K in keyof StoragePoolInputs]: pulumi.Input<StoragePoolInputs[K]> } & { connection: pulumi.Input<ConnectionInput> };
 
-export class StoragePool extends pulumi.dynamic.Resource {
+export class StoragePool extends HostResource {
   declare readonly name: pulumi.Output<string>;
   declare readonly path: pulumi.Output<string>;
-  declare readonly plannedChanges: pulumi.Output<string[]>;
   declare readonly state: pulumi.Output<PoolState>;
 
   constructor(name: string, args: StoragePoolArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("StoragePool"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("StoragePool", name, args, opts);
   }
 }

@@ -3,8 +3,7 @@
 // A file already there is used as it is and never overwritten; delete removes only a file this
 // resource imported.
 import * as pulumi from "@pulumi/pulumi";
-import { dynamicProvider } from "../dynamic";
-import { InputError } from "../hostResource";
+import { HostResource, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
@@ -117,22 +116,18 @@ export const volumeProvider = libvirtObjectProvider<VolumeSpec, VolumePlan, Volu
 
 export type VolumeArgs = { [K in keyof VolumeInputs]: pulumi.Input<VolumeInputs[K]> } & { connection: pulumi.Input<ConnectionInput> };
 
-export class Volume extends pulumi.dynamic.Resource {
+export class Volume extends HostResource {
   declare readonly name: pulumi.Output<string>;
   declare readonly pool: pulumi.Output<string>;
   /** Checked against the image: "qcow2" or "raw". */
   declare readonly format: pulumi.Output<string>;
-  declare readonly plannedChanges: pulumi.Output<string[]>;
   declare readonly state: pulumi.Output<VolumeState>;
   /** The image file on the host and the disk size the guest sees. */
   readonly path: pulumi.Output<string>;
   readonly virtualSizeBytes: pulumi.Output<number>;
 
   constructor(name: string, args: VolumeArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("Volume"), name, { ...args, plannedChanges: undefined, state: undefined }, {
-      ...opts,
-      additionalSecretOutputs: ["connection"],
-    });
+    super("Volume", name, args, opts);
     this.path = this.state.apply((s) => s.path);
     this.virtualSizeBytes = this.state.apply((s) => s.virtualSizeBytes);
   }
