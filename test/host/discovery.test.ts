@@ -3,7 +3,6 @@
 // the bare host, then writes a sysfs shaped like the lab VM into the tree (PCI devices lspci can
 // read, IOMMU groups, USB buses, root filesystem on LVM, SSH on a bridge over a bond) and checks that
 // every section's shell finds what was written.
-import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -15,6 +14,7 @@ import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, withHost } from "../../providers/ssh/host";
 import { parseIommuGroups, parseLspci, parseUsbDevices, PciDevice } from "../../providers/vfioBinding/hostFacts";
 import { readVfioHostFacts } from "../../providers/vfioBinding/readFacts";
+import { installIp, TreeWriter, writePciDevices, writeUsbDevices } from "../standins/fakeSysfs";
 import { startTestHost, TestHost } from "../testhost/testHost";
 import { labGroups, labLspci, labUsb } from "../unit/vfioBinding/fixtures";
 
@@ -33,58 +33,14 @@ const connection = () => ({ host: testHost.host, port: testHost.port, privateKey
 const read = () => withHost(ConnectionSchema.parse(connection()), readVfioHostFacts);
 const label = () => `root@${testHost.host}:${testHost.port}`;
 const inTree = (p: string) => path.join(testHost.rootfs, p);
+const tree = () => new TreeWriter(testHost.rootfs);
+const write = (p: string, content: string | Buffer) => tree().write(p, content);
+const link = (linkPath: string, target: string) => tree().link(linkPath, target);
 const moduleFixture = (name: string) => fs.readFileSync(path.join(__dirname, "../unit/initramfsModules/fixtures", name), "utf8");
 
-function write(p: string, content: string | Buffer): void {
-  fs.mkdirSync(path.dirname(inTree(p)), { recursive: true });
-  fs.writeFileSync(inTree(p), content);
-}
-
-/** A relative symlink at `link` to `target`, both paths inside the tree, as sysfs makes them. */
-function link(linkPath: string, target: string): void {
-  fs.mkdirSync(path.dirname(inTree(linkPath)), { recursive: true });
-  fs.symlinkSync(path.relative(path.dirname(linkPath), target), inTree(linkPath));
-}
-
-/** The 256-byte config space lspci reads a device's header from (PCI Local Bus spec, type 0 header). */
-function configSpace(d: PciDevice): Buffer {
-  const config = Buffer.alloc(256);
-  config.writeUInt16LE(parseInt(d.vendor, 16), 0x00);
-  config.writeUInt16LE(parseInt(d.device, 16), 0x02);
-  config.writeUInt16LE(parseInt(d.class, 16), 0x0a);
-  return config;
-}
-
-/** The lab's PCI devices (from its lspci fixture), with driver links and IOMMU groups. */
-function writePciDevices(devices: readonly PciDevice[], groups: ReadonlyMap<string, number>): void {
-  for (const d of devices) {
-    const dir = `/sys/devices/pci0000:00/${d.address}`;
-    write(`${dir}/vendor`, `0x${d.vendor}\n`);
-    write(`${dir}/device`, `0x${d.device}\n`);
-    write(`${dir}/class`, `0x${d.class}00\n`);
-    write(`${dir}/irq`, "0\n");
-    write(`${dir}/resource`, "0x0000000000000000 0x0000000000000000 0x0000000000000000\n".repeat(13));
-    write(`${dir}/config`, configSpace(d));
-    if (d.driver) {
-      fs.mkdirSync(inTree(`/sys/bus/pci/drivers/${d.driver}`), { recursive: true });
-      link(`${dir}/driver`, `/sys/bus/pci/drivers/${d.driver}`);
-    }
-    link(`/sys/bus/pci/devices/${d.address}`, dir);
-    const group = groups.get(d.address);
-    if (group !== undefined) link(`/sys/kernel/iommu_groups/${group}/devices/${d.address}`, dir);
-  }
-}
-
-/** USB devices where the lab fixture's resolved paths say, linked from /sys/bus/usb/devices like the kernel does. */
-function writeUsbDevices(): void {
-  for (const line of labUsb.trim().split("\n")) {
-    const [dir, id, ...product] = line.split(" ");
-    const [vendor, productId] = id.split(":");
-    write(`${dir}/idVendor`, `${vendor}\n`);
-    write(`${dir}/idProduct`, `${productId}\n`);
-    write(`${dir}/product`, `${product.join(" ")}\n`);
-    link(`/sys/bus/usb/devices/${path.basename(dir)}`, dir);
-  }
+/** The lab fixture's USB devices, and an interface directory the loop must pass over. */
+function writeLabUsb(): void {
+  writeUsbDevices(tree(), labUsb);
   // Interfaces have no idVendor: the loop must pass over them.
   fs.mkdirSync(inTree("/sys/devices/pci0000:00/0000:00:1d.7/usb1/1-0:1.0"), { recursive: true });
   link("/sys/bus/usb/devices/1-0:1.0", "/sys/devices/pci0000:00/0000:00:1d.7/usb1/1-0:1.0");
@@ -117,20 +73,6 @@ function writeSshBridge(): void {
   link("/sys/devices/virtual/net/bond0/lower_enp0s2", `${nic}/net/enp0s2`);
   for (const name of ["eth0", "bond0", "vnet0"]) link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
   link("/sys/class/net/enp0s2", `${nic}/net/enp0s2`);
-}
-
-/**
- * The test host's minbase tree has no iproute2: this machine's `ip` (same Debian release) goes in
- * with the libraries the tree lacks. False when this machine has none either.
- */
-function installIp(): boolean {
-  const ip = ["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"].find((p) => fs.existsSync(p));
-  if (!ip) return false;
-  const libraries = execFileSync("ldd", [ip], { encoding: "utf8" }).split("\n").flatMap((line) => /=> (\/\S+)/.exec(line)?.[1] ?? []);
-  for (const library of libraries.filter((l) => !fs.existsSync(inTree(l)))) write(library, fs.readFileSync(library));
-  write("/usr/local/bin/ip", fs.readFileSync(ip));
-  fs.chmodSync(inTree("/usr/local/bin/ip"), 0o755);
-  return true;
 }
 
 /** Kernels as Debian installs them: an image per release in /boot; a removed kernel's module tree left behind. */
@@ -170,12 +112,12 @@ describe("readVfioHostFacts on the test host", () => {
   it("finds everything written into a lab-shaped sysfs", async () => {
     const labDevices = parseLspci(labLspci);
     const labGroupMap = parseIommuGroups(labGroups);
-    writePciDevices(labDevices, labGroupMap);
-    writeUsbDevices();
+    writePciDevices(tree(), labDevices, labGroupMap);
+    writeLabUsb();
     const rootDev = (await withHost(ConnectionSchema.parse(connection()), (host) => host.run(["mountpoint", "-d", "/"]))).stdout.trim();
     writeRootOnLvm(rootDev);
     writeSshBridge();
-    const haveIp = installIp();
+    const haveIp = installIp(tree());
     writeKernels();
 
     const reading = await read();
