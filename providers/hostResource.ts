@@ -41,7 +41,7 @@ export function hostResourceProvider<I extends object, P, S>(
   definition: HostResourceDefinition<I, P, S>,
 ): pulumi.dynamic.ResourceProvider {
   const parse = (props: Record<string, unknown>) => {
-    const { connection, plannedChanges: _p, state: _s, inputs: _i, __provider: _v, ...rest } = props;
+    const { connection, plannedChanges: _p, state: _s, __provider: _v, ...rest } = props;
     return { connection: ConnectionSchema.parse(connection), inputs: definition.schema.parse(rest) };
   };
   const outputs = (connection: Connection, inputs: I, state: S) => ({
