@@ -1,6 +1,6 @@
 import type { DomainSpec } from "./domainSpec";
 import { parseDomainXml, renderDomainXml, type DomainDefinition, type DomainHostFacts, type ExistingDomain } from "./domainXml";
-import { diffFields, type FieldChange, type FieldRule } from "./hostStep";
+import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE, REDEFINE } from "./hostStep";
 
 // Compare declared and actual domains on the fields we own only. The actual side is always the
 // INACTIVE XML (`virsh dumpxml --inactive`): the live XML of a running guest carries runtime
@@ -16,9 +16,6 @@ export interface DomainProjection extends DomainDefinition {
   readonly running: boolean;
 }
 
-const replace: FieldRule = { replaces: true, restarts: false };
-const redefine: FieldRule = { replaces: false, restarts: true };
-const redefineLive: FieldRule = { replaces: false, restarts: false };
 
 /**
  * How each field changes. Replace: libvirt identifies a domain by name and UUID, so another name
@@ -29,24 +26,24 @@ const redefineLive: FieldRule = { replaces: false, restarts: false };
  * running are applied with `virsh autostart` / `start` / `shutdown`.
  */
 export const DOMAIN_FIELD_RULES: { readonly [K in keyof DomainProjection]-?: FieldRule } = {
-  name: replace,
-  uuid: replace,
-  type: redefine,
-  description: redefineLive,
-  osinfoId: redefineLive,
-  memoryMiB: redefine,
-  vcpus: redefine,
-  cpuMode: redefine,
-  machine: redefine,
-  firmware: redefine,
-  sysinfo: redefine,
-  disks: redefine,
-  interfaces: redefine,
-  hostdevs: redefine,
-  memballoon: redefine,
-  graphicsVideoSoundInput: redefine,
-  autostart: redefineLive,
-  running: redefineLive,
+  name: REPLACE,
+  uuid: REPLACE,
+  type: REDEFINE,
+  description: IN_PLACE,
+  osinfoId: IN_PLACE,
+  memoryMiB: REDEFINE,
+  vcpus: REDEFINE,
+  cpuMode: REDEFINE,
+  machine: REDEFINE,
+  firmware: REDEFINE,
+  sysinfo: REDEFINE,
+  disks: REDEFINE,
+  interfaces: REDEFINE,
+  hostdevs: REDEFINE,
+  memballoon: REDEFINE,
+  graphicsVideoSoundInput: REDEFINE,
+  autostart: IN_PLACE,
+  running: IN_PLACE,
 };
 
 /** The XML to define for `spec`, and its projection with the declared runtime settings. */

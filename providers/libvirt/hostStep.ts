@@ -52,6 +52,11 @@ export interface FieldRule {
   readonly restarts: boolean;
 }
 
+/** The three kinds of field: another object, redefined but felt at the next start, applied live. */
+export const REPLACE: FieldRule = { replaces: true, restarts: false };
+export const REDEFINE: FieldRule = { replaces: false, restarts: true };
+export const IN_PLACE: FieldRule = { replaces: false, restarts: false };
+
 /**
  * The fields that differ between `from` and `to`, with how each is applied. Fields where `to` is
  * undefined are not compared (nothing declared, so anything is fine). A rule for every field is

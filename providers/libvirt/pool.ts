@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
-import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep } from "./hostStep";
+import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
 import { expected, strictKeys } from "./inputErrors";
 import { parseVirshFields } from "./toolOutput";
 import { find, parseXml, textOf } from "./xml";
@@ -160,8 +160,6 @@ export function planPoolDelete(spec: StoragePoolSpec, facts: PoolHostFacts, stat
   return steps;
 }
 
-const replace: FieldRule = { replaces: true, restarts: false };
-const inPlace: FieldRule = { replaces: false, restarts: false };
 
 /**
  * name, type and path replace the pool (delete before create: libvirt allows one pool per name and
@@ -169,12 +167,12 @@ const inPlace: FieldRule = { replaces: false, restarts: false };
  * what the provider does, not the host.
  */
 export const POOL_FIELD_RULES: { readonly [K in keyof StoragePoolSpec]-?: FieldRule } = {
-  name: replace,
-  type: replace,
-  path: replace,
-  autostart: inPlace,
-  adopt: inPlace,
-  removeDirectoryOnDelete: inPlace,
+  name: REPLACE,
+  type: REPLACE,
+  path: REPLACE,
+  autostart: IN_PLACE,
+  adopt: IN_PLACE,
+  removeDirectoryOnDelete: IN_PLACE,
 };
 
 /** Changes between the inputs recorded in state (`olds`) and the new ones. */

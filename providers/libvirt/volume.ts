@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { absolutePath, libvirtName, volumeName } from "./fieldSchemas";
-import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep } from "./hostStep";
+import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import type { ExistingPool } from "./pool";
 
@@ -241,8 +241,6 @@ export function planVolumeDelete(spec: VolumeSpec, facts: VolumeHostFacts): Host
   return steps;
 }
 
-const replace: FieldRule = { replaces: true, restarts: false };
-const inPlace: FieldRule = { replaces: false, restarts: false };
 
 /**
  * pool, name, source and format make another file, so they replace the volume (its data with it:
@@ -250,12 +248,12 @@ const inPlace: FieldRule = { replaces: false, restarts: false };
  * is checked and unpacked, so changing them touches nothing on the host.
  */
 export const VOLUME_FIELD_RULES: { readonly [K in keyof VolumeSpec]-?: FieldRule } = {
-  pool: replace,
-  name: replace,
-  source: replace,
-  format: replace,
-  sha256: inPlace,
-  compression: inPlace,
+  pool: REPLACE,
+  name: REPLACE,
+  source: REPLACE,
+  format: REPLACE,
+  sha256: IN_PLACE,
+  compression: IN_PLACE,
 };
 
 /** Changes between the inputs recorded in state (`olds`) and the new ones. */
