@@ -25,8 +25,12 @@ export interface TestHost {
    */
   upperDir: string;
   namespace: string;
+  /** This machine's end of the host's veth pair: `ip link set VETH down` cuts the host off the network. */
+  veth: string;
   /** PID of the `unshare` process whose child is sshd. */
   pid: number;
+  /** PID of the sshd listener (PID 1 of the host's PID namespace): each connection is a child of it. */
+  sshdPid: number;
   /** sshd's log (-e: everything on stderr). */
   sshdLog: string;
   /** "Accepted publickey" lines in sshd's log, not counting the login that checked readiness. */
@@ -308,6 +312,8 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     const hostKey = fs.readFileSync(`${hostKeyFile}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
     await waitForLogin(remote, privateKey, hostKey, launcher, sshdLog, options.readyTimeoutMs ?? 20_000);
     const readinessLogins = countAccepted(sshdLog);
+    // unshare's only child: the launcher shell, which exec'd its way to sshd.
+    const sshdPid = Number(fs.readFileSync(`/proc/${launcherPid}/task/${launcherPid}/children`, "utf8").trim());
 
     let stopping: Promise<void> | undefined;
     const stop = async () => {
@@ -331,7 +337,9 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
       pristineRootfs,
       upperDir,
       namespace,
+      veth: record.veth,
       pid: launcherPid,
+      sshdPid,
       sshdLog,
       acceptedLogins: () => countAccepted(sshdLog) - readinessLogins,
       stop: () => (stopping ??= stop()),
