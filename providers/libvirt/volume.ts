@@ -1,15 +1,19 @@
 import { z } from "zod";
-import { absolutePath, libvirtName, volumeName } from "./fieldSchemas";
+import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSchemas";
 import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import type { ExistingPool } from "./pool";
+import { findAll, parseXml, type XmlElement } from "./xml";
 
 // A disk image imported into a dir pool, as the reference host did by hand:
 //   xzcat haos_ova-7.5.qcow2.xz > /var/lib/libvirt/images/haos_ova-7.5.qcow2
 // Here: fetch (or take a host path), verify the SHA-256 of what was fetched, decompress into a
 // hidden file in the pool directory (same filesystem, so the final rename is atomic), check the
-// result with qemu-img, rename, and let libvirt rescan the pool. An existing file is never
-// overwritten: for a guest like HAOS the image is its data from the first boot on.
+// result with qemu-img, rename, and let libvirt rescan the pool. For a guest like HAOS the image is
+// its data from the first boot on, so an existing file is overwritten only when the declared image
+// changes (source, format or digest), never while a domain uses it unless allowReplaceInUse says
+// so, and never before the new image is staged and checked: the old one is then kept beside it as
+// .NAME.vfio-host-previous (one generation), which the rename cannot lose.
 
 const EXAMPLE_URL = "https://github.com/home-assistant/operating-system/releases/download/7.5/haos_ova-7.5.qcow2.xz";
 
@@ -43,9 +47,33 @@ const volumeShape = {
   /** "auto" decides from the source's suffix: .xz, .gz, anything else is not compressed. */
   compression: z.enum(["auto", "xz", "gz", "none"], expected('"auto", "xz", "gz" or "none"', '"auto"')).default("auto"),
   format: z.enum(["qcow2", "raw"], expected('an image format: "qcow2" or "raw"', '"qcow2"')),
+  /** Let a change of source, format or sha256 replace the image while a libvirt domain has it as a disk. */
+  allowReplaceInUse: z.boolean(expected("true or false", "true")).default(false),
 };
 
-export const volumeSchema = z.strictObject(volumeShape, strictKeys);
+// Whoever can alter plain http traffic can hand the host another image, fetched as root and booted
+// as a guest's disk; the digest is what makes http safe.
+const HTTP_NEEDS_SHA256 =
+  "is plain http without sha256, so anyone on the path can swap the image; use the https URL, " +
+  "or give sha256 (64 hex digits, as the release page publishes it) so the download is checked";
+
+/**
+ * What an earlier declaration said the file holds, read from the engine's olds. Lenient on
+ * purpose: a source that today's rules refuse (plain http without a digest) still says what it was.
+ */
+export const importedFromSchema = z.object({
+  pool: z.string(),
+  name: z.string(),
+  source,
+  format: volumeShape.format,
+  sha256: volumeShape.sha256,
+});
+
+export const volumeSchema = z.strictObject(volumeShape, strictKeys).superRefine((volume, ctx) => {
+  if ("url" in volume.source && new URL(volume.source.url).protocol === "http:" && volume.sha256 === undefined) {
+    ctx.addIssue({ code: "custom", path: ["source", "url"], message: `${shown(volume.source.url)} ${HTTP_NEEDS_SHA256}` });
+  }
+});
 
 export type VolumeInputs = z.input<typeof volumeSchema>;
 export type VolumeSpec = z.output<typeof volumeSchema>;
@@ -89,9 +117,73 @@ export interface VolumeHostFacts {
   readonly exists: boolean;
 }
 
+/** A defined domain and the images its disks read (through backing chains too). */
+export interface DomainDisks {
+  readonly name: string;
+  readonly running: boolean;
+  /** Files (`<source file=>`) and pool volumes (`<source pool= volume=>`). */
+  readonly sources: readonly ({ readonly file: string } | { readonly pool: string; readonly volume: string })[];
+}
+
+/** Every defined domain's disks, or why they could not be read (then nothing may be replaced or deleted). */
+export type HostDomains = { readonly readable: true; readonly domains: readonly DomainDisks[] } | { readonly readable: false; readonly reason: string };
+
+function diskSources(disk: XmlElement): DomainDisks["sources"] {
+  // A backing store is as much in use as the top image: an overlay reads it on every boot.
+  const here = findAll(disk, "source").flatMap((source): DomainDisks["sources"] => {
+    const { file, pool, volume } = source.attributes;
+    if (file !== undefined) return [{ file: normalisePath(file) }];
+    return pool !== undefined && volume !== undefined ? [{ pool, volume }] : [];
+  });
+  return [...here, ...findAll(disk, "backingStore").flatMap((store) => diskSources(store))];
+}
+
+/**
+ * The disks of one domain from `virsh dumpxml` (live: a running guest's hot-plugged disks) and
+ * `virsh dumpxml --inactive` (what it boots with next).
+ */
+export function parseDomainDisks(name: string, liveXml: string, inactiveXml: string): DomainDisks {
+  const roots = [liveXml, inactiveXml].filter((xml) => xml.trim() !== "").map(parseXml);
+  // libvirt gives a running domain an id attribute; a shut-off one has none (or -1).
+  const id = roots[0]?.attributes.id;
+  return { name, running: id !== undefined && id !== "-1", sources: roots.flatMap((root) => findAll(root, "devices/disk").flatMap(diskSources)) };
+}
+
+/**
+ * The domains section of the volume's facts: "absent" (no virsh, so no domains), "failed" and
+ * virsh's message, or "listed" and then "\0NAME\0LIVE XML\0INACTIVE XML" per domain.
+ */
+export function parseDomainsSection(section: string): HostDomains {
+  const [head, ...records] = section.split("\0");
+  const status = head.trim();
+  if (status === "absent") return { readable: true, domains: [] };
+  if (status !== "listed") {
+    const message = status.replace(/^failed\s*/, "").replace(/\s+/g, " ");
+    return { readable: false, reason: `virsh list --all failed${message ? `: ${message}` : ""}` };
+  }
+  const domains: DomainDisks[] = [];
+  for (let i = 0; i + 2 < records.length; i += 3) {
+    // A domain undefined between the list and its dumpxml prints no XML.
+    if (records[i + 1].trim() !== "" || records[i + 2].trim() !== "") domains.push(parseDomainDisks(records[i], records[i + 1], records[i + 2]));
+  }
+  return { readable: true, domains };
+}
+
+/** The domains that have the volume's file as a disk, by pool volume or by path. */
+export function domainsUsing(path: string, spec: Pick<VolumeSpec, "pool" | "name">, domains: readonly DomainDisks[]): DomainDisks[] {
+  return domains.filter((d) =>
+    d.sources.some((s) => ("file" in s ? s.file === normalisePath(path) : s.pool === spec.pool && s.volume === spec.name)),
+  );
+}
+
+const listDomains = (domains: readonly DomainDisks[]) =>
+  `${domains.length === 1 ? "domain" : "domains"} ${domains.map((d) => `${d.name} (${d.running ? "running" : "shut off"})`).join(", ")}`;
+
 export interface VolumeImportPlan {
   /** Where the volume ends up. */
   readonly path: string;
+  /** Where the image it replaces is kept; undefined for a first import. */
+  readonly previousPath?: string;
   /** Where it is assembled first, beside it. */
   readonly stagingPath: string;
   /** Fetch, verify, decompress into stagingPath. */
@@ -127,10 +219,72 @@ export function volumePath(spec: VolumeSpec, facts: VolumeHostFacts): string {
   return `${poolDirectory(spec, facts)}/${spec.name}`;
 }
 
-/** The import, or undefined when the file is already there (it is never overwritten). */
-export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts): VolumeImportPlan | undefined {
+/** Where a re-import keeps the image it replaced, hidden beside it like the staging file. */
+export function previousImagePath(spec: VolumeSpec, facts: VolumeHostFacts): string {
+  return `${poolDirectory(spec, facts)}/.${spec.name}.vfio-host-previous`;
+}
+
+/** What the state recorded as declared before (source, format, digest), compared with now. */
+export type ImportedFrom = Pick<VolumeSpec, "source" | "format" | "sha256">;
+
+// The fields that say which bytes the file holds. A digest added to a volume imported without one
+// says nothing new about the file (it was not checked then and cannot be now without a download).
+const REIMPORTED_ON = ["source", "format", "sha256"];
+
+/** The changes that make the file another image, as "field: from -> to"; empty when it stays. */
+export function reimportReasons(previous: ImportedFrom, spec: VolumeSpec): string[] {
+  return diffFields(previous, spec, { source: IN_PLACE, format: IN_PLACE, sha256: IN_PLACE }, false)
+    .filter((c) => REIMPORTED_ON.includes(c.field) && c.from !== undefined)
+    .map((c) => `${c.field} ${describeValue(c.from)} -> ${describeValue(c.to)}`);
+}
+
+const describeValue = (value: unknown) =>
+  typeof value === "object" && value !== null ? Object.values(value).join("") : String(value);
+
+/**
+ * Why the re-import must not happen, or undefined when it may: the image is a disk of a domain
+ * (or the domains could not be listed) and the volume does not say allowReplaceInUse.
+ */
+export function checkReplaceInUse(spec: VolumeSpec, facts: VolumeHostFacts, reasons: readonly string[], domains: HostDomains): string | undefined {
+  const path = volumePath(spec, facts);
+  const change = `Volume ${spec.name}: ${reasons.join(", ")} imports a new image over ${path}`;
+  if (!domains.readable) {
+    return `${change}, but the host's libvirt domains could not be listed (${domains.reason}), so it cannot tell whether a guest uses it; make virsh work for the SSH user, then run again`;
+  }
+  const users = domainsUsing(path, spec, domains.domains);
+  if (users.length === 0 || spec.allowReplaceInUse) return undefined;
+  return (
+    `${change}, but it is a disk of ${listDomains(users)}: the guest's data would be replaced. To do it anyway, set ` +
+    `allowReplaceInUse: true on this volume (in a host stack: vfio-host:libvirt volumes[].allowReplaceInUse); the current ` +
+    `image is then kept as ${previousImagePath(spec, facts)}, and a running guest keeps writing to that one until it restarts. ` +
+    `Otherwise put the volume's ${reasons.map((r) => r.split(" ")[0]).join(" and ")} back, or declare the new image as a volume of its own`
+  );
+}
+
+/** Why the file must not be deleted, or undefined when it may. */
+export function checkDeleteInUse(spec: VolumeSpec, facts: VolumeHostFacts, domains: HostDomains): string | undefined {
+  const path = volumePath(spec, facts);
+  if (!domains.readable) {
+    return `Volume ${spec.name}: not deleting ${path}: the host's libvirt domains could not be listed (${domains.reason}), so it cannot tell whether a guest uses it; make virsh work for the SSH user, then run again`;
+  }
+  const users = domainsUsing(path, spec, domains.domains);
+  if (users.length === 0) return undefined;
+  const names = users.map((u) => u.name);
+  return (
+    `Volume ${spec.name}: not deleting ${path}: it is a disk of ${listDomains(users)}, which this stack does not remove first. ` +
+    `Detach it (virsh detach-disk ${names[0]} ${path} --persistent) or undefine ${names.join(", ")}, then run again; ` +
+    `or keep the file and drop the Volume from the stack with \`pulumi state delete\` (its URN is in \`pulumi stack --show-urns\`)`
+  );
+}
+
+/**
+ * The import: `previous` (what the state says was declared) given and different means the file
+ * there is replaced; otherwise an existing file is left as it is and there is nothing to do.
+ */
+export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts, previous?: ImportedFrom): VolumeImportPlan | undefined {
   const directory = poolDirectory(spec, facts);
-  if (facts.exists) return undefined;
+  const replacing = facts.exists && previous !== undefined && reimportReasons(previous, spec).length > 0;
+  if (facts.exists && !replacing) return undefined;
   const path = `${directory}/${spec.name}`;
   const stagingPath = `${directory}/.${spec.name}.partial`;
   const compression = compressionOf(spec);
@@ -143,7 +297,12 @@ export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts): Volu
   if ("url" in spec.source) {
     stage.push({
       describe: `download ${spec.source.url}`,
-      argv: ["curl", "--fail", "--location", "--silent", "--show-error", "--retry", "3", "--output", fetched, "--url", spec.source.url],
+      // An https source is not allowed to be redirected to plain http.
+      argv: [
+        "curl", "--fail", "--location", "--silent", "--show-error", "--retry", "3",
+        ...(new URL(spec.source.url).protocol === "https:" ? ["--proto-redir", "=https"] : []),
+        "--output", fetched, "--url", spec.source.url,
+      ],
       timeoutMs: IMPORT_STEP_TIMEOUT_MS,
     });
   }
@@ -166,12 +325,18 @@ export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts): Volu
     stage.push({ describe: `copy ${fetched} into the pool`, argv: ["cp", "--", fetched, stagingPath], timeoutMs: IMPORT_STEP_TIMEOUT_MS });
   }
 
-  const commit: HostStep[] = [{ describe: `move the image to ${path}`, argv: ["mv", "-f", "--", stagingPath, path] }];
+  const previousPath = replacing ? previousImagePath(spec, facts) : undefined;
+  const commit: HostStep[] = [];
+  // A hard link keeps the old image under a second name, so the rename below (atomic, same
+  // directory) never leaves the volume's path missing or the old bytes unreachable.
+  if (previousPath) commit.push({ describe: `keep the current image as ${previousPath}`, argv: ["ln", "-f", "--", path, previousPath] });
+  commit.push({ describe: `move the image to ${path}`, argv: ["mv", "-f", "--", stagingPath, path] });
   if (facts.pool?.state === "running") {
     commit.push({ describe: `rescan pool ${spec.pool}`, argv: virsh("pool-refresh", "--pool", spec.pool) });
   }
   return {
     path,
+    ...(previousPath ? { previousPath } : {}),
     stagingPath,
     stage,
     inspect: { describe: `inspect ${stagingPath}`, argv: ["qemu-img", "info", "--output=json", "--", stagingPath] },
@@ -232,28 +397,32 @@ export function volumeOutputs(path: string, info: ImageInfo): VolumeOutputs {
   return { path, format: info.format, virtualSizeBytes: info.virtualSizeBytes };
 }
 
-/** Steps that remove the volume's file and let libvirt forget it. */
+/** Steps that remove the volume's file (and the image a re-import kept) and let libvirt forget it. */
 export function planVolumeDelete(spec: VolumeSpec, facts: VolumeHostFacts): HostStep[] {
   if (!facts.exists || !facts.pool) return [];
   const path = volumePath(spec, facts);
-  const steps: HostStep[] = [{ describe: `remove ${path}`, argv: ["rm", "-f", "--", path] }];
+  const previous = previousImagePath(spec, facts);
+  const steps: HostStep[] = [{ describe: `remove ${path} (and ${previous} if a re-import left one)`, argv: ["rm", "-f", "--", path, previous] }];
   if (facts.pool.state === "running") steps.push({ describe: `rescan pool ${spec.pool}`, argv: virsh("pool-refresh", "--pool", spec.pool) });
   return steps;
 }
 
 
 /**
- * pool, name, source and format make another file, so they replace the volume (its data with it:
- * mark a guest's only disk `protect: true`). sha256 and compression only say how the same source
- * is checked and unpacked, so changing them touches nothing on the host.
+ * pool and name make another file, so they replace the volume (the old file is deleted, which is
+ * refused while a domain has it as a disk). source, format and sha256 say which image the same
+ * file holds: an update re-imports it (reimportReasons), guarded by allowReplaceInUse. compression
+ * only says how the same source is unpacked, and allowReplaceInUse is a permission: changing them
+ * touches nothing on the host.
  */
 export const VOLUME_FIELD_RULES: { readonly [K in keyof VolumeSpec]-?: FieldRule } = {
   pool: REPLACE,
   name: REPLACE,
-  source: REPLACE,
-  format: REPLACE,
+  source: IN_PLACE,
+  format: IN_PLACE,
   sha256: IN_PLACE,
   compression: IN_PLACE,
+  allowReplaceInUse: IN_PLACE,
 };
 
 /** Changes between the inputs recorded in state (`olds`) and the new ones. */

@@ -1,22 +1,30 @@
 import { checkInputs } from "../../../providers/check";
 import {
+  checkDeleteInUse,
+  checkReplaceInUse,
   checkStagedImage,
   checkVolumePools,
   compressionOf,
   diffVolume,
+  parseDomainDisks,
+  parseDomainsSection,
   parseQemuImgInfo,
   planVolumeDelete,
   planVolumeImport,
+  reimportReasons,
   volumeOutputs,
   volumeSchema,
+  type HostDomains,
   type VolumeHostFacts,
 } from "../../../providers/libvirt/volume";
+import { inactiveFixture } from "./referenceHost";
 
 const URL_XZ = "https://github.com/home-assistant/operating-system/releases/download/7.5/haos_ova-7.5.qcow2.xz";
 const SHA = "9B0C6E3D5A2F1E4B7C8D9A0B1C2D3E4F5A6B7C8D9E0F1A2B3C4D5E6F7A8B9C0D";
 const IMAGES = "/var/lib/libvirt/images";
 const virsh = ["env", "LC_ALL=C", "virsh", "--connect", "qemu:///system"];
 const HOUR = 3_600_000;
+const URL_80 = URL_XZ.replace(/7\.5/g, "8.0");
 
 const haos = volumeSchema.parse({ pool: "default", name: "haos_ova-7.5.qcow2", source: { url: URL_XZ }, sha256: SHA, format: "qcow2" });
 const facts: VolumeHostFacts = { pool: { name: "default", targetPath: IMAGES, state: "running" }, exists: false };
@@ -37,7 +45,15 @@ const HAOS_INFO = `{
 
 describe("volume inputs", () => {
   it("lower-case the digest and default compression to auto", () => {
-    expect(haos).toEqual({ pool: "default", name: "haos_ova-7.5.qcow2", source: { url: URL_XZ }, sha256: SHA.toLowerCase(), compression: "auto", format: "qcow2" });
+    expect(haos).toEqual({
+      pool: "default",
+      name: "haos_ova-7.5.qcow2",
+      source: { url: URL_XZ },
+      sha256: SHA.toLowerCase(),
+      compression: "auto",
+      format: "qcow2",
+      allowReplaceInUse: false,
+    });
   });
 
   it.each([
@@ -46,10 +62,21 @@ describe("volume inputs", () => {
     [{ sha256: "abc" }, "sha256", '"abc" is not a SHA-256 digest (64 hex digits); write for example "9b0c...e1" as printed by sha256sum'],
     [{ name: "../etc/shadow" }, "name", '"../etc/shadow" is not a volume file name (letters, digits, - _ . + and starting with a letter or digit; no /); write for example "haos_ova-7.5.qcow2"'],
     [{ format: "vmdk" }, "format", '"vmdk" is not an image format: "qcow2" or "raw"; write for example "qcow2"'],
+    [
+      { source: { url: "http://example.org/haos.qcow2.xz" } },
+      "source.url",
+      '"http://example.org/haos.qcow2.xz" is plain http without sha256, so anyone on the path can swap the image; use the https URL, ' +
+        "or give sha256 (64 hex digits, as the release page publishes it) so the download is checked",
+    ],
+    [{ allowReplaceInUse: "yes" }, "allowReplaceInUse", '"yes" is not true or false; write for example true'],
   ])("refuse %j with the key, the value and an example", (change, property, reason) => {
     expect(checkInputs(volumeSchema, { pool: "default", name: "haos_ova-7.5.qcow2", source: { url: URL_XZ }, format: "qcow2", ...change }).failures).toEqual([
       { property, reason },
     ]);
+  });
+
+  it("accept plain http when a digest checks the download", () => {
+    expect(checkInputs(volumeSchema, { pool: "default", name: "disk.raw", source: { url: "http://example.org/disk.raw" }, sha256: SHA, format: "raw" }).failures).toBeUndefined();
   });
 
   it("take the compression from the suffix when it is auto", () => {
@@ -79,7 +106,11 @@ describe("planVolumeImport", () => {
       path: `${IMAGES}/haos_ova-7.5.qcow2`,
       stagingPath: staging,
       stage: [
-        { describe: `download ${URL_XZ}`, argv: ["curl", "--fail", "--location", "--silent", "--show-error", "--retry", "3", "--output", download, "--url", URL_XZ], timeoutMs: HOUR },
+        {
+          describe: `download ${URL_XZ}`,
+          argv: ["curl", "--fail", "--location", "--silent", "--show-error", "--retry", "3", "--proto-redir", "=https", "--output", download, "--url", URL_XZ],
+          timeoutMs: HOUR,
+        },
         { describe: `verify the SHA-256 of ${download}`, argv: ["sha256sum", "-c", "-"], stdin: `${SHA.toLowerCase()}  ${download}\n`, timeoutMs: HOUR },
         { describe: `decompress (xz) into ${staging}`, argv: ["sh", "-c", 'exec xz -dc -- "$1" > "$2"', "sh", download, staging], timeoutMs: HOUR },
         { describe: `remove the download ${download}`, argv: ["rm", "-f", "--", download] },
@@ -109,8 +140,27 @@ describe("planVolumeImport", () => {
     ]);
   });
 
-  it("never overwrites a file that is there", () => {
+  it("never overwrites a file that is there unless the declared image changed", () => {
     expect(planVolumeImport(haos, { ...facts, exists: true })).toBeUndefined();
+    expect(planVolumeImport(haos, { ...facts, exists: true }, haos)).toBeUndefined();
+    expect(planVolumeImport(haos, { ...facts, exists: true }, { ...haos, sha256: undefined })).toBeUndefined();
+  });
+
+  it("replaces a changed image only after staging and checking it, keeping the old one by a hard link", () => {
+    const newer = { ...haos, source: { url: URL_80 }, sha256: undefined };
+    const plan = planVolumeImport(newer, { ...facts, exists: true }, haos)!;
+    expect(plan.previousPath).toBe(`${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`);
+    expect(plan.stage.map((s) => s.argv[0])).toEqual(["curl", "sh", "rm"]);
+    expect(plan.stage.flatMap((s) => s.argv)).not.toContain(`${IMAGES}/haos_ova-7.5.qcow2`);
+    expect(plan.discard.argv).toEqual(["rm", "-f", "--", `${IMAGES}/.haos_ova-7.5.qcow2.download`, `${IMAGES}/.haos_ova-7.5.qcow2.partial`]);
+    expect(plan.commit).toEqual([
+      {
+        describe: `keep the current image as ${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`,
+        argv: ["ln", "-f", "--", `${IMAGES}/haos_ova-7.5.qcow2`, `${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`],
+      },
+      { describe: `move the image to ${IMAGES}/haos_ova-7.5.qcow2`, argv: ["mv", "-f", "--", `${IMAGES}/.haos_ova-7.5.qcow2.partial`, `${IMAGES}/haos_ova-7.5.qcow2`] },
+      { describe: "rescan pool default", argv: [...virsh, "pool-refresh", "--pool", "default"] },
+    ]);
   });
 
   it("refuses a volume whose pool the host does not have", () => {
@@ -144,17 +194,106 @@ describe("the staged image", () => {
 });
 
 describe("planVolumeDelete and diffVolume", () => {
-  it("removes the file and rescans the pool", () => {
+  it("removes the file, the image a re-import kept, and rescans the pool", () => {
     expect(planVolumeDelete(haos, { ...facts, exists: true })).toEqual([
-      { describe: `remove ${IMAGES}/haos_ova-7.5.qcow2`, argv: ["rm", "-f", "--", `${IMAGES}/haos_ova-7.5.qcow2`] },
+      {
+        describe: `remove ${IMAGES}/haos_ova-7.5.qcow2 (and ${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous if a re-import left one)`,
+        argv: ["rm", "-f", "--", `${IMAGES}/haos_ova-7.5.qcow2`, `${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`],
+      },
       { describe: "rescan pool default", argv: [...virsh, "pool-refresh", "--pool", "default"] },
     ]);
     expect(planVolumeDelete(haos, facts)).toEqual([]);
   });
 
-  it("replaces for another source, and changes nothing for a digest added later", () => {
-    const newer = { ...haos, source: { url: URL_XZ.replace(/7\.5/g, "8.0") } };
-    expect(diffVolume(haos, newer).map((c) => [c.field, c.applyInPlace])).toEqual([["source", false]]);
+  it("updates in place for another source (never delete, then import), and replaces only for another file", () => {
+    const newer = { ...haos, source: { url: URL_80 } };
+    expect(diffVolume(haos, newer).map((c) => [c.field, c.applyInPlace])).toEqual([["source", true]]);
+    expect(diffVolume(haos, { ...haos, format: "raw" }).map((c) => [c.field, c.applyInPlace])).toEqual([["format", true]]);
     expect(diffVolume({ ...haos, sha256: undefined }, haos).map((c) => [c.field, c.applyInPlace])).toEqual([["sha256", true]]);
+    expect(diffVolume(haos, { ...haos, name: "haos-8.0.qcow2" }).map((c) => [c.field, c.applyInPlace])).toEqual([["name", false]]);
+  });
+});
+
+// `virsh dumpxml homeassistant` while it runs: libvirt adds id='N'. An overlay on the image, as
+// `qemu-img create -b haos_ova-7.5.qcow2 -F qcow2 -f qcow2 test.qcow2` makes it.
+const RUNNING_OVERLAY = `<domain type='kvm' id='7'>
+  <name>haos-test</name>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/test.qcow2' index='2'/>
+      <backingStore type='file' index='1'>
+        <format type='qcow2'/>
+        <source file='/var/lib/libvirt/images/haos_ova-7.5.qcow2'/>
+        <backingStore/>
+      </backingStore>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='volume' device='cdrom'>
+      <source pool='default' volume='debian-12.iso'/>
+      <target dev='sda' bus='sata'/>
+    </disk>
+  </devices>
+</domain>
+`;
+
+describe("the domains that use a volume", () => {
+  const homeassistant = parseDomainDisks("homeassistant", "", inactiveFixture);
+  const overlay = parseDomainDisks("haos-test", RUNNING_OVERLAY, "");
+  const domains: HostDomains = { readable: true, domains: [homeassistant, overlay] };
+  const inUse = { ...facts, exists: true };
+  const reasons = reimportReasons(haos, { ...haos, source: { url: URL_80 } });
+
+  it("are read from every domain's live and inactive XML, backing files and pool volumes included", () => {
+    expect(homeassistant).toEqual({ name: "homeassistant", running: false, sources: [{ file: `${IMAGES}/haos_ova-7.5.qcow2` }] });
+    expect(overlay).toEqual({
+      name: "haos-test",
+      running: true,
+      sources: [{ file: `${IMAGES}/test.qcow2` }, { file: `${IMAGES}/haos_ova-7.5.qcow2` }, { pool: "default", volume: "debian-12.iso" }],
+    });
+    expect(parseDomainsSection(`listed\n\0homeassistant\0\0${inactiveFixture}\0haos-test\0${RUNNING_OVERLAY}\0\0gone\0\0`)).toEqual(domains);
+    expect(parseDomainsSection("absent\n")).toEqual({ readable: true, domains: [] });
+    expect(parseDomainsSection("failed error: failed to connect to the hypervisor\nerror: Permission denied\n")).toEqual({
+      readable: false,
+      reason: "virsh list --all failed: error: failed to connect to the hypervisor error: Permission denied",
+    });
+    expect(parseDomainsSection("")).toEqual({ readable: false, reason: "virsh list --all failed" });
+  });
+
+  it("say which declared fields make the file another image", () => {
+    expect(reasons).toEqual([`source ${URL_XZ} -> ${URL_80}`]);
+    expect(reimportReasons(haos, { ...haos, format: "raw", sha256: "0".repeat(64) })).toEqual([`format qcow2 -> raw`, `sha256 ${SHA.toLowerCase()} -> ${"0".repeat(64)}`]);
+    expect(reimportReasons({ ...haos, sha256: undefined }, haos)).toEqual([]);
+    expect(reimportReasons(haos, { ...haos, sha256: undefined, compression: "xz" })).toEqual([]);
+  });
+
+  it("stop a re-import at preview, naming the domains and the key that allows it", () => {
+    expect(checkReplaceInUse(haos, inUse, reasons, domains)).toBe(
+      `Volume haos_ova-7.5.qcow2: source ${URL_XZ} -> ${URL_80} imports a new image over ${IMAGES}/haos_ova-7.5.qcow2, but it is a disk of ` +
+        "domains homeassistant (shut off), haos-test (running): the guest's data would be replaced. To do it anyway, set allowReplaceInUse: true " +
+        "on this volume (in a host stack: vfio-host:libvirt volumes[].allowReplaceInUse); the current image is then kept as " +
+        `${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous, and a running guest keeps writing to that one until it restarts. ` +
+        "Otherwise put the volume's source back, or declare the new image as a volume of its own",
+    );
+    expect(checkReplaceInUse({ ...haos, allowReplaceInUse: true }, inUse, reasons, domains)).toBeUndefined();
+    expect(checkReplaceInUse(haos, inUse, reasons, { readable: true, domains: [parseDomainDisks("other", "", RUNNING_OVERLAY.replace(/haos_ova-7.5/g, "other"))] })).toBeUndefined();
+  });
+
+  it("stop a re-import when the domains cannot be listed", () => {
+    expect(checkReplaceInUse(haos, inUse, reasons, { readable: false, reason: "virsh list --all failed" })).toBe(
+      `Volume haos_ova-7.5.qcow2: source ${URL_XZ} -> ${URL_80} imports a new image over ${IMAGES}/haos_ova-7.5.qcow2, but the host's ` +
+        "libvirt domains could not be listed (virsh list --all failed), so it cannot tell whether a guest uses it; make virsh work for the SSH user, then run again",
+    );
+  });
+
+  it("stop a delete while any domain still has the file as a disk", () => {
+    expect(checkDeleteInUse(haos, inUse, { readable: true, domains: [homeassistant] })).toBe(
+      `Volume haos_ova-7.5.qcow2: not deleting ${IMAGES}/haos_ova-7.5.qcow2: it is a disk of domain homeassistant (shut off), which this stack does not remove first. ` +
+        `Detach it (virsh detach-disk homeassistant ${IMAGES}/haos_ova-7.5.qcow2 --persistent) or undefine homeassistant, then run again; ` +
+        "or keep the file and drop the Volume from the stack with `pulumi state delete` (its URN is in `pulumi stack --show-urns`)",
+    );
+    const iso = volumeSchema.parse({ pool: "default", name: "debian-12.iso", source: { hostPath: "/srv/debian-12.iso" }, format: "raw" });
+    expect(checkDeleteInUse(iso, inUse, domains)).toContain("it is a disk of domain haos-test (running)");
+    expect(checkDeleteInUse(haos, inUse, { readable: true, domains: [] })).toBeUndefined();
   });
 });
