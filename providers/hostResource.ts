@@ -9,6 +9,7 @@ import { hasUnknown, validate } from "./check";
 import { dynamicProvider } from "./dynamic";
 import { Connection, ConnectionSchema, connectionLabel } from "./ssh/connection";
 import { RemoteHost, withHost } from "./ssh/host";
+import { lockOwner, withHostLock } from "./ssh/hostLock";
 
 /** A refusal that belongs to one input key: `pulumi preview` shows it against that key. */
 export class InputError extends Error {
@@ -41,24 +42,33 @@ export function hostResourceProvider<I extends object, P, S>(
   definition: HostResourceDefinition<I, P, S>,
 ): pulumi.dynamic.ResourceProvider {
   const parse = (props: Record<string, unknown>) => {
-    const { connection, plannedChanges: _p, state: _s, __provider: _v, ...rest } = props;
-    return { connection: ConnectionSchema.parse(connection), inputs: definition.schema.parse(rest) };
+    const { connection, plannedChanges: _p, state: _s, __provider: _v, stackName, ...rest } = props;
+    return {
+      connection: ConnectionSchema.parse(connection),
+      inputs: definition.schema.parse(rest),
+      owner: lockOwner(typeof stackName === "string" ? stackName : undefined),
+      stackName,
+    };
   };
-  const outputs = (connection: Connection, inputs: I, state: S) => ({
+  const outputs = (connection: Connection, inputs: I, state: S, stackName: unknown) => ({
     ...inputs,
     connection,
     plannedChanges: [],
     state,
+    stackName,
   });
+  // Every change happens under the host lock, from reading the host to the last write.
+  const locked = <T>(connection: Connection, owner: string, fn: (host: RemoteHost) => Promise<T>) =>
+    withHostLock(connection, owner, () => withHost(connection, fn));
 
   return {
     async check(_olds, news) {
-      const { connection, plannedChanges: _p, __provider: _v, ...rest } = news;
+      const { connection, plannedChanges: _p, __provider: _v, stackName, ...rest } = news;
       const checkedConnection = validate(ConnectionSchema, connection, "connection");
       const checkedInputs = validate(definition.schema, rest);
       const failures = [checkedConnection, checkedInputs].flatMap((r) => (r.ok ? [] : r.failures));
       if (!checkedConnection.ok || !checkedInputs.ok) return { failures };
-      const checked = { ...checkedInputs.data, connection: checkedConnection.data };
+      const checked = { ...checkedInputs.data, connection: checkedConnection.data, stackName };
       const later = "(more once values known after apply are known)";
       if (hasUnknown(connection)) return { inputs: { ...checked, plannedChanges: [later] } };
       // Inputs still unknown (another resource's output) only make the plan partial, not wrong.
@@ -95,20 +105,20 @@ export function hostResourceProvider<I extends object, P, S>(
     },
 
     async create(props: Record<string, unknown>) {
-      const { connection, inputs } = parse(props);
-      const state = await withHost(connection, async (host) =>
+      const { connection, inputs, owner, stackName } = parse(props);
+      const state = await locked(connection, owner, async (host) =>
         definition.apply(host, await definition.plan(host, inputs, undefined), inputs),
       );
-      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, state) };
+      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, state, stackName) };
     },
 
     async update(_id, olds: Record<string, unknown>, news: Record<string, unknown>) {
-      const { connection, inputs } = parse(news);
+      const { connection, inputs, owner, stackName } = parse(news);
       const previous = olds.state as S;
-      const state = await withHost(connection, async (host) =>
+      const state = await locked(connection, owner, async (host) =>
         definition.apply(host, await definition.plan(host, inputs, previous), inputs),
       );
-      return { outs: outputs(connection, inputs, state) };
+      return { outs: outputs(connection, inputs, state, stackName) };
     },
 
     async read(id, props: Record<string, unknown>) {
@@ -121,8 +131,8 @@ export function hostResourceProvider<I extends object, P, S>(
     },
 
     async delete(_id, props: Record<string, unknown>) {
-      const { connection, inputs } = parse(props);
-      await withHost(connection, (host) => definition.revert(host, inputs, props.state as S));
+      const { connection, inputs, owner } = parse(props);
+      await locked(connection, owner, (host) => definition.revert(host, inputs, props.state as S));
     },
   };
 }
@@ -132,7 +142,8 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
   declare readonly plannedChanges: pulumi.Output<string[]>;
 
   protected constructor(kind: string, name: string, args: object, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider(kind), name, { ...args, plannedChanges: undefined, state: undefined }, {
+    // stackName only names this run to another run that finds the host locked (see hostLock.ts).
+    super(dynamicProvider(kind), name, { ...args, plannedChanges: undefined, state: undefined, stackName: pulumi.getStack() }, {
       ...opts,
       additionalSecretOutputs: ["connection"],
     });

@@ -1,5 +1,6 @@
 // The one SSH layer: pooled connections, host-key pinning, retries, escalation, atomic file writes
 // and backups. Every resource reaches its host through `withHost`, nothing else speaks SSH.
+import { createHash } from "crypto";
 import { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { Connection, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey } from "./connection";
 import { describeCommand, shellCommand, ShellArg } from "./quote";
@@ -26,12 +27,22 @@ export interface RemoteHost {
   run(argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult>;
   /** The file's bytes, or undefined when it does not exist. */
   readFile(path: string): Promise<Buffer | undefined>;
-  /** Temp file in the same directory, fsync, rename: a reader sees the old or the new bytes, never half. */
+  /**
+   * Temp file in the same directory, checked against the byte count and SHA-256 sent with it, fsync,
+   * rename: a reader sees the old or the new bytes, never half, even when the connection drops
+   * mid-transfer. A symlink is written through: the file it names changes, the link stays.
+   */
   writeFileAtomic(path: string, data: string | Uint8Array, options?: { mode?: string }): Promise<void>;
   /** Saves the original bytes (or the fact that there were none) the first time; later calls keep the first. */
   backupOnce(path: string): Promise<void>;
-  /** Puts the original bytes back (or removes a file that did not exist) and forgets the backup. */
-  restoreBackup(path: string): Promise<"restored" | "removed" | "no-backup">;
+  /** The saved original: its bytes, `"absent"` when the file did not exist, undefined when there is no backup. */
+  readBackup(path: string): Promise<Buffer | "absent" | undefined>;
+  /**
+   * Puts the original bytes back (or removes a file that did not exist) and forgets the backup.
+   * With `ifSha256`, only when the file still has that hash (what this stack last wrote): otherwise
+   * the file and its backup stay as they are and the answer is "edited".
+   */
+  restoreBackup(path: string, options?: { ifSha256?: string }): Promise<RestoreOutcome>;
   /**
    * Writes `text`, the file with our changes taken out. When that equals the backup (nobody else
    * edited the file meanwhile) the backup itself goes back, with its mode and owner, and is dropped.
@@ -39,6 +50,13 @@ export interface RemoteHost {
   revertFile(path: string, text: string): Promise<void>;
   /** Drops the pooled connection, e.g. after asking the host to reboot; the next command reconnects. */
   disconnect(): Promise<void>;
+}
+
+export type RestoreOutcome = "restored" | "removed" | "no-backup" | "edited";
+
+/** The hex SHA-256 of what is (or will be) written: what verified writes and restores compare. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
 }
 
 export class RemoteCommandError extends Error {
@@ -80,6 +98,75 @@ const pool = new Map<string, Promise<PooledConnection>>();
 /** Runs `fn` with the host behind `connection`, on a pooled connection shared by every resource of this process. */
 export async function withHost<T>(connection: Connection, fn: (host: RemoteHost) => Promise<T>): Promise<T> {
   return fn(remoteHost(connection));
+}
+
+/**
+ * A command that runs for as long as the caller holds it (the host lock): its stdin stays open,
+ * and it keeps a channel of the pooled connection, so the connection is not closed as idle under it.
+ * `release` closes its stdin; `closed` settles when the command ended, whoever ended it.
+ */
+export interface HeldCommand {
+  readonly lines: AsyncIterator<string>;
+  write(text: string): void;
+  release(): void;
+  readonly closed: Promise<void>;
+}
+
+export async function holdCommand(connection: Connection, argv: readonly ShellArg[]): Promise<HeldCommand> {
+  const words = [...escalationPrefix(connection), ...argv];
+  let opened!: (held: HeldCommand) => void;
+  let failed!: (err: Error) => void;
+  const ready = new Promise<HeldCommand>((resolve, reject) => ((opened = resolve), (failed = reject)));
+  // The channel slot is held until the command ends: withChannel's callback resolves then.
+  void withChannel(connection, (client) => new Promise<void>((done) => {
+    client.exec(shellCommand(words) as unknown as string, (err, channel: ClientChannel) => {
+      if (err) {
+        done();
+        return failed(err);
+      }
+      const queue: string[] = [];
+      const readers: Array<(r: IteratorResult<string>) => void> = [];
+      let ended = false;
+      let partial = "";
+      const push = (r: IteratorResult<string>) => {
+        const reader = readers.shift();
+        if (reader) reader(r);
+        else if (!r.done) queue.push(r.value);
+      };
+      channel.on("data", (d: Buffer) => {
+        const parts = (partial + d.toString("utf8")).split("\n");
+        partial = parts.pop()!;
+        parts.forEach((line) => push({ value: line, done: false }));
+      });
+      channel.stderr.resume();
+      const closed = new Promise<void>((resolve) =>
+        channel.on("close", () => {
+          ended = true;
+          while (readers.length > 0) push({ value: undefined, done: true });
+          done();
+          resolve();
+        }),
+      );
+      opened({
+        lines: {
+          next: () =>
+            queue.length > 0
+              ? Promise.resolve({ value: queue.shift()!, done: false })
+              : ended
+                ? Promise.resolve({ value: undefined, done: true })
+                : new Promise((resolve) => readers.push(resolve)),
+        },
+        write: (text) => {
+          if (!ended) channel.write(text);
+        },
+        release: () => {
+          if (!ended) channel.end();
+        },
+        closed,
+      });
+    });
+  })).catch(failed);
+  return ready;
 }
 
 /** Closes every pooled connection (tests, and a provider that is shutting down). */
@@ -124,16 +211,28 @@ function remoteHost(connection: Connection): RemoteHost {
   };
 
   const writeFileAtomic = async (path: string, data: string | Uint8Array, options: { mode?: string } = {}) => {
-    await run(["sh", "-c", ATOMIC_WRITE_SCRIPT, "sh", path, options.mode ?? "0644"], { stdin: data });
+    const size = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+    const argv = ["sh", "-c", ATOMIC_WRITE_SCRIPT, "sh", path, options.mode ?? "0644", String(size), sha256Hex(data)];
+    const result = await exec(argv, { stdin: data });
+    if (result.code === INCOMPLETE_WRITE_EXIT) {
+      throw new Error(`${label}: ${path} was not replaced: ${result.stderr.trim()}; the file keeps its previous bytes`);
+    }
+    if (result.code !== 0) throw new RemoteCommandError(label, `write ${path}`, result);
   };
 
   const backupOnce = async (path: string) => {
     await run(["sh", "-c", BACKUP_SCRIPT, "sh", path, BACKUP_ROOT + path]);
   };
 
-  const restoreBackup = async (path: string) => {
-    const result = await run(["sh", "-c", RESTORE_SCRIPT, "sh", path, BACKUP_ROOT + path]);
-    return result.stdout.trim() as "restored" | "removed" | "no-backup";
+  const readBackup = async (path: string): Promise<Buffer | "absent" | undefined> => {
+    const result = await run(["sh", "-c", READ_BACKUP_SCRIPT, "sh", BACKUP_ROOT + path]);
+    const tag = result.stdoutBytes.subarray(0, 1).toString();
+    return tag === "F" ? result.stdoutBytes.subarray(1) : tag === "A" ? "absent" : undefined;
+  };
+
+  const restoreBackup = async (path: string, options: { ifSha256?: string } = {}) => {
+    const result = await run(["sh", "-c", RESTORE_SCRIPT, "sh", path, BACKUP_ROOT + path, options.ifSha256 ?? ""]);
+    return result.stdout.trim() as RestoreOutcome;
   };
 
   const revertFile = async (path: string, text: string) => {
@@ -152,16 +251,35 @@ function remoteHost(connection: Connection): RemoteHost {
     }
   };
 
-  return { label, exec, run, readFile, writeFileAtomic, backupOnce, restoreBackup, revertFile, disconnect };
+  return { label, exec, run, readFile, writeFileAtomic, backupOnce, readBackup, restoreBackup, revertFile, disconnect };
 }
 
+const INCOMPLETE_WRITE_EXIT = 65;
+
+// A symlink is followed to the file it names, so the link stays a link (as `sed -i --follow-symlinks`
+// does); renaming over the link itself would turn it into a file with the link's own mode (777).
+const FOLLOW_SYMLINK = `if [ -L "$target" ]; then target=$(readlink -f -- "$target"); fi`;
+// A signal (the session's sshd dying) skips the EXIT trap in dash: clean up on those too.
+const TEMP_FILE_TRAPS = `trap 'rm -f -- "$tmp"' EXIT
+trap 'rm -f -- "$tmp"; exit 1' HUP INT TERM PIPE`;
+
 // Busybox-compatible (Alpine): stat -c instead of chmod --reference; `sync FILE` fsyncs that file.
+// `cat` ends without error when the connection drops mid-transfer, so the temp file is checked
+// against the size and hash sent with it before it may replace anything.
 const ATOMIC_WRITE_SCRIPT = `set -e
-target=$1; dir=$(dirname -- "$target")
+target=$1
+${FOLLOW_SYMLINK}
+dir=$(dirname -- "$target")
 mkdir -p -- "$dir"
 tmp=$(mktemp "$dir/.vfio-host.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
+${TEMP_FILE_TRAPS}
 cat > "$tmp"
+size=$(wc -c < "$tmp"); size=$((size))
+sum=$(sha256sum < "$tmp"); sum=\${sum%% *}
+if [ "$size" != "$3" ] || [ "$sum" != "$4" ]; then
+  echo "received $size of $3 bytes (sha256 $sum, expected $4)" >&2
+  exit ${INCOMPLETE_WRITE_EXIT}
+fi
 if [ -e "$target" ]; then
   chmod "$(stat -c %a -- "$target")" "$tmp"
   chown "$(stat -c %u:%g -- "$target")" "$tmp"
@@ -173,21 +291,40 @@ mv -f -- "$tmp" "$target"
 trap - EXIT
 sync -- "$dir" 2>/dev/null || sync`;
 
-// The backup of a file that did not exist is an empty marker "<backup>.absent".
+// The backup of a file that did not exist is an empty marker "<backup>.absent". The copy is
+// complete and fsynced under a temp name before ln(1) gives it the backup's name: link(2) fails
+// when that name exists, so a backup is made exactly once and never holds a partial or later file.
 const BACKUP_SCRIPT = `set -e
-src=$1; dst=$2
+target=$1; dst=$2
+${FOLLOW_SYMLINK}
 if [ -e "$dst" ] || [ -e "$dst.absent" ]; then exit 0; fi
-mkdir -p -- "$(dirname -- "$dst")"
-if [ -e "$src" ]; then cp -p -- "$src" "$dst.tmp" && sync -- "$dst.tmp" 2>/dev/null; mv -f -- "$dst.tmp" "$dst"
-else : > "$dst.absent"; fi`;
+dir=$(dirname -- "$dst")
+mkdir -p -- "$dir"
+tmp=$(mktemp "$dir/.vfio-host.XXXXXX")
+${TEMP_FILE_TRAPS}
+if [ -e "$target" ]; then cp -p -- "$target" "$tmp"; name=$dst; else name=$dst.absent; fi
+sync -- "$tmp" 2>/dev/null || sync
+ln -- "$tmp" "$name" 2>/dev/null || [ -e "$dst" ] || [ -e "$dst.absent" ]
+sync -- "$dir" 2>/dev/null || sync`;
+
+// One tag byte, then the backup's bytes: F (a file), A (the file did not exist), N (no backup).
+const READ_BACKUP_SCRIPT = `if [ -e "$1" ]; then printf F; exec cat -- "$1"
+elif [ -e "$1.absent" ]; then printf A; else printf N; fi`;
 
 const RESTORE_SCRIPT = `set -e
-dst=$1; src=$2
+target=$1; src=$2; expected=$3
+${FOLLOW_SYMLINK}
+if [ ! -e "$src" ] && [ ! -e "$src.absent" ]; then echo no-backup; exit 0; fi
+if [ -n "$expected" ]; then
+  if [ -e "$target" ]; then sum=$(sha256sum < "$target"); sum=\${sum%% *}; else sum=absent; fi
+  if [ "$sum" != "$expected" ]; then echo edited; exit 0; fi
+fi
 if [ -e "$src" ]; then
-  tmp=$(mktemp "$(dirname -- "$dst")/.vfio-host.XXXXXX")
-  cp -p -- "$src" "$tmp"; sync -- "$tmp" 2>/dev/null || sync; mv -f -- "$tmp" "$dst"; rm -f -- "$src"; echo restored
-elif [ -e "$src.absent" ]; then rm -f -- "$dst" "$src.absent"; echo removed
-else echo no-backup; fi`;
+  tmp=$(mktemp "$(dirname -- "$target")/.vfio-host.XXXXXX")
+  ${TEMP_FILE_TRAPS}
+  cp -p -- "$src" "$tmp"; sync -- "$tmp" 2>/dev/null || sync; mv -f -- "$tmp" "$target"; trap - EXIT
+  rm -f -- "$src"; echo restored
+else rm -f -- "$target" "$src.absent"; echo removed; fi`;
 
 function escalationPrefix(c: Connection): string[] {
   const mode = c.escalation === "auto" ? (c.user === "root" ? "none" : "sudo") : c.escalation;

@@ -4,7 +4,8 @@ import * as fs from "fs";
 import * as path from "path";
 import fc from "fast-check";
 import { ConnectionSchema } from "../../providers/ssh/connection";
-import { closeAllConnections, sshStats, withHost } from "../../providers/ssh/host";
+import { closeAllConnections, sha256Hex, sshStats, withHost } from "../../providers/ssh/host";
+import { LOCK_PATH, releaseHostLocks, withHostLock } from "../../providers/ssh/hostLock";
 import { readSections } from "../../providers/ssh/sections";
 import { startTestHost, TestHost } from "../testhost/testHost";
 
@@ -15,6 +16,7 @@ beforeAll(async () => {
   testHost = await startTestHost();
 });
 afterAll(async () => {
+  await releaseHostLocks();
   await closeAllConnections();
   await testHost?.stop();
 });
@@ -74,6 +76,81 @@ test("the first backup wins, and restore gives back the original bytes or remove
   expect(fs.readFileSync(onHost("etc/hostname")).equals(original)).toBe(true);
   expect(fs.existsSync(onHost("etc/did-not-exist"))).toBe(false);
 });
+
+test("a symlinked target is written through: the link stays, the file it names changes, its backup is that file", async () => {
+  fs.writeFileSync(onHost("etc/real-grub"), "GRUB_DEFAULT=0\n", { mode: 0o600 });
+  fs.symlinkSync("real-grub", onHost("etc/linked-grub"));
+  await withHost(connect(), async (host) => {
+    await host.backupOnce("/etc/linked-grub");
+    await host.writeFileAtomic("/etc/linked-grub", "GRUB_DEFAULT=1\n");
+  });
+  expect(fs.lstatSync(onHost("etc/linked-grub")).isSymbolicLink()).toBe(true);
+  expect(fs.readFileSync(onHost("etc/real-grub"), "utf8")).toBe("GRUB_DEFAULT=1\n");
+  expect(fs.statSync(onHost("etc/real-grub")).mode & 0o777).toBe(0o600);
+  expect(fs.readFileSync(onHost("var/lib/vfio-host/backup/etc/linked-grub"), "utf8")).toBe("GRUB_DEFAULT=0\n");
+  await withHost(connect(), (host) => host.restoreBackup("/etc/linked-grub"));
+  expect(fs.lstatSync(onHost("etc/linked-grub")).isSymbolicLink()).toBe(true);
+  expect(fs.readFileSync(onHost("etc/real-grub"), "utf8")).toBe("GRUB_DEFAULT=0\n");
+});
+
+test("concurrent first backups keep exactly one complete original", async () => {
+  const original = "original\n".repeat(50_000);
+  fs.writeFileSync(onHost("etc/raced.conf"), original);
+  await withHost(connect(), (host) =>
+    Promise.all(Array.from({ length: 6 }, () => host.backupOnce("/etc/raced.conf"))),
+  );
+  await withHost(connect(), (host) => host.writeFileAtomic("/etc/raced.conf", "ours\n"));
+  await withHost(connect(), (host) => host.backupOnce("/etc/raced.conf"));
+  expect(fs.readFileSync(onHost("var/lib/vfio-host/backup/etc/raced.conf"), "utf8")).toBe(original);
+  expect(fs.readdirSync(onHost("var/lib/vfio-host/backup/etc")).filter((f) => f.startsWith(".vfio-host."))).toEqual([]);
+  expect(await withHost(connect(), (host) => host.readBackup("/etc/raced.conf"))).toEqual(Buffer.from(original));
+  expect(await withHost(connect(), (host) => host.readBackup("/etc/never-backed-up"))).toBeUndefined();
+});
+
+test("a restore guarded by the hash of our last write keeps a hand edit and its backup", async () => {
+  fs.writeFileSync(onHost("etc/guarded.conf"), "original\n");
+  await withHost(connect(), async (host) => {
+    await host.backupOnce("/etc/guarded.conf");
+    await host.writeFileAtomic("/etc/guarded.conf", "ours\n");
+  });
+  fs.writeFileSync(onHost("etc/guarded.conf"), "ours\nedited by hand\n");
+  expect(await withHost(connect(), (host) => host.restoreBackup("/etc/guarded.conf", { ifSha256: sha256Hex("ours\n") }))).toBe("edited");
+  expect(fs.readFileSync(onHost("etc/guarded.conf"), "utf8")).toBe("ours\nedited by hand\n");
+  expect(fs.readFileSync(onHost("var/lib/vfio-host/backup/etc/guarded.conf"), "utf8")).toBe("original\n");
+
+  fs.writeFileSync(onHost("etc/guarded.conf"), "ours\n");
+  expect(await withHost(connect(), (host) => host.restoreBackup("/etc/guarded.conf", { ifSha256: sha256Hex("ours\n") }))).toBe("restored");
+  expect(fs.readFileSync(onHost("etc/guarded.conf"), "utf8")).toBe("original\n");
+});
+
+test("one run at a time holds the host lock; a second waits, names the holder, and gets it when the first ends", async () => {
+  // Two logins stand for two runs: the lock is per process and connection, the flock per host.
+  const first = connect();
+  const second = connect({ user: "deploy" });
+  const order: string[] = [];
+  // /run is the test host's own tmpfs: read it over SSH.
+  const holder = () => withHost(connect(), async (host) => (await host.readFile(LOCK_PATH + ".holder"))?.toString());
+  await withHostLock(first, "stack one, alice@laptop", async () => order.push("first holds"));
+  expect(await holder()).toBe("stack one, alice@laptop\n");
+  const waiting: string[] = [];
+  const log = jest.spyOn(console, "error").mockImplementation((line: string) => void waiting.push(line));
+  const secondRun = withHostLock(second, "stack two, bob@desk", async () => order.push("second holds"));
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  expect(order).toEqual(["first holds"]);
+  // The first run's process dies: its connection goes, and the lock with it.
+  await releaseHostLocksOf(first);
+  await secondRun;
+  log.mockRestore();
+  expect(order).toEqual(["first holds", "second holds"]);
+  expect(waiting.join("\n")).toMatch(/waiting up to 120s for another run on this host \(stack one, alice@laptop\)/);
+  expect(await holder()).toBe("stack two, bob@desk\n");
+  await releaseHostLocks();
+});
+
+/** Ends the pooled connection of one login, as a killed process would: its lock holder goes with it. */
+async function releaseHostLocksOf(connection: ReturnType<typeof connect>): Promise<void> {
+  await withHost(connection, (host) => host.disconnect());
+}
 
 test("a non-root login escalates through sudo -n, and only when asked", async () => {
   await withHost(connect({ user: "deploy" }), async (host) => {
