@@ -46,7 +46,7 @@ const held = new Map<string, Promise<HeldLock>>();
 
 /** Who holds the lock, as the waiting run shows it: the stack, user@machine, process, since when. */
 export function lockOwner(stack: string | undefined): string {
-  let user = "unknown";
+  let user: string;
   try {
     user = os.userInfo().username;
   } catch {
