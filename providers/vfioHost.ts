@@ -16,6 +16,8 @@ export interface VfioHostArgs {
   connection: pulumi.Input<ConnectionInput>;
   kernelArgs: string[];
   removeKernelArgs?: string[];
+  /** Boot-critical keys (root, init, rd.*, ...) that kernelArgs may set or removeKernelArgs take off. */
+  acknowledgeBootCriticalArgs?: string[];
   bootBackend?: "auto" | "grub" | "extlinux";
   extlinuxModules?: string[];
   vfio: VfioBindingArgs["selection"];
@@ -44,6 +46,7 @@ export class VfioHost extends pulumi.ComponentResource {
       connection,
       args: args.kernelArgs,
       remove: args.removeKernelArgs,
+      acknowledgeBootCritical: args.acknowledgeBootCriticalArgs,
       backend: args.bootBackend,
       modules: args.extlinuxModules,
     }, parent);

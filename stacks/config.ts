@@ -15,6 +15,7 @@ const example: Record<string, string> = {
   user: "vfio-host:user: root",
   hostKey: "vfio-host:hostKey: ssh-ed25519 AAAAC3Nz... (from `ssh-keyscan -t ed25519 HOST`)",
   kernelArgs: 'vfio-host:kernelArgs: ["intel_iommu=on", "iommu=pt"]',
+  acknowledgeBootCriticalArgs: 'vfio-host:acknowledgeBootCriticalArgs: ["root"]',
   vfio: 'vfio-host:vfio: { "iommuGroups": [4] }',
   reboot: 'vfio-host:reboot: "auto" (or "never")',
 };
@@ -34,6 +35,8 @@ export const StackConfigSchema = z
     sshPassword: z.string().optional(),
     kernelArgs: list().min(1),
     removeKernelArgs: list().default([]),
+    /** Boot-critical keys (root, init, rd.*, ...) that kernelArgs may set or removeKernelArgs take off. */
+    acknowledgeBootCriticalArgs: list().default([]),
     bootBackend: z.enum(["auto", "grub", "extlinux"]).default("auto"),
     /** extlinux (Alpine) only: modules appended to modules=, loaded first by the initramfs. */
     extlinuxModules: list().default([]),

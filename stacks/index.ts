@@ -11,6 +11,7 @@ const host = new VfioHost(pulumi.getStack(), {
   connection,
   kernelArgs: config.kernelArgs,
   removeKernelArgs: config.removeKernelArgs,
+  acknowledgeBootCriticalArgs: config.acknowledgeBootCriticalArgs,
   bootBackend: config.bootBackend,
   extlinuxModules: config.extlinuxModules,
   vfio: config.vfio,

@@ -173,6 +173,8 @@ export interface KernelCmdlineArgs {
   backend?: pulumi.Input<"auto" | "grub" | "extlinux">;
   /** extlinux only: appended to `modules=`, e.g. ["vfio", "vfio-pci", "vfio_iommu_type1"]. */
   modules?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Boot-critical keys (root, init, rd.*, ...) that args may set or remove take off, e.g. ["root"]. */
+  acknowledgeBootCritical?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
 export class KernelCmdline extends HostResource {

@@ -7,6 +7,30 @@ import { kernelArgKey } from "./kernelArgs";
 const KERNEL_ARG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(=[^\s"'\\$`]*)?$/;
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 
+// grub-mkconfig's /etc/grub.d/10_linux writes the args unquoted into grub.cfg
+// (`linux ${rel_dirname}/${basename} root=... ro ${args}`), and GRUB's script parser reads these
+// as syntax there (GRUB manual, "Shell-like scripting": ; | & < > { } end or group commands,
+// $ expands, quotes and \ quote, a newline ends the command). /etc/default/grub and
+// /etc/update-extlinux.conf are sourced by sh inside double quotes, where $ ` " \ act too.
+const GRUB_SCRIPT_CHARACTERS = [";", "|", "&", "<", ">", "{", "}", "$", "`", '"', "'", "\\", "\n", "\r"];
+
+/** The first character of `arg` that grub.cfg or the sourced defaults file would read as syntax. */
+export function grubScriptCharacter(arg: string): string | undefined {
+  return [...arg].find((c) => GRUB_SCRIPT_CHARACTERS.includes(c));
+}
+
+/**
+ * Keys that decide how the host finds, mounts and starts its root filesystem: a wrong value (or a
+ * removed one) leaves it unbootable, so they are changed only when acknowledgeBootCritical names
+ * them. root/rootfstype/rootflags and init/rdinit: Documentation/admin-guide/kernel-parameters.txt;
+ * rd.*: dracut.cmdline(7), read by the initramfs to assemble and unlock the root device.
+ */
+export function isBootCriticalKey(key: string): boolean {
+  return ["root", "rootfstype", "rootflags", "init", "rdinit"].includes(key) || key.startsWith("rd.");
+}
+
+const ACKNOWLEDGE_KEY = "acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)";
+
 /** How a rejected input appears in messages: strings quoted, as the user would write them. */
 export const describeInput = (value: unknown): string => JSON.stringify(value) ?? String(value);
 
@@ -21,11 +45,24 @@ function dashedModuleOption(arg: string): string | undefined {
 const kernelArg = (field: string) =>
   z
     .string({ error: (issue) => `${field}: ${describeInput(issue.input)} is not a string; write a kernel argument such as "intel_iommu=on"` })
-    .regex(KERNEL_ARG, {
-      error: (issue) =>
-        `${field}: ${describeInput(issue.input)} is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or \`, e.g. "intel_iommu=on"`,
-    })
     .superRefine((arg, ctx) => {
+      const character = grubScriptCharacter(arg);
+      if (character !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message:
+            `${field} (vfio-host:kernelArgs): ${describeInput(arg)} contains ${describeInput(character)}, which grub-mkconfig copies unquoted into ` +
+            `grub.cfg, where GRUB's script parser reads it as syntax, not as part of the argument; write the argument without it`,
+        });
+        return;
+      }
+      if (!KERNEL_ARG.test(arg)) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${field}: ${describeInput(arg)} is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or \`, e.g. "intel_iommu=on"`,
+        });
+        return;
+      }
       const fixed = dashedModuleOption(arg);
       if (fixed) {
         ctx.addIssue({
@@ -67,11 +104,15 @@ export const KernelCmdlineInputs = z
         .enum(BOOT_BACKENDS, { error: (issue) => `backend: ${describeInput(issue.input)} must be "auto", "grub" or "extlinux"` })
         .default("auto"),
       modules: z.array(moduleName, { error: 'modules: must be a list of module names, e.g. ["vfio", "vfio-pci"]' }).default([]),
+      /** Boot-critical keys (isBootCriticalKey) that args may set or remove may take off, e.g. ["root"]. */
+      acknowledgeBootCritical: z
+        .array(z.string(), { error: `${ACKNOWLEDGE_KEY}: must be a list of keys, e.g. ["root"]` })
+        .default([]),
     },
     {
       error: (issue) =>
         issue.code === "unrecognized_keys"
-          ? `Unknown KernelCmdline input ${issue.keys.map((k) => `\`${k}\``).join(", ")}; the inputs are args, remove, backend and modules`
+          ? `Unknown KernelCmdline input ${issue.keys.map((k) => `\`${k}\``).join(", ")}; the inputs are args, remove, backend, modules and acknowledgeBootCritical`
           : 'KernelCmdline inputs must be an object, e.g. { args: ["intel_iommu=on", "iommu=pt"] }',
     },
   )
@@ -97,6 +138,31 @@ export const KernelCmdlineInputs = z
     }
     if (inputs.backend === "grub" && inputs.modules.length > 0) {
       ctx.addIssue({ code: "custom", path: ["modules"], message: modulesNeedExtlinux });
+    }
+    const acknowledged = new Set(inputs.acknowledgeBootCritical);
+    const critical = (field: "args" | "remove", entry: string, what: string) => {
+      const key = kernelArgKey(entry);
+      if (!isBootCriticalKey(key) || acknowledged.has(key)) return;
+      ctx.addIssue({
+        code: "custom",
+        path: [field],
+        message:
+          `${field}: ${describeInput(entry)} ${what} ${key}=, which decides how the host finds and starts its root filesystem: a wrong ` +
+          `value leaves it unbootable. If that is what you mean, add ${describeInput(key)} to ${ACKNOWLEDGE_KEY}`,
+      });
+    };
+    for (const arg of inputs.args) critical("args", arg, "sets");
+    for (const entry of inputs.remove) critical("remove", entry, "takes off");
+    const touched = [...inputs.args, ...inputs.remove].map(kernelArgKey);
+    for (const key of acknowledged) {
+      if (isBootCriticalKey(key) && touched.includes(key)) continue;
+      ctx.addIssue({
+        code: "custom",
+        path: ["acknowledgeBootCritical"],
+        message:
+          `${ACKNOWLEDGE_KEY}: ${describeInput(key)} acknowledges nothing (no boot-critical key of that name in args or remove); ` +
+          `drop it, so that a later ${key}= is not acknowledged in advance`,
+      });
     }
   });
 

@@ -12,16 +12,43 @@ describe("KernelCmdlineInputs", () => {
       remove: [],
       backend: "auto",
       modules: ["vfio", "vfio-pci"],
+      acknowledgeBootCritical: [],
     });
   });
 
-  it("rejects args with spaces, quotes or newlines, with an example", () => {
-    expect(messages({ args: ["intel_iommu = on", 'foo="a b"', "a\nb", "--"] })).toEqual([
+  it("rejects args with spaces, or that are not key or key=value, with an example", () => {
+    expect(messages({ args: ["intel_iommu = on", "--", "=on"] })).toEqual([
       'args: "intel_iommu = on" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
-      'args: "foo=\\"a b\\"" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
-      'args: "a\\nb" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
       'args: "--" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
+      'args: "=on" is not a kernel argument; write key or key=value with no spaces, quotes, backslashes, $ or `, e.g. "intel_iommu=on"',
     ]);
+  });
+
+  const grubSyntax = (arg: string, character: string) =>
+    `args (vfio-host:kernelArgs): ${JSON.stringify(arg)} contains ${JSON.stringify(character)}, which grub-mkconfig copies unquoted into grub.cfg, ` +
+    "where GRUB's script parser reads it as syntax, not as part of the argument; write the argument without it";
+
+  it.each([
+    ["console=ttyS0;reboot", ";"],
+    ["video=efifb:off|x", "|"],
+    ["a=b&c", "&"],
+    ["a=<b", "<"],
+    ["a=b>c", ">"],
+    ["a={b", "{"],
+    ["a=b}", "}"],
+    ["a=${x}", "$"],
+    ["a=`id`", "`"],
+    ['foo="a b"', '"'],
+    ["a='b'", "'"],
+    ["a=b\\c", "\\"],
+    ["a=b\nc", "\n"],
+  ])("rejects %j, naming vfio-host:kernelArgs and the GRUB-script character", (arg, character) => {
+    expect(messages({ args: ["iommu=pt", arg] })).toEqual([grubSyntax(arg, character)]);
+  });
+
+  it("accepts args whose values carry the characters kernel parameters use", () => {
+    const args = ["vfio_pci.ids=8086:3a67,8086:3a68", "video=efifb:off", "pcie_aspm=off", "isolcpus=2-5", "acpi_osi=!Windows_2012", "console=ttyS0,115200n8"];
+    expect(messages({ args })).toEqual([]);
   });
 
   it("rejects a module option with the dashed module name", () => {
@@ -56,7 +83,30 @@ describe("KernelCmdlineInputs", () => {
 
   it("names unknown keys", () => {
     expect(messages({ args: ["iommu=pt"], arguments: [] })).toEqual([
-      "Unknown KernelCmdline input `arguments`; the inputs are args, remove, backend and modules",
+      "Unknown KernelCmdline input `arguments`; the inputs are args, remove, backend, modules and acknowledgeBootCritical",
+    ]);
+  });
+
+  it("refuses root=, init= and rd.* in args or remove unless acknowledged, naming the key that acknowledges", () => {
+    expect(messages({ args: ["iommu=pt", "root=/dev/sda2", "init=/bin/sh", "rd.luks.uuid=1234"], remove: ["rd.lvm.lv", "rootflags"] })).toEqual([
+      'args: "root=/dev/sda2" sets root=, which decides how the host finds and starts its root filesystem: a wrong value leaves it unbootable. ' +
+        'If that is what you mean, add "root" to acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)',
+      'args: "init=/bin/sh" sets init=, which decides how the host finds and starts its root filesystem: a wrong value leaves it unbootable. ' +
+        'If that is what you mean, add "init" to acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)',
+      'args: "rd.luks.uuid=1234" sets rd.luks.uuid=, which decides how the host finds and starts its root filesystem: a wrong value leaves it unbootable. ' +
+        'If that is what you mean, add "rd.luks.uuid" to acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)',
+      'remove: "rd.lvm.lv" takes off rd.lvm.lv=, which decides how the host finds and starts its root filesystem: a wrong value leaves it unbootable. ' +
+        'If that is what you mean, add "rd.lvm.lv" to acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)',
+      'remove: "rootflags" takes off rootflags=, which decides how the host finds and starts its root filesystem: a wrong value leaves it unbootable. ' +
+        'If that is what you mean, add "rootflags" to acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)',
+    ]);
+    expect(messages({ args: ["root=/dev/sda2", "rd.luks.uuid=1234"], remove: ["init"], acknowledgeBootCritical: ["root", "rd.luks.uuid", "init"] })).toEqual([]);
+  });
+
+  it("refuses an acknowledgement that acknowledges nothing", () => {
+    expect(messages({ args: ["iommu=pt"], acknowledgeBootCritical: ["root", "iommu"] })).toEqual([
+      'acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack): "root" acknowledges nothing (no boot-critical key of that name in args or remove); drop it, so that a later root= is not acknowledged in advance',
+      'acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack): "iommu" acknowledges nothing (no boot-critical key of that name in args or remove); drop it, so that a later iommu= is not acknowledged in advance',
     ]);
   });
 });
