@@ -5,7 +5,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import type { HostStep } from "../libvirt/hostStep";
 import { ConnectionInput } from "../ssh/connection";
-import { RemoteCommandError, RemoteHost } from "../ssh/host";
+import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
+import { revertTokenText } from "../kernelCmdline/tokenList";
+import { BACKUP_ROOT, RemoteCommandError, RemoteHost } from "../ssh/host";
 import { readHostPackagesFacts } from "./facts";
 import {
   describeHostPackagesPlan,
@@ -13,6 +15,7 @@ import {
   HostPackagesPlan,
   HostPackagesRefusal,
   HostPackagesState,
+  MODULES_FILE_HEADER,
   planHostPackages,
   planHostPackagesRevert,
   revertModulesFile,
@@ -81,8 +84,19 @@ export const hostPackagesProvider = hostResourceProvider<HostPackagesInputs, Hos
     if (current === undefined) return;
     const reverted = revertModulesFile(current, recorded);
     // Modules stay loaded: unloading one something uses would fail or break it.
-    if (reverted === undefined) await host.restoreBackup(recorded.path);
-    else await host.revertFile(recorded.path, reverted);
+    if (reverted !== undefined) return host.revertFile(recorded.path, reverted);
+    // A file we created goes again, but only when nothing but our header is left in it.
+    const rest = revertTokenText(current, recorded.owned, moduleLineSyntax);
+    if (rest === MODULES_FILE_HEADER) {
+      await host.restoreBackup(recorded.path);
+      return;
+    }
+    await host.writeFileAtomic(recorded.path, rest);
+    console.error(
+      `${host.label}: ${recorded.path} NOT removed: lines were added to it by hand, so destroy took out only its own modules ` +
+        `and left the file in place. It did not exist before vfio-host created it; to remove it by hand: ` +
+        `rm ${recorded.path} ${BACKUP_ROOT}${recorded.path}.absent`,
+    );
   },
 });
 

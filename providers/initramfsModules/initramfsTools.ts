@@ -23,10 +23,12 @@ export interface InitramfsToolsRequest {
   /** Module names as the kernel spells them, e.g. moduleListForKernel(...).map((m) => m.name). */
   readonly modules: readonly string[];
   readonly previouslyOwned?: TokenOwnership;
+  /** Without previouslyOwned: the file as vfio-host saved it before its first edit, to recognise our own lines in. */
+  readonly backup?: string;
 }
 
 export function planInitramfsToolsModules(request: InitramfsToolsRequest): TokenPlan {
-  return planTokens(request.text, { ensure: request.modules, previouslyOwned: request.previouslyOwned }, moduleLineSyntax);
+  return planTokens(request.text, { ensure: request.modules, previouslyOwned: request.previouslyOwned, backup: request.backup }, moduleLineSyntax);
 }
 
 export function revertInitramfsToolsModules(text: string, owned: TokenOwnership): string {

@@ -19,8 +19,9 @@ const features: ShellVariableSpec = {
     'put back the stock line first, e.g. features="ata base ide scsi usb virtio ext4"',
 };
 
-export function planMkinitfsFeatures(request: { readonly text: string; readonly previouslyOwned?: ShellListOwnership }): ShellListPlan {
-  return planShellList(request.text, features, { ensure: [VFIO_FEATURE], previouslyOwned: request.previouslyOwned }, wordSyntax);
+/** `backup`, without previouslyOwned: the file as vfio-host saved it before its first edit, to recognise our own word in. */
+export function planMkinitfsFeatures(request: { readonly text: string; readonly previouslyOwned?: ShellListOwnership; readonly backup?: string }): ShellListPlan {
+  return planShellList(request.text, features, { ensure: [VFIO_FEATURE], previouslyOwned: request.previouslyOwned, backup: request.backup }, wordSyntax);
 }
 
 export function revertMkinitfsFeatures(text: string, owned: ShellListOwnership): string {

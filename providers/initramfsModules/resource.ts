@@ -8,8 +8,9 @@ import { z } from "zod";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { TokenOwnership } from "../kernelCmdline/tokenList";
 import { ShellListOwnership } from "../kernelCmdline/shellVariable";
+import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
 import { ConnectionInput } from "../ssh/connection";
-import { RemoteHost } from "../ssh/host";
+import { RemoteHost, sha256Hex } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
 import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
 import { KernelModules, missingFromInitramfs, moduleListForKernel, VfioModule } from "./kernelModules";
@@ -29,6 +30,8 @@ export interface InitramfsState {
   release: string;
   owned: TokenOwnership | ShellListOwnership;
   triggers: unknown[];
+  /** mkinitfs: what this stack last wrote to the features.d file (absent in state recorded before it was kept). */
+  featureSha256?: string;
 }
 
 interface FileChange {
@@ -46,6 +49,9 @@ interface InitramfsPlan {
   changes: string[];
   /** Why the image must be rebuilt, or undefined. */
   rebuild?: string;
+  featureSha256?: string;
+  /** Planned without state: why creating the resource must not write (see staleBackupRefusal). */
+  refusal?: string;
 }
 
 const systems = {
@@ -79,7 +85,15 @@ async function readInitramfsFacts(host: RemoteHost) {
     listing: { "initramfs-tools": s.toolsListing, mkinitfs: s.mkinitfsListing },
   };
 }
-type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>>;
+/** Read only without state: vfio-host's backups of the files, to recognise what a run that died before recording its state wrote. */
+async function readInitramfsBackups(host: RemoteHost) {
+  const [modulesFile, mkinitfsConf, featureFile] = await Promise.all(
+    [INITRAMFS_TOOLS_MODULES_PATH, MKINITFS_CONF_PATH, VFIO_FEATURE_MODULES_PATH].map((p) => host.readBackup(p)),
+  );
+  const text = (backup: Buffer | "absent" | undefined) => (backup === "absent" ? "" : backup?.toString("utf8"));
+  return { modulesFile: text(modulesFile), mkinitfsConf: text(mkinitfsConf), featureFile };
+}
+type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Awaited<ReturnType<typeof readInitramfsBackups>> };
 
 /** Pure: which files change and whether the image must be rebuilt. */
 export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: InitramfsState | undefined): InitramfsPlan {
@@ -97,16 +111,26 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
   let files: FileChange[];
   let owned: InitramfsState["owned"];
   let changes: string[];
+  let featureSha256: string | undefined;
+  let refusal: string | undefined;
   if (system === "initramfs-tools") {
     const before = facts.modulesFile ?? "";
-    const plan = planInitramfsToolsModules({ text: before, modules: modules.filter((m) => !m.builtin).map((m) => m.name), previouslyOwned: previous as TokenOwnership });
+    const plan = planInitramfsToolsModules({
+      text: before,
+      modules: modules.filter((m) => !m.builtin).map((m) => m.name),
+      previouslyOwned: previous as TokenOwnership,
+      backup: facts.backups?.modulesFile,
+    });
     files = [{ path: INITRAMFS_TOOLS_MODULES_PATH, before: facts.modulesFile, after: plan.text }];
     owned = plan.owned;
     changes = plan.changes.map((c) => `${INITRAMFS_TOOLS_MODULES_PATH}: ${c}`);
   } else {
     if (facts.mkinitfsConf === undefined) throw new InputError("system", `${MKINITFS_CONF_PATH} is missing; reinstall mkinitfs`);
-    const conf = planMkinitfsFeatures({ text: facts.mkinitfsConf, previouslyOwned: previous as ShellListOwnership });
+    const conf = planMkinitfsFeatures({ text: facts.mkinitfsConf, previouslyOwned: previous as ShellListOwnership, backup: facts.backups?.mkinitfsConf });
     const feature = renderVfioFeatureModules(modules);
+    featureSha256 = sha256Hex(feature);
+    const current = facts.featureFile === undefined ? undefined : Buffer.from(facts.featureFile);
+    refusal = facts.backups && staleBackupRefusal(VFIO_FEATURE_MODULES_PATH, feature, current, facts.backups.featureFile);
     files = [
       { path: VFIO_FEATURE_MODULES_PATH, before: facts.featureFile, after: feature },
       { path: MKINITFS_CONF_PATH, before: facts.mkinitfsConf, after: conf.text },
@@ -135,6 +159,8 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
     owned,
     changes: [...changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${systems[system].rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])],
     rebuild,
+    featureSha256,
+    refusal,
   };
 }
 
@@ -151,15 +177,17 @@ async function rebuildAndVerify(host: RemoteHost, system: System, release: strin
 export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPlan, InitramfsState>({
   schema: InitramfsModulesInputs,
   identity: () => "initramfs",
-  plan: async (host, inputs, state) => planInitramfs(inputs, await readInitramfsFacts(host), state),
+  plan: async (host, inputs, state) =>
+    planInitramfs(inputs, { ...(await readInitramfsFacts(host)), backups: state ? undefined : await readInitramfsBackups(host) }, state),
   describe: (plan) => plan.changes,
   async apply(host, plan, inputs) {
+    if (plan.refusal) throw new Error(plan.refusal);
     for (const file of plan.files) {
       await host.backupOnce(file.path);
       await host.writeFileAtomic(file.path, file.after);
     }
     if (plan.rebuild) await rebuildAndVerify(host, plan.system, plan.kernel.release, plan.modules);
-    return { system: plan.system, release: plan.kernel.release, owned: plan.owned, triggers: inputs.triggers };
+    return { system: plan.system, release: plan.kernel.release, owned: plan.owned, triggers: inputs.triggers, featureSha256: plan.featureSha256 };
   },
   async revert(host, _inputs, state) {
     if (state.system === "initramfs-tools") {
@@ -168,11 +196,25 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
     } else {
       const conf = (await host.readFile(MKINITFS_CONF_PATH))?.toString("utf8");
       if (conf !== undefined) await host.revertFile(MKINITFS_CONF_PATH, revertMkinitfsFeatures(conf, state.owned as ShellListOwnership));
-      await host.restoreBackup(VFIO_FEATURE_MODULES_PATH);
+      const written = state.featureSha256 ?? (await featureShaNow(host));
+      await restoreWholeFile(host, VFIO_FEATURE_MODULES_PATH, written, `mkinitfs ${state.release}`);
     }
     await rebuildInitramfs(host, state.system, state.release);
   },
 });
+
+/**
+ * For state recorded before the hash was kept: the features.d file as this resource would write it
+ * now. A kernel whose modules moved since (or that has none) gives no match, and the file is then
+ * kept, with the message that says how to put the original back, rather than lost.
+ */
+async function featureShaNow(host: RemoteHost): Promise<string> {
+  try {
+    return sha256Hex(renderVfioFeatureModules(moduleListForKernel((await readInitramfsFacts(host)).kernel)));
+  } catch {
+    return "unknown";
+  }
+}
 
 /**
  * Rebuilds the next kernel's image without checking its contents: after VfioBinding's delete, so

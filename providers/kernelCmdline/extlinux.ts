@@ -4,8 +4,8 @@
 // vfio-pci gets to claim devices before the host's own drivers on Alpine.
 import { absentModules, KernelModules } from "../initramfsModules/kernelModules";
 import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "./kernelArgs";
-import { ShellListOwnership, ShellVariableSpec, describeShellListChange, planShellList, revertShellList } from "./shellVariable";
-import { commaModuleSyntax, normalizeModuleName } from "./tokenList";
+import { ShellListOwnership, ShellVariableSpec, adoptShellList, describeShellListChange, planShellList, revertShellList } from "./shellVariable";
+import { commaModuleSyntax, normalizeModuleName, TokenRequest } from "./tokenList";
 
 export const UPDATE_EXTLINUX_CONF_PATH = "/etc/update-extlinux.conf";
 export const EXTLINUX_CONF_PATH = "/boot/extlinux.conf";
@@ -34,6 +34,8 @@ export interface UpdateExtlinuxRequest {
   /** Appended to `modules=` when missing, e.g. ["vfio", "vfio-pci", "vfio_iommu_type1"]. */
   readonly modules?: readonly string[];
   readonly previouslyOwned?: ExtlinuxOwnership;
+  /** Without previouslyOwned: the file as vfio-host saved it before its first edit, to recognise our own args in. */
+  readonly backup?: string;
   /** The kernel that boots next; when given, modules it does not have are refused. */
   readonly kernel?: KernelModules;
 }
@@ -53,10 +55,12 @@ export function planUpdateExtlinuxConf(request: UpdateExtlinuxRequest): UpdateEx
         `modules.dep nor in modules.builtin); remove ${absent.length === 1 ? "it" : "them"} from \`modules\``,
     );
   }
+  const optsRequest = { ensure: request.ensure, remove: request.remove };
+  const previouslyOwned = request.previouslyOwned ?? (request.backup !== undefined ? adoptExtlinux(request.text, request.backup, optsRequest, modules) : undefined);
   // Revert both before applying either: lines appended for an absent variable must come off
   // last-first, or removing one would glue its neighbours together.
-  const base = request.previouslyOwned ? revertUpdateExtlinuxConf(request.text, request.previouslyOwned) : request.text;
-  const opts = planShellList(base, kernelOpts, { ensure: request.ensure, remove: request.remove }, kernelArgSyntax);
+  const base = previouslyOwned ? revertUpdateExtlinuxConf(request.text, previouslyOwned) : request.text;
+  const opts = planShellList(base, kernelOpts, optsRequest, kernelArgSyntax);
   const mods = planShellList(opts.text, modulesList, { ensure: modules }, commaModuleSyntax);
   return {
     text: mods.text,
@@ -65,6 +69,15 @@ export function planUpdateExtlinuxConf(request: UpdateExtlinuxRequest): UpdateEx
       ...describeShellListChange(request.text, mods.text, kernelOpts, kernelArgSyntax).map((c) => `default_kernel_opts: ${c}`),
       ...describeShellListChange(request.text, mods.text, modulesList, commaModuleSyntax).map((c) => `modules: ${c}`),
     ],
+  };
+}
+
+/** Each variable's own args recognised from the backup; one that differs in other ways is left unowned. */
+function adoptExtlinux(text: string, backup: string, opts: TokenRequest, modules: readonly string[]): ExtlinuxOwnership {
+  const none = { tokens: { added: [], replaced: [], removed: [] }, quoting: "double" } as const;
+  return {
+    kernelOpts: adoptShellList(text, backup, kernelOpts, opts, kernelArgSyntax) ?? none,
+    modules: adoptShellList(text, backup, modulesList, { ensure: modules }, commaModuleSyntax) ?? none,
   };
 }
 

@@ -30,6 +30,8 @@ export interface GrubDefaultsRequest {
   readonly ensure: readonly string[];
   readonly remove?: readonly string[];
   readonly previouslyOwned?: ShellListOwnership;
+  /** Without previouslyOwned: the file as vfio-host saved it before its first edit, to recognise our own args in. */
+  readonly backup?: string;
   /** /etc/default/grub.d/*.cfg, which update-grub sources after /etc/default/grub. */
   readonly dropIns?: readonly ConfigFile[];
 }

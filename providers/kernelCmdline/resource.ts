@@ -20,6 +20,8 @@ interface BootFacts {
   grubCfg?: string;
   extlinuxCfg?: string;
   dropIns: { path: string; text: string }[];
+  /** Read only without state: the source files as vfio-host saved them before its first edit ("" when they did not exist). */
+  backups?: { grub?: string; extlinux?: string };
 }
 
 export interface KernelCmdlineState {
@@ -79,6 +81,13 @@ async function readBootFacts(host: RemoteHost): Promise<BootFacts> {
   };
 }
 
+/** Our backups of both source files, to recognise our own args after a run that died before recording its state. */
+async function readBackups(host: RemoteHost): Promise<BootFacts["backups"]> {
+  const [grub, extlinux] = await Promise.all([GRUB_DEFAULTS_PATH, UPDATE_EXTLINUX_CONF_PATH].map((p) => host.readBackup(p)));
+  const text = (backup: Buffer | "absent" | undefined) => (backup === "absent" ? "" : backup?.toString("utf8"));
+  return { grub: text(grub), extlinux: text(extlinux) };
+}
+
 /** Pure: what to write, given the host's files and what the last apply owned. */
 export function planKernelCmdline(
   inputs: KernelCmdlineInputs,
@@ -98,12 +107,18 @@ export function planKernelCmdline(
   const request = { ensure: inputs.args, remove: inputs.remove };
   if (backend === "grub") {
     const before = facts.defaults ?? "";
-    const plan = planGrubDefaults({ ...request, text: before, dropIns: facts.dropIns, previouslyOwned: previous as ShellListOwnership });
+    const plan = planGrubDefaults({ ...request, text: before, dropIns: facts.dropIns, previouslyOwned: previous as ShellListOwnership, backup: facts.backups?.grub });
     const stale = !grubCfgHasArgs(facts.grubCfg ?? "", inputs.args).ok;
     return { backend, path: GRUB_DEFAULTS_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale };
   }
   const before = facts.extlinuxDefaults ?? "";
-  const plan = planUpdateExtlinuxConf({ ...request, text: before, modules: inputs.modules, previouslyOwned: previous as ExtlinuxOwnership });
+  const plan = planUpdateExtlinuxConf({
+    ...request,
+    text: before,
+    modules: inputs.modules,
+    previouslyOwned: previous as ExtlinuxOwnership,
+    backup: facts.backups?.extlinux,
+  });
   const stale = !extlinuxCfgHasArgs(facts.extlinuxCfg ?? "", inputs.args, inputs.modules).ok;
   return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale };
 }
@@ -116,17 +131,50 @@ export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
   ];
 }
 
-async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck) {
+const REGENERATE_TIMEOUT_MS = 10 * 60_000;
+
+/** Regenerates the boot config from the source file and checks it; the failure, described, or undefined. */
+async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck): Promise<string | undefined> {
   const b = backends[backend];
-  await host.run(b.regenerate, { timeoutMs: 10 * 60_000 });
-  const generated = (await host.readFile(b.generated))?.toString("utf8") ?? "";
-  return check(generated);
+  try {
+    await host.run(b.regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
+  } catch (err) {
+    return `${b.regenerateName} failed: ${(err as Error).message}`;
+  }
+  const verdict = check((await host.readFile(b.generated))?.toString("utf8") ?? "");
+  return verdict.ok ? undefined : `${b.generated} lacks the arguments after ${b.regenerateName}: ${verdict.problems.join("; ")}`;
+}
+
+/**
+ * After a failed regeneration or check, the source file this run edited gets its bytes from before
+ * the run back and the boot config is regenerated from them once more, so the next boot uses the
+ * config it used before rather than a half-applied one. Says what happened, for the error.
+ */
+async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<string> {
+  const b = backends[plan.backend];
+  try {
+    await host.writeFileAtomic(plan.path, plan.before);
+  } catch (err) {
+    return (
+      `putting ${plan.path} back failed too (${(err as Error).message}): it still holds this run's edit, which ` +
+      `${b.generated} may or may not reflect; check both and run ${b.regenerateName} by hand before rebooting`
+    );
+  }
+  try {
+    await host.run(b.regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
+  } catch (err) {
+    return (
+      `${plan.path} was put back, but running ${b.regenerateName} again failed too (${(err as Error).message}), so ` +
+      `${b.generated} may not match it; fix the cause and run ${b.regenerateName} by hand before rebooting`
+    );
+  }
+  return `${plan.path} was put back and ${b.generated} regenerated from it`;
 }
 
 export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({
   schema: KernelCmdlineInputs,
   identity: () => "kernel-cmdline",
-  plan: async (host, inputs, state) => planKernelCmdline(inputs, await readBootFacts(host), state),
+  plan: async (host, inputs, state) => planKernelCmdline(inputs, { ...(await readBootFacts(host)), backups: state ? undefined : await readBackups(host) }, state),
   describe: describeKernelCmdlinePlan,
   warnings: (plan) => [...plan.warnings],
 
@@ -137,16 +185,9 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
       await host.writeFileAtomic(plan.path, plan.after);
     }
     if (changed || plan.stale) {
-      const verdict = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs));
-      if (!verdict.ok) {
-        // Leave the host as it was rather than half-configured.
-        await host.writeFileAtomic(plan.path, plan.before);
-        await host.run(backends[plan.backend].regenerate, { timeoutMs: 10 * 60_000 });
-        throw new Error(
-          `${backends[plan.backend].generated} lacks the arguments after regeneration, so ${plan.path} was put back: ` +
-            verdict.problems.join("; "),
-        );
-      }
+      const failure = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs));
+      // Leave the host as it was rather than half-configured.
+      if (failure !== undefined) throw new Error(changed ? `${failure}; ${await putBack(host, plan)}` : failure);
     }
     return { backend: plan.backend, owned: plan.owned };
   },
@@ -160,7 +201,7 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
         ? revertGrubDefaults(current, state.owned as ShellListOwnership)
         : revertUpdateExtlinuxConf(current, state.owned as ExtlinuxOwnership);
     await host.revertFile(source, reverted);
-    await host.run(backends[state.backend].regenerate, { timeoutMs: 10 * 60_000 });
+    await host.run(backends[state.backend].regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
   },
 });
 

@@ -2,7 +2,7 @@
 // /etc/mkinitfs/mkinitfs.conf) without touching any other byte. The last plain assignment wins, as
 // when the shell runs the file; values the shell computes (expansions, assignments inside
 // if/case/functions or after && and ||) are refused rather than guessed.
-import { TokenOwnership, TokenRequest, TokenSyntax, describeTokenChanges, planTokens, revertTokenText } from "./tokenList";
+import { TokenOwnership, TokenRequest, TokenSyntax, adoptTokens, describeTokenChanges, planTokens, revertTokenText } from "./tokenList";
 
 export type ShellQuoting = "double" | "single" | "bare";
 
@@ -318,17 +318,46 @@ export function revertShellList(text: string, spec: ShellVariableSpec, owned: Sh
 }
 
 /**
+ * adoptTokens for the variable's value: `backup` is the file before our first write. The quoting
+ * (or the absence of the line) comes from the backup, so a revert gives back its bytes.
+ */
+export function adoptShellList(
+  text: string,
+  backup: string,
+  spec: ShellVariableSpec,
+  request: TokenRequest,
+  syntax: TokenSyntax,
+): ShellListOwnership | undefined {
+  let original: ShellValue | undefined;
+  try {
+    original = readShellVariable(backup, spec);
+  } catch {
+    return undefined; // a backup the shell cannot settle explains nothing; the file itself is checked by the plan
+  }
+  const current = readShellVariable(text, spec);
+  if (current?.value === undefined || (original && original.value === undefined)) return undefined;
+  const tokens = adoptTokens(original?.value ?? "", current.value, request, syntax);
+  if (!tokens) return undefined;
+  if (original) return { tokens, quoting: original.quoting };
+  return { tokens, quoting: "absent", addedNewline: backup !== "" && !backup.endsWith("\n") };
+}
+
+/**
  * Edits the token list held by one shell variable: reverts `previouslyOwned` first, then applies
  * the request, changing only the bytes of the value (or appending one line when the file lacks it).
+ * Without `previouslyOwned` but with `backup`, our earlier changes are recognised from it.
  */
 export function planShellList(
   text: string,
   spec: ShellVariableSpec,
-  request: TokenRequest & { readonly previouslyOwned?: ShellListOwnership },
+  request: TokenRequest & { readonly previouslyOwned?: ShellListOwnership; readonly backup?: string },
   syntax: TokenSyntax,
 ): ShellListPlan {
-  const base = request.previouslyOwned ? revertShellList(text, spec, request.previouslyOwned, syntax) : text;
-  const plan = applyShellList(base, spec, { ensure: request.ensure, remove: request.remove }, syntax);
+  const wanted = { ensure: request.ensure, remove: request.remove };
+  const previouslyOwned =
+    request.previouslyOwned ?? (request.backup !== undefined ? adoptShellList(text, request.backup, spec, wanted, syntax) : undefined);
+  const base = previouslyOwned ? revertShellList(text, spec, previouslyOwned, syntax) : text;
+  const plan = applyShellList(base, spec, wanted, syntax);
   return { ...plan, changes: describeShellListChange(text, plan.text, spec, syntax) };
 }
 

@@ -185,17 +185,44 @@ export interface TokenPlan {
 }
 
 /**
+ * A run that died after its write but before Pulumi recorded its state leaves changes nobody owns.
+ * The backup holds the bytes from before our first write: when the whole difference between it and
+ * `current` is what one apply of `request` makes (tokens `ensure` names added or replacing others
+ * of their key, tokens `remove` names gone), it is ours, and the ownership returned undoes exactly
+ * that. Anything else (a hand edit, a run stopped with other args) is not guessed at: undefined,
+ * nothing is taken, and a revert leaves those tokens as they are.
+ */
+export function adoptTokens(original: string, current: string, request: TokenRequest, syntax: TokenSyntax): TokenOwnership | undefined {
+  const before = syntax.parse(original);
+  const after = syntax.parse(current);
+  const editable = (list: TokenList) => list.tokens.slice(0, syntax.end(list));
+  const gone = multisetMinus(editable(before), editable(after));
+  const come = multisetMinus(editable(after), editable(before));
+  const removedByRequest = (token: string) => (request.remove ?? []).some((entry) => isRemovedBy(syntax, token, entry));
+  const explained =
+    come.every((token) => request.ensure.includes(token)) &&
+    gone.every((token) => removedByRequest(token) || come.some((c) => syntax.key(c) !== undefined && syntax.key(c) === syntax.key(token)));
+  // Replayed with the primitives an apply uses, so the ownership holds the exact separators and
+  // indices; a difference one apply cannot produce fails the comparison and is not taken.
+  const replay = explained ? applyTokens(before, { ensure: [...new Set(come)], remove: gone.filter(removedByRequest) }, syntax) : undefined;
+  return replay && formatTokens(replay.list) === current ? replay.owned : undefined;
+}
+
+/**
  * Reverts what a previous apply owned, then applies the request afresh: a second run with the
  * ownership the first returned gives the same text and ownership, and dropping an arg from
- * `ensure` takes it back off the host.
+ * `ensure` takes it back off the host. Without that ownership but with `backup` (the bytes saved
+ * before our first write), our own earlier changes are recognised from it (adoptTokens).
  */
 export function planTokens(
   text: string,
-  request: TokenRequest & { readonly previouslyOwned?: TokenOwnership },
+  request: TokenRequest & { readonly previouslyOwned?: TokenOwnership; readonly backup?: string },
   syntax: TokenSyntax,
 ): TokenPlan {
+  const previouslyOwned =
+    request.previouslyOwned ?? (request.backup !== undefined ? adoptTokens(request.backup, text, request, syntax) : undefined);
   const before = syntax.parse(text);
-  const base = request.previouslyOwned ? revertTokens(before, request.previouslyOwned, syntax) : before;
+  const base = previouslyOwned ? revertTokens(before, previouslyOwned, syntax) : before;
   const { list, owned } = applyTokens(base, request, syntax);
   return { text: formatTokens(list), owned, changes: describeTokenChanges(before, list, syntax) };
 }

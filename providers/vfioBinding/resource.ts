@@ -6,7 +6,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { rebuildInitramfs } from "../initramfsModules/resource";
+import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
 import { ConnectionInput } from "../ssh/connection";
+import { sha256Hex } from "../ssh/host";
 import { MODPROBE_CONF_PATH } from "./modprobeConf";
 import { planVfioBinding } from "./plan";
 import { readVfioHostFacts } from "./readFacts";
@@ -32,16 +34,20 @@ export interface VfioBindingState {
   ids: string[];
   groups: number[];
   groupCheck: "enforced" | "deferred";
+  /** What this stack last wrote to `path` (absent in state recorded before it was kept: then `content`'s). */
+  sha256?: string;
 }
 
-type Plan = VfioBindingState & { changes: string[]; warnings: string[]; current?: string };
+/** `refusal`: planned without state, why creating the resource must not write (see staleBackupRefusal). */
+type Plan = VfioBindingState & { changes: string[]; warnings: string[]; current?: string; refusal?: string };
 
 export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindingState>({
   schema: ResourceInputs,
   identity: (inputs) => inputs.path,
-  async plan(host, inputs) {
+  async plan(host, inputs, state) {
     const reading = await readVfioHostFacts(host);
-    const current = (await host.readFile(inputs.path))?.toString("utf8");
+    const currentBytes = await host.readFile(inputs.path);
+    const current = currentBytes?.toString("utf8");
     const hasGroups = reading.facts.pciDevices.some((d) => d.iommuGroup !== undefined);
     const plan = planVfioBinding({
       inputs: inputs.selection,
@@ -68,21 +74,24 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
       changes: plan.changes.map((c) => `${inputs.path}: ${c}`),
       warnings: [...plan.warnings, ...reading.warnings],
       current,
+      refusal: state ? undefined : staleBackupRefusal(inputs.path, plan.content, currentBytes, await host.readBackup(inputs.path)),
     };
   },
   describe: (plan) => (plan.current === plan.content ? [] : plan.changes.length > 0 ? plan.changes : [`${plan.path}: rewrite`]),
   warnings: (plan) => plan.warnings,
   async apply(host, plan) {
+    if (plan.refusal) throw new Error(plan.refusal);
     if (plan.current !== plan.content) {
       await host.backupOnce(plan.path);
       await host.writeFileAtomic(plan.path, plan.content);
     }
-    const { changes: _c, warnings: _w, current: _p, ...state } = plan;
-    return state;
+    const { changes: _c, warnings: _w, current: _p, refusal: _r, ...state } = plan;
+    return { ...state, sha256: sha256Hex(plan.content) };
   },
   async revert(host, _inputs, state) {
-    // The whole file is ours: what was there before (or nothing) comes back, in the initramfs too.
-    await host.restoreBackup(state.path);
+    // The whole file is ours: what was there before (or nothing) comes back, unless it was edited
+    // since; the initramfs is rebuilt from whatever the file now is.
+    await restoreWholeFile(host, state.path, state.sha256 ?? sha256Hex(state.content), "rebuild the initramfs (update-initramfs -u; on Alpine: mkinitfs)");
     await rebuildInitramfs(host);
   },
 });

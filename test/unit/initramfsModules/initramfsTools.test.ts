@@ -83,3 +83,25 @@ describe("planInitramfsToolsModules properties", () => {
     );
   });
 });
+
+describe("planInitramfsToolsModules after a run that died before Pulumi recorded its state", () => {
+  it("takes the module lines missing from the backup as its own", () => {
+    const written = planInitramfsToolsModules({ text: debianInitramfsToolsModules, modules: vfio }).text;
+    expect(planInitramfsToolsModules({ text: written, modules: vfio }).owned.added).toEqual([]);
+    const again = planInitramfsToolsModules({ text: written, modules: vfio, backup: debianInitramfsToolsModules });
+    expect(again.owned.added).toEqual(vfio);
+    expect(revertInitramfsToolsModules(written, again.owned)).toBe(debianInitramfsToolsModules);
+  });
+
+  it("write, lose the state, plan again with the backup, revert: the original bytes", () => {
+    fc.assert(
+      fc.property(modulesFile, requested, (original, modules) => {
+        const written = planInitramfsToolsModules({ text: original, modules });
+        const again = planInitramfsToolsModules({ text: written.text, modules, backup: original });
+        expect(again.text).toBe(written.text);
+        expect(again.changes).toEqual([]);
+        expect(revertInitramfsToolsModules(written.text, again.owned)).toBe(original);
+      }),
+    );
+  });
+});

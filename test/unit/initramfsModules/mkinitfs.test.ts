@@ -69,3 +69,21 @@ describe("planMkinitfsFeatures properties", () => {
     );
   });
 });
+
+describe("planMkinitfsFeatures after a run that died before Pulumi recorded its state", () => {
+  it("write, lose the state, plan again with the backup, revert: the original bytes", () => {
+    fc.assert(
+      fc.property(mkinitfsConf, (original) => {
+        const written = planMkinitfsFeatures({ text: original });
+        const again = planMkinitfsFeatures({ text: written.text, backup: original });
+        expect(again.text).toBe(written.text);
+        expect(revertMkinitfsFeatures(written.text, again.owned)).toBe(original);
+      }),
+    );
+  });
+
+  it("does not take a vfio the backup already had", () => {
+    const original = 'features="base vfio ext4"\n';
+    expect(revertMkinitfsFeatures(original, planMkinitfsFeatures({ text: original, backup: original }).owned)).toBe(original);
+  });
+});

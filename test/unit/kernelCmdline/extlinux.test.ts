@@ -148,3 +148,34 @@ describe("extlinuxCfgHasArgs", () => {
     });
   });
 });
+
+describe("planUpdateExtlinuxConf after a run that died before Pulumi recorded its state", () => {
+  it("write, lose the state, plan again with the backup, revert: the original bytes", () => {
+    fc.assert(
+      fc.property(extlinuxFile, ensureArgs, requestedModules, fc.subarray(["nomodeset", "quiet"]), (original, ensure, modules, remove) => {
+        const written = planUpdateExtlinuxConf({ text: original, ensure, modules, remove });
+        const again = planUpdateExtlinuxConf({ text: written.text, ensure, modules, remove, backup: original });
+        expect(again.text).toBe(written.text);
+        expect(again.changes).toEqual([]);
+        expect(revertUpdateExtlinuxConf(written.text, again.owned)).toBe(original);
+      }),
+    );
+  });
+
+  it("on the reference host, without the backup the args would stay after destroy", () => {
+    const request = { ensure: ["intel_iommu=on", "iommu=pt"], modules: VFIO_MODULES };
+    const written = planUpdateExtlinuxConf({ text: alpineUpdateExtlinuxConf, ...request }).text;
+    expect(revertUpdateExtlinuxConf(written, planUpdateExtlinuxConf({ text: written, ...request }).owned)).toBe(written);
+    expect(revertUpdateExtlinuxConf(written, planUpdateExtlinuxConf({ text: written, ...request, backup: alpineUpdateExtlinuxConf }).owned)).toBe(
+      alpineUpdateExtlinuxConf,
+    );
+  });
+
+  it("owns the modules it recognises even when default_kernel_opts was edited by hand", () => {
+    const request = { ensure: ["iommu=pt"], modules: ["vfio"] };
+    const written = planUpdateExtlinuxConf({ text: alpineUpdateExtlinuxConf, ...request }).text;
+    const edited = written.replace("iommu=pt", "iommu=pt nosmt");
+    const again = planUpdateExtlinuxConf({ text: edited, ...request, backup: alpineUpdateExtlinuxConf });
+    expect(revertUpdateExtlinuxConf(edited, again.owned)).toBe(alpineUpdateExtlinuxConf.replace("rootfstype=ext4", "rootfstype=ext4 iommu=pt nosmt"));
+  });
+});

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { kernelArgKey, parseKernelArgs } from "../../../providers/kernelCmdline/kernelArgs";
 import { grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "../../../providers/kernelCmdline/grub";
-import { encodeShellValue, readShellVariable } from "../../../providers/kernelCmdline/shellVariable";
+import { encodeShellValue, readShellVariable, shellVariableValue } from "../../../providers/kernelCmdline/shellVariable";
 import { OWN_KEYS, ensureArgs, kernelLine, kernelLineWithOwnKeys, shellFile } from "./arbitraries";
 import { debianDefaultGrub, debianGrubCfg } from "./fixtures";
 
@@ -151,5 +151,61 @@ describe("grubCfgHasArgs", () => {
 
   it("reports a grub.cfg without menuentry", () => {
     expect(grubCfgHasArgs("set default=0\n", ["iommu=pt"])).toEqual({ ok: false, problems: ["/boot/grub/grub.cfg has no menuentry; run update-grub"] });
+  });
+});
+
+describe("planGrubDefaults after a run that died before Pulumi recorded its state", () => {
+  const removable = fc.subarray(["nomodeset", "splash", "intel_iommu=off"]);
+
+  it("recognises its own args from the backup, so revert gives back the original bytes", () => {
+    const written = planGrubDefaults({ text: debianDefaultGrub, ensure: ["intel_iommu=on", "iommu=pt"] });
+    // Planned again as a create: no state, the args already there, the backup as a fact.
+    const blind = planGrubDefaults({ text: written.text, ensure: ["intel_iommu=on", "iommu=pt"] });
+    expect(blind.owned.tokens).toEqual({ added: [], replaced: [], removed: [] });
+    expect(revertGrubDefaults(written.text, blind.owned)).toBe(written.text);
+    const adopted = planGrubDefaults({ text: written.text, ensure: ["intel_iommu=on", "iommu=pt"], backup: debianDefaultGrub });
+    expect(adopted.text).toBe(written.text);
+    expect(adopted.changes).toEqual([]);
+    expect(revertGrubDefaults(written.text, adopted.owned)).toBe(debianDefaultGrub);
+  });
+
+  it("takes a replaced value as its own, with the backup's value as the original", () => {
+    const original = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"\n';
+    const written = planGrubDefaults({ text: original, ensure: ["intel_iommu=on"] }).text;
+    const adopted = planGrubDefaults({ text: written, ensure: ["intel_iommu=on"], backup: original });
+    expect(adopted.owned.tokens.replaced).toEqual([{ key: "intel_iommu", occurrence: 0, original: "intel_iommu=off", replacement: "intel_iommu=on" }]);
+    expect(revertGrubDefaults(written, adopted.owned)).toBe(original);
+  });
+
+  it("takes nothing when the file differs from the backup in a way its args do not explain", () => {
+    const original = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n';
+    const handEdited = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash iommu=pt"\n';
+    const plan = planGrubDefaults({ text: handEdited, ensure: ["iommu=pt"], backup: original });
+    expect(plan.owned.tokens).toEqual({ added: [], replaced: [], removed: [] });
+    expect(revertGrubDefaults(handEdited, plan.owned)).toBe(handEdited);
+  });
+
+  it("write, lose the state, plan again with the backup, revert: the original bytes", () => {
+    fc.assert(
+      fc.property(grubFile, ensureArgs, removable, (original, ensure, remove) => {
+        const written = planGrubDefaults({ text: original, ensure, remove });
+        const again = planGrubDefaults({ text: written.text, ensure, remove, backup: original });
+        expect(again.text).toBe(written.text);
+        expect(again.changes).toEqual([]);
+        expect(revertGrubDefaults(written.text, again.owned)).toBe(original);
+      }),
+    );
+  });
+
+  it("never takes an arg added by hand as its own", () => {
+    fc.assert(
+      fc.property(grubFile, ensureArgs, fc.constantFrom("splash", "mitigations=off", "console=ttyS1"), (original, ensure, hand) => {
+        const written = planGrubDefaults({ text: original, ensure });
+        const edited = planGrubDefaults({ text: written.text, ensure: [hand] });
+        fc.pre(edited.changes.length > 0);
+        const again = planGrubDefaults({ text: edited.text, ensure, backup: original });
+        expect(shellVariableValue(revertGrubDefaults(edited.text, again.owned), spec)).toContain(hand);
+      }),
+    );
   });
 });
