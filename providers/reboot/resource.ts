@@ -1,6 +1,8 @@
 // HostReboot: reboots the host when its triggers change (the boot-time resources' outputs), waits
 // until it answers with a new boot_id, then proves the result: the kernel command line has the
-// arguments and every selected device is driven by vfio-pci. A failed proof fails the deployment.
+// arguments and every selected device is driven by vfio-pci. A failed proof fails the deployment
+// and is recorded in the state (failedVerification), so the next `up` with the same triggers does
+// not reboot again: it checks the boot it finds, and succeeds once that one passes.
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
@@ -86,7 +88,86 @@ else
   nohup sh -c 'sleep 2; reboot' >/dev/null 2>&1 &
 fi`;
 
-async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<BootObservation> {
+/** A boot that did not pass verification, as the state keeps it. */
+export interface FailedVerification {
+  /** The boot that was checked, or null when none came back in time. */
+  bootId: string | null;
+  /** The boot before the reboot this resource asked for. */
+  previousBootId: string;
+  problems: string[];
+  /** When it was checked (ISO 8601). */
+  at: string;
+}
+
+/** What an update does: reboot for a change, look at the current boot again after a failure, or nothing. */
+export type RebootDecision = { kind: "reboot" } | { kind: "recheck"; failed: FailedVerification } | { kind: "nothing" };
+
+// Only triggers and expectations reboot; a new key or timeout is recorded without one.
+const REBOOT_KEYS = ["triggers", "expectArgs", "expectVfioDevices"] as const;
+
+/** Pure: `olds` are the recorded outputs (inputs and failedVerification), `news` the new inputs. */
+export function decideReboot(olds: Record<string, unknown>, news: Record<string, unknown>): RebootDecision {
+  if (!sameInputs(olds, news, REBOOT_KEYS)) return { kind: "reboot" };
+  const failed = olds.failedVerification as FailedVerification | undefined;
+  return failed ? { kind: "recheck", failed } : { kind: "nothing" };
+}
+
+/** Pure: what is wrong with the boot found on a later run, after `failed` was recorded. */
+export function recheckProblems(failed: FailedVerification, observed: BootObservation, expectArgs: readonly string[], devices: readonly string[]): string[] {
+  if (observed.bootId === failed.previousBootId) {
+    return [`the host is still on boot ${observed.bootId}, from before the reboot asked for at ${failed.at}, so nothing new can be verified`];
+  }
+  return verifyBoot(observed, expectArgs, devices);
+}
+
+const BACKUP_DIRECTORY = "/var/lib/vfio-host/backup";
+const FORCE_REBOOT = "force a new reboot with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`)";
+
+/** The error of a boot that failed verification: just now (`recorded`) or again on a later run. */
+export function failedBootMessage(label: string, failed: FailedVerification, when: "now" | "again"): string {
+  const boot = failed.bootId === null ? "the reboot" : `boot ${failed.bootId}`;
+  const head =
+    when === "now"
+      ? `${label} rebooted but ${boot} failed verification:`
+      : `${label}: the last boot (id ${failed.bootId ?? "unknown"}) failed verification (checked ${failed.at}):`;
+  return (
+    `${head}\n  ${failed.problems.join("\n  ")}\n` +
+    `Not rebooting again without a change: the failure is recorded in the state. Fix the cause (reboot by hand if the fix needs a boot) and ` +
+    `run \`pulumi up\` again, which checks the boot it finds; or ${FORCE_REBOOT}.`
+  );
+}
+
+/** The error of a host that did not answer with a new boot_id in time. */
+export function noNewBootMessage(label: string, timeoutSeconds: number, previousBootId: string): string {
+  return (
+    `${label} did not come back with a new boot_id within ${timeoutSeconds}s (it was boot ${previousBootId}). Check its console and power-cycle it. ` +
+    `If it does not boot, pick the previous kernel arguments at the boot menu (GRUB: press e), or boot a rescue system and copy the ` +
+    `originals back from ${BACKUP_DIRECTORY}. Once it answers, run \`pulumi up\`: it checks the boot it finds without rebooting again, ` +
+    `and converges; or ${FORCE_REBOOT}.`
+  );
+}
+
+/**
+ * A failure the engine records: thrown from create or update with `id`, `properties` and `reasons`,
+ * it is stored as the resource's outputs with init errors (grpcResponseFromError in
+ * @pulumi/pulumi/cmd/dynamic-provider), and the next up calls update even without a change
+ * (pkg/resource/deploy/step_generator.go; proven in test/e2e/initErrors.test.ts).
+ */
+class RecordedFailure extends Error {
+  readonly reasons: string[];
+  constructor(
+    message: string,
+    readonly id: string,
+    readonly properties: Record<string, unknown>,
+  ) {
+    super(message);
+    this.reasons = [message];
+  }
+}
+
+type BootOutcome = { ok: true; observed: BootObservation } | { ok: false; failed: FailedVerification; message: string };
+
+async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<BootOutcome> {
   const before = (await host.run(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
   const started = Date.now();
   console.error(`${host.label}: rebooting (boot ${before.slice(0, 8)}), waiting up to ${inputs.timeoutSeconds}s`);
@@ -107,48 +188,75 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
     }
     await host.disconnect();
   }
+  const at = new Date().toISOString();
   if (!observed) {
-    throw new Error(
-      `${host.label} did not come back with a new boot_id within ${inputs.timeoutSeconds}s; check its console. ` +
-        "The boot configuration was backed up under /var/lib/vfio-host/backup before it was changed.",
-    );
+    const message = noNewBootMessage(host.label, inputs.timeoutSeconds, before);
+    return { ok: false, failed: { bootId: null, previousBootId: before, problems: [`no new boot_id within ${inputs.timeoutSeconds}s`], at }, message };
   }
   console.error(`${host.label}: back after ${Math.round((Date.now() - started) / 1000)}s (boot ${observed.bootId.slice(0, 8)})`);
   const problems = verifyBoot(observed, inputs.expectArgs, inputs.expectVfioDevices);
-  if (problems.length > 0) {
-    throw new Error(`${host.label} rebooted but verification failed:\n  ${problems.join("\n  ")}`);
+  if (problems.length === 0) return { ok: true, observed };
+  const failed = { bootId: observed.bootId, previousBootId: before, problems, at };
+  return { ok: false, failed, message: failedBootMessage(host.label, failed, "now") };
+}
+
+/** The boot found now, checked against a failure recorded earlier; nothing is rebooted. */
+async function recheck(host: RemoteHost, inputs: RebootInputs, failed: FailedVerification): Promise<BootOutcome> {
+  const observed = await observeBoot(host, inputs.expectVfioDevices);
+  const problems = recheckProblems(failed, observed, inputs.expectArgs, inputs.expectVfioDevices);
+  if (problems.length === 0) {
+    console.error(`${host.label}: boot ${observed.bootId.slice(0, 8)} passes verification; the failure recorded at ${failed.at} is cleared`);
+    return { ok: true, observed };
   }
-  return observed;
+  const again = { ...failed, bootId: observed.bootId, problems, at: new Date().toISOString() };
+  return { ok: false, failed: again, message: failedBootMessage(host.label, again, "again") };
 }
 
 const inputKeys = ["connection", "triggers", "expectArgs", "expectVfioDevices", "timeoutSeconds"] as const;
 const sameInputs = (a: Record<string, unknown>, b: Record<string, unknown>, keys: readonly string[]) =>
   keys.every((k) => isDeepStrictEqual(a[k], b[k]));
 
+/** The inputs of a property bag that may also hold this resource's outputs (read, update's olds). */
+function inputsOf(props: Record<string, unknown>): RebootInputs {
+  const { observed: _o, failedVerification: _f, ...inputs } = props;
+  return parseChecked(RebootSchema, inputs);
+}
+
+/** create/update's result: the outputs, or a RecordedFailure whose outputs keep the last verified boot. */
+function settle(outcome: BootOutcome, id: string, inputs: RebootInputs, props: Record<string, unknown>, lastVerified: unknown): Record<string, unknown> {
+  if (outcome.ok) return { ...inputs, observed: outcome.observed };
+  const kept = lastVerified === undefined ? {} : { observed: lastVerified };
+  // __provider: the engine needs the serialized provider in the outputs to run delete later.
+  throw new RecordedFailure(outcome.message, id, { ...inputs, ...kept, failedVerification: outcome.failed, __provider: props.__provider });
+}
+
 export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds, news) {
     return checkInputs(RebootSchema, news);
   },
   async diff(_id, olds, news) {
-    // Only triggers and expectations reboot; a new key or timeout is recorded without one.
-    const changes = !sameInputs(olds, news, inputKeys);
+    // A recorded failure is an update to make even after a refresh (which clears the engine's init
+    // errors): the next up looks at the boot again.
+    const changes = !sameInputs(olds, news, inputKeys) || olds.failedVerification !== undefined;
     return { changes, replaces: [] };
   },
   async create(props) {
     const inputs = parseChecked(RebootSchema, props);
-    const observed = await withHost(inputs.connection, (host) => rebootAndVerify(host, inputs));
-    return { id: `${inputs.connection.host}:${observed.bootId}`, outs: { ...inputs, observed } };
+    const outcome = await withHost(inputs.connection, (host) => rebootAndVerify(host, inputs));
+    const id = `${inputs.connection.host}:${outcome.ok ? outcome.observed.bootId : (outcome.failed.bootId ?? outcome.failed.previousBootId)}`;
+    return { id, outs: settle(outcome, id, inputs, props, undefined) };
   },
-  async update(_id, olds, news) {
+  async update(id, olds, news) {
     const inputs = parseChecked(RebootSchema, news);
-    const rebootNeeded = !sameInputs(olds, news, ["triggers", "expectArgs", "expectVfioDevices"]);
-    const observed = rebootNeeded
-      ? await withHost(inputs.connection, (host) => rebootAndVerify(host, inputs))
-      : (olds.observed as BootObservation);
-    return { outs: { ...inputs, observed } };
+    const decision = decideReboot(olds, news);
+    if (decision.kind === "nothing") return { outs: { ...inputs, observed: olds.observed } };
+    const outcome = await withHost(inputs.connection, (host) =>
+      decision.kind === "reboot" ? rebootAndVerify(host, inputs) : recheck(host, inputs, decision.failed),
+    );
+    return { outs: settle(outcome, id, inputs, news, olds.observed) };
   },
   async read(id, props) {
-    const inputs = parseChecked(RebootSchema, props);
+    const inputs = inputsOf(props);
     const observed = await withHost(inputs.connection, (host) => observeBoot(host, inputs.expectVfioDevices));
     return { id, props: { ...props, observed } };
   },
@@ -168,9 +276,11 @@ export interface HostRebootArgs {
 
 export class HostReboot extends pulumi.dynamic.Resource {
   declare readonly observed: pulumi.Output<BootObservation>;
+  /** Set while the last boot failed verification; the next up checks the boot again without rebooting. */
+  declare readonly failedVerification: pulumi.Output<FailedVerification | undefined>;
 
   constructor(name: string, args: HostRebootArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("HostReboot"), name, { ...args, observed: undefined }, {
+    super(dynamicProvider("HostReboot"), name, { ...args, observed: undefined, failedVerification: undefined }, {
       ...opts,
       additionalSecretOutputs: ["connection"],
     });
