@@ -32,7 +32,6 @@ jest.mock("../../../providers/ssh/host", () => ({
 }));
 
 // Loaded after the mock is in place.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const reboot = require("../../../providers/reboot/resource") as typeof import("../../../providers/reboot/resource");
 
 const connection = { host: "192.0.2.10", port: 22, user: "root", hostKey: "SHA256:" + "A".repeat(43), privateKey: "key" };
