@@ -15,7 +15,7 @@ import { FaultTable, noViolations, Prng, TrialResult } from "./trials";
 jest.setTimeout(8 * 60_000);
 
 const TRIALS = 52;
-/** Slow enough that a 256 KiB write takes about half a second, so a cut lands inside it. */
+/** Slow enough that a 128-256 KiB write takes a quarter to half a second, so a cut lands inside it. */
 const LINK_RATE = "4mbit";
 const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "../unit", name), "utf8");
 
@@ -99,6 +99,9 @@ async function untilHostIdle(timeoutMs: number): Promise<void> {
 
 const strayTempFiles = (dir: string) => fs.readdirSync(onHost(dir)).filter((name) => name.startsWith(".vfio-host."));
 const link = (state: "up" | "down") => runCommand("ip", ["link", "set", testHost.veth, state]);
+/** Only the faulted write goes through the slow link (on this machine's end of the veth: what reaches the host); the rest runs at full speed. */
+const shapeLink = (slow: boolean) =>
+  runCommand("tc", slow ? ["qdisc", "add", "dev", testHost.veth, "root", "tbf", "rate", LINK_RATE, "burst", "32kb", "latency", "400ms"] : ["qdisc", "del", "dev", testHost.veth, "root"]);
 
 /** The short reason of a failed write: the remote exit status, or the connection's error. */
 const why = (error: Error) => (error instanceof RemoteCommandError ? `exit ${error.result.code}` : error.message.split("\n")[0].slice(0, 60));
@@ -126,13 +129,15 @@ async function cutTrial(trial: number, prng: Prng): Promise<TrialResult> {
   const file = bootFiles[(trial - 1) % bootFiles.length];
   fs.mkdirSync(path.dirname(onHost(file.path)), { recursive: true });
   fs.writeFileSync(onHost(file.path), file.old);
-  const data = newContent(file, trial, prng.int(160, 320) * 1024);
-  const cut: Cut = prng.pick<Cut>(["kill sshd", "kill sshd", "kill sshd", "link down, sshd times out", "link down, sshd times out", "link flap"]);
+  const data = newContent(file, trial, prng.int(128, 256) * 1024);
+  // A flap costs seconds of TCP retransmission back-off, so it is the rarest cut.
+  const cut: Cut = prng.pick<Cut>(["kill sshd", "kill sshd", "kill sshd", "kill sshd", "link down, sshd times out", "link down, sshd times out", "link down, sshd times out", "link flap"]);
   // The fault points of a write: before any byte of the temp file, inside it, after its last byte (before the rename).
   const where = prng.next();
   const offset = where < 0.1 ? 0 : where < 0.9 ? prng.int(1, data.length - 1) : data.length;
 
   await withHost(connection(), (host) => host.exec(["true"])); // the session to cut exists before the write starts
+  await shapeLink(true);
   let settled = false;
   const write = withHost(connection(), (host) => host.writeFileAtomic(file.path, data)).then(() => "write succeeded", (error: Error) => `write failed (${why(error)})`);
   void write.then(() => (settled = true));
@@ -159,6 +164,7 @@ async function cutTrial(trial: number, prng: Prng): Promise<TrialResult> {
   const writeOutcome = await Promise.race([write, new Promise<string>((resolve) => (hung = setTimeout(() => resolve("write hung for 60 s"), 60_000)))]);
   clearTimeout(hung);
   await untilHostIdle(10_000);
+  await shapeLink(false);
 
   const bytes = fs.readFileSync(onHost(file.path));
   const state = bytes.equals(Buffer.from(file.old)) ? "old" : bytes.equals(data) ? "new" : `PARTIAL (${bytes.length} B)`;
@@ -183,12 +189,7 @@ async function cutTrial(trial: number, prng: Prng): Promise<TrialResult> {
 }
 
 beforeAll(async () => {
-  testHost = await table.stage("test host", async () => {
-    const host = await startTestHost();
-    // On this machine's end of the veth: what reaches the host is shaped, what comes back is not.
-    await runCommand("tc", ["qdisc", "add", "dev", host.veth, "root", "tbf", "rate", LINK_RATE, "burst", "32kb", "latency", "400ms"]);
-    return host;
-  });
+  testHost = await table.stage("test host", () => startTestHost());
 });
 
 afterAll(async () => {

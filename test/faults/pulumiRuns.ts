@@ -1,0 +1,165 @@
+// The fault suites' side of the Pulumi CLI: the real `pulumi` binary, spawned in a process group of
+// its own so a trial can SIGKILL the CLI, its language host and the provider plugin at once (a
+// laptop losing power), and the Alpine-shaped test host with its boot files, compared byte for byte.
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Stack } from "@pulumi/pulumi/automation";
+import { localStack, projectRoot } from "../e2e/pulumiEnv";
+import { readInitramfs } from "../standins/initramfsImage";
+import type { TestHost } from "../testhost/testHost";
+
+/** The project's own program (stacks/index.ts, compiled to dist/) run from a directory of its own, so the suites' stack files stay out of stacks/. */
+export const faultsWorkDir = path.join(projectRoot, "test/faults/fixtures/alpine");
+
+export interface CliResult {
+  /** Exit status, or null when killed. */
+  code: number | null;
+  /** stdout and stderr, interleaved as they came. */
+  output: string;
+  ms: number;
+  /** When each chunk of output came, in ms since the start: where in a run a step happens. */
+  chunks: Array<{ ms: number; text: string }>;
+}
+
+export interface CliRun {
+  /** Everything printed so far. */
+  output(): string;
+  readonly done: Promise<CliResult>;
+  /** SIGKILL to the whole process group: the CLI, the language host, the provider plugins. */
+  killGroup(): void;
+}
+
+export interface CliOptions {
+  /** The project directory (default faultsWorkDir). */
+  cwd?: string;
+}
+
+export function startCli(env: Record<string, string>, args: string[], options: CliOptions = {}): CliRun {
+  const start = Date.now();
+  const child = spawn("pulumi", args, { cwd: options.cwd ?? faultsWorkDir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let output = "";
+  const chunks: CliResult["chunks"] = [];
+  const collect = (d: Buffer) => {
+    output += d.toString("utf8");
+    chunks.push({ ms: Date.now() - start, text: d.toString("utf8") });
+  };
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, output, ms: Date.now() - start, chunks }));
+  });
+  return {
+    output: () => output,
+    done,
+    killGroup: () => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // The group is gone already: the run ended before the kill.
+      }
+    },
+  };
+}
+
+export const cli = (env: Record<string, string>, args: string[], options: CliOptions = {}) => startCli(env, args, options).done;
+
+/**
+ * What a user does after a killed run, driven by what the CLI says: `pulumi cancel` when it reports
+ * the stack locked (the file backend keeps the dead run's lock file), `pulumi refresh
+ * --clear-pending-creates` when it reports interrupted operations, then the command again. Each
+ * step taken is appended to `steps`.
+ */
+export async function withRecovery(env: Record<string, string>, stack: string, args: string[], steps: string[], options: CliOptions = {}): Promise<CliResult> {
+  for (let attempt = 0; ; attempt++) {
+    const result = await cli(env, args, options);
+    if (result.code === 0 || attempt === 3) return result;
+    if (/currently locked/.test(result.output)) {
+      steps.push("pulumi cancel");
+      const cancel = await cli(env, ["cancel", "--yes", "--stack", stack], options);
+      if (cancel.code !== 0) throw new Error(`pulumi cancel failed:\n${cancel.output}`);
+    } else if (/pending operations?|interrupted/i.test(result.output)) {
+      steps.push("pulumi refresh --clear-pending-creates");
+      const refresh = await cli(env, ["refresh", "--yes", "--skip-preview", "--non-interactive", "--clear-pending-creates", "--stack", stack], options);
+      if (refresh.code !== 0) throw new Error(`pulumi refresh --clear-pending-creates failed:\n${refresh.output}`);
+    } else {
+      return result;
+    }
+  }
+}
+
+/** A stack of the project's program configured as the reference Alpine host (its stack file), pointed at the test host, reboot never. */
+export async function referenceStack(testHost: TestHost, name: string, env: Record<string, string>): Promise<Stack> {
+  fs.copyFileSync(path.join(projectRoot, "stacks/Pulumi.alpine-homeassistant.yaml"), path.join(faultsWorkDir, `Pulumi.${name}.yaml`));
+  const stack = await localStack(faultsWorkDir, name, env);
+  await stack.setAllConfig({
+    "vfio-host:host": { value: testHost.host },
+    "vfio-host:port": { value: String(testHost.port) },
+    "vfio-host:hostKey": { value: testHost.hostKey },
+    "vfio-host:sshPrivateKey": { value: testHost.privateKey, secret: true },
+    "vfio-host:reboot": { value: "never" },
+  });
+  return stack;
+}
+
+/** Removes the stack files the suites wrote next to the fixture's Pulumi.yaml. */
+export function removeStackFiles(): void {
+  for (const name of fs.readdirSync(faultsWorkDir).filter((n) => /^Pulumi\..+\.yaml$/.test(n))) fs.rmSync(path.join(faultsWorkDir, name));
+}
+
+/**
+ * The files the boot-file resources (KernelCmdline, VfioBinding, InitramfsModules) write or make
+ * the tools rebuild on the Alpine host. The initramfs is compared by what it holds: cpio headers
+ * carry mtimes, so no two mkinitfs runs write the same bytes.
+ */
+export const bootFilePaths = [
+  "etc/update-extlinux.conf",
+  "boot/extlinux.conf",
+  "etc/modprobe.d/vfio.conf",
+  "etc/mkinitfs/mkinitfs.conf",
+  "etc/mkinitfs/features.d/vfio.modules",
+  "boot/initramfs-lts",
+] as const;
+
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+/** Each boot file's content as a comparable string ("absent" when missing). */
+export function readBootFiles(testHost: TestHost): Record<string, string> {
+  return Object.fromEntries(
+    bootFilePaths.map((rel) => {
+      const file = path.join(testHost.rootfs, rel);
+      if (!fs.existsSync(file)) return [rel, "absent"];
+      const data = fs.readFileSync(file);
+      if (rel !== "boot/initramfs-lts") return [rel, data.toString("utf8")];
+      return [rel, readInitramfs(data).map((m) => `${m.name} ${m.mode.toString(8)} ${sha256(m.data)}`).join("\n")];
+    }),
+  );
+}
+
+/** The boot files whose content differs from `expected`. */
+export function differingBootFiles(testHost: TestHost, expected: Record<string, string>): string[] {
+  const now = readBootFiles(testHost);
+  return bootFilePaths.filter((rel) => now[rel] !== expected[rel]);
+}
+
+/** Puts the boot files back as `snapshot` has them (from this machine, not through the code under test) and drops the backups. */
+export function resetBootFiles(testHost: TestHost, snapshot: Record<string, Buffer | undefined>): void {
+  for (const [rel, data] of Object.entries(snapshot)) {
+    const file = path.join(testHost.rootfs, rel);
+    if (data === undefined) fs.rmSync(file, { force: true });
+    else fs.writeFileSync(file, data);
+  }
+  fs.rmSync(path.join(testHost.rootfs, "var/lib/vfio-host/backup"), { recursive: true, force: true });
+}
+
+/** The boot files' raw bytes, for resetBootFiles. */
+export function snapshotBootFiles(testHost: TestHost): Record<string, Buffer | undefined> {
+  return Object.fromEntries(
+    bootFilePaths.map((rel) => {
+      const file = path.join(testHost.rootfs, rel);
+      return [rel, fs.existsSync(file) ? fs.readFileSync(file) : undefined];
+    }),
+  );
+}
