@@ -46,6 +46,14 @@ describe("parseStackConfig", () => {
     );
   });
 
+  it("passes the boot-critical acknowledgement through, empty unless set", () => {
+    expect(parseStackConfig(base, secrets).acknowledgeBootCriticalArgs).toEqual([]);
+    expect(parseStackConfig({ ...base, "vfio-host:acknowledgeBootCriticalArgs": '["root"]' }, secrets).acknowledgeBootCriticalArgs).toEqual(["root"]);
+    expect(() => parseStackConfig({ ...base, "vfio-host:acknowledgeBootCriticalArg": '["root"]' }, secrets)).toThrow(
+      "vfio-host:acknowledgeBootCriticalArg is not a config key of this project; did you mean vfio-host:acknowledgeBootCriticalArgs?",
+    );
+  });
+
   it("ignores other projects' keys", () => {
     expect(parseStackConfig({ ...base, "aws:region": "eu-west-1" }, secrets).host).toBe("192.0.2.10");
   });

@@ -51,6 +51,7 @@ describe("stacks/Pulumi.alpine-homeassistant.yaml", () => {
       readyTimeoutSeconds: 300,
       kernelArgs: ["intel_iommu=on", "iommu=pt"],
       removeKernelArgs: [],
+      acknowledgeBootCriticalArgs: [],
       bootBackend: "extlinux",
       extlinuxModules: ["vfio", "vfio-pci", "vfio_iommu_type1", "vfio_virqfd"],
       vfio: { devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], allowUnsafeInterrupts: true },
