@@ -2,10 +2,11 @@
 // USB buses with the controller, group and devices of each. Built by a pure function from the facts
 // VfioBinding reads, so a program, the CLI and the tests all see the same thing.
 import { PciDevice, vendorDevice } from "../vfioBinding/hostFacts";
+import { describeUnresolved } from "../vfioBinding/hostNeeds";
 import type { VfioHostReading } from "../vfioBinding/readFacts";
 
 /** Why the host cannot do without a device. */
-export type HostRole = "root filesystem" | "SSH NIC";
+export type HostRole = "root filesystem" | "host storage" | "SSH NIC";
 
 export interface DiscoveredPciDevice {
   /** "0000:00:1a.0". */
@@ -87,10 +88,10 @@ function discoveredDevice(d: PciDevice, roles: ReadonlyMap<string, HostRole[]>):
 export function buildHostDiscovery(host: string, reading: VfioHostReading): HostDiscovery {
   const { facts } = reading;
   const roles = new Map<string, HostRole[]>();
-  const mark = (addresses: readonly string[], role: HostRole) =>
-    addresses.forEach((address) => roles.set(address, [...(roles.get(address) ?? []), role]));
-  mark(facts.rootFilesystemControllers, "root filesystem");
-  mark(facts.sshNicAddresses, "SSH NIC");
+  for (const need of facts.hostNeeds) {
+    const role: HostRole = need.kind === "ssh" ? "SSH NIC" : need.name === "/" ? "root filesystem" : "host storage";
+    for (const address of need.controllers) roles.set(address, [...new Set([...(roles.get(address) ?? []), role])]);
+  }
 
   const devices = [...facts.pciDevices].sort((a, b) => a.address.localeCompare(b.address)).map((d) => discoveredDevice(d, roles));
   const byAddress = new Map(devices.map((d) => [d.address, d]));
@@ -123,6 +124,7 @@ export function buildHostDiscovery(host: string, reading: VfioHostReading): Host
     usbBuses,
     usbControllersWithoutBus: devices.filter((d) => d.class === USB_CONTROLLER_CLASS && !usbBuses.some((bus) => bus.controllerAddress === d.address)),
     kernel: { running: reading.runningKernel, next: reading.kernel.release },
-    warnings: reading.warnings,
+    // VfioBinding refuses to run until these are acknowledged; discovery only reports them.
+    warnings: [...reading.warnings, ...facts.hostNeeds.filter((need) => need.unresolved.length > 0).map(describeUnresolved)],
   };
 }

@@ -6,6 +6,7 @@ import { DiscoveredPciDevice, HostDiscovery, HostRole, USB_CONTROLLER_CLASS } fr
 
 const roleText: Record<HostRole, string> = {
   "root filesystem": "holds the host's root filesystem",
+  "host storage": "holds a filesystem, swap area or encrypted volume the host needs at boot",
   "SSH NIC": "carries this SSH session",
 };
 

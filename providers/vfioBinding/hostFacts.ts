@@ -1,5 +1,6 @@
 // What VfioBinding needs to know about a host, and the parsing of the command output it comes
 // from. Gathering (which commands, over SSH) belongs to the resource; these functions only read text.
+import type { HostNeed } from "./hostNeeds";
 
 export interface PciDevice {
   /** Full form: "0000:00:1d.0". */
@@ -29,10 +30,11 @@ export interface UsbDevice {
 export interface HostFacts {
   readonly pciDevices: readonly PciDevice[];
   readonly usbDevices: readonly UsbDevice[];
-  /** PCI addresses of the controller(s) holding the root filesystem (every disk under LVM/RAID/dm-crypt). */
-  readonly rootFilesystemControllers: readonly string[];
-  /** PCI addresses of the NIC(s) carrying the SSH session this resource runs over (every member of a bond). */
-  readonly sshNicAddresses: readonly string[];
+  /**
+   * What the host needs to boot and to stay reachable (its filesystems, swap, crypttab volumes and
+   * this SSH session), each with the PCI functions it rests on and what could not be traced.
+   */
+  readonly hostNeeds: readonly HostNeed[];
   /**
    * Whether the boot configuration the host will boot next turns the IOMMU on (for example
    * KernelCmdline's grubCfgHasArgs(..., ["intel_iommu=on"]) is ok). Only read when the running

@@ -1,18 +1,18 @@
 // VfioBinding's facts, read in one SSH round trip: what is on the PCI bus and in which IOMMU group,
-// which USB devices hang off which controller, what the host cannot lose (the root filesystem's
-// controllers, the NIC this session arrives on), and the kernel that boots next. The shell only
-// prints; every section is parsed by a pure function below.
+// which USB devices hang off which controller, what the host cannot lose (every filesystem, swap
+// area and crypttab volume it needs to boot, the path of this SSH session), and the kernel that
+// boots next. The shell only prints; every section is parsed by a pure function (hostNeeds.ts).
 import { KernelModules } from "../initramfsModules/kernelModules";
 import { KERNEL_SECTIONS, parseKernelReleases, parseNextKernel } from "../initramfsModules/nextKernel";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
+import { parseHostStorage, parseSshPath, sshNeed, storageNeeds, tagged } from "./hostNeeds";
 import {
   HostFacts,
   normalizePciAddress,
   parseIommuGroups,
   parseLspci,
   parseUsbDevices,
-  pciAddressOfSysfsPath,
   withIommuGroups,
 } from "./hostFacts";
 
@@ -31,14 +31,14 @@ export interface VfioHostReading {
   readonly cmdline: string;
   /** Changes with every boot: tells whether the host rebooted since it was last read. */
   readonly bootId: string;
-  /** Facts that could not be established (for example the NIC under SSH), each with the reason. */
+  /** Facts that could not be established (the modprobe kind, a kernel not booted yet), each with the reason. */
   readonly warnings: readonly string[];
 }
 
 /**
- * Each section's shell, all read-only. The root disk and SSH NIC sections print tagged lines
- * ("source ...", "disk <sysfs path>", "nic <name> <sysfs path>") so the parsers can tell "nothing
- * there" from "could not be followed".
+ * Each section's shell, all read-only. The hostStorage and sshPath sections print tagged lines
+ * ("mountinfo …", "block <name> <sysfs path> …", "net <name> <device> …") so the parsers can tell
+ * "nothing there" from "could not be followed".
  */
 export const FACT_SECTIONS = {
   tools: `for tool in lspci ip; do command -v "$tool" >/dev/null && echo "$tool"; done`,
@@ -49,40 +49,63 @@ export const FACT_SECTIONS = {
   usb: `for d in /sys/bus/usb/devices/*; do
   [ -r "$d/idVendor" ] && echo "$(readlink -f "$d") $(cat "$d/idVendor"):$(cat "$d/idProduct") $(cat "$d/product" 2>/dev/null)"
 done`,
-  // The block device under / (btrfs and /dev/root name no usable device: then the mount's dev_t),
-  // down through dm-crypt, LVM and md holders (slaves/) and from partitions to their disk.
-  rootDisks: `src=$(findmnt -nvo SOURCE / || awk '$2 == "/" { s = $1 } END { print s }' /proc/mounts)
-echo "source $src"
-if [ -b "$src" ]; then set -- $(stat -Lc '%t %T' "$src"); dev=$(printf '%d:%d' "0x$1" "0x$2")
-else dev=$(mountpoint -d /); fi
-[ -e "/sys/dev/block/$dev" ] || exit 0
-todo=$(readlink -f "/sys/dev/block/$dev"); todo=\${todo##*/}
-while [ -n "$todo" ]; do
-  next=
-  for name in $todo; do
-    path=$(readlink -f "/sys/class/block/$name")
-    [ -e "$path/partition" ] && path=\${path%/*}
-    slaves=$(ls "$path/slaves" 2>/dev/null)
-    if [ -n "$slaves" ]; then next="$next $slaves"; else echo "disk $path"; fi
-  done
-  todo=$next
+  // What the host mounts, swaps on and unlocks at boot, and the block layer beneath (slaves/ of
+  // dm-crypt, LVM and md; partitions; NVMe multipath subsystems; btrfs members; ZFS vdevs), with the
+  // device number of every name those files use (UUID=… through udev's links, else findfs).
+  hostStorage: `sed 's/^/mountinfo /' /proc/self/mountinfo
+[ -r /etc/fstab ] && sed 's/^/fstab /' /etc/fstab
+[ -r /etc/crypttab ] && sed 's/^/crypttab /' /etc/crypttab
+sed '1d; s/^/swap /' /proc/swaps
+for b in /sys/class/block/*; do
+  [ -e "$b" ] || continue
+  p=$(readlink -f "$b"); kind=whole; [ -e "$p/partition" ] && kind=part
+  slaves=; for s in "$p"/slaves/*; do [ -e "$s" ] && slaves="$slaves \${s##*/}"; done
+  echo "block \${b##*/} $p $kind$slaves"
+done
+for d in /sys/dev/block/*; do [ -e "$d" ] && echo "dev \${d##*/} $(readlink -f "$d")"; done
+for c in /sys/class/nvme-subsystem/*/nvme*; do
+  n=\${c##*/}; case \${n#nvme} in *n*) continue ;; esac
+  s=\${c%/*}; [ -e "$c" ] && echo "nvmectrl \${s##*/} $(readlink -f "$c")"
+done
+for d in /sys/fs/btrfs/*/devices/*; do [ -e "$d" ] && { u=\${d%/devices/*}; echo "btrfs \${u##*/} \${d##*/}"; }; done
+vdevs=
+if command -v zpool >/dev/null; then
+  out=$(zpool status -P 2>&1); echo "zpool-exit $?"
+  printf '%s\\n' "$out" | sed 's/^/zpool /'
+  vdevs=$(printf '%s\\n' "$out" | awk '$1 ~ /^\\// { print $1 }')
+fi
+{ awk '$1 !~ /^#/ { print $1 }' /etc/fstab; awk '$1 !~ /^#/ { print $2 }' /etc/crypttab; awk 'NR > 1 { print $1 }' /proc/swaps
+  sed 's/.* - [^ ]* \\([^ ]*\\) .*/\\1/' /proc/self/mountinfo; printf '%s\\n' "$vdevs"; } 2>/dev/null | sort -u | while read -r spec; do
+  case $spec in
+    UUID=*|LABEL=*|PARTUUID=*|PARTLABEL=*)
+      dev=/dev/disk/by-$(echo "\${spec%%=*}" | tr 'A-Z' 'a-z')/\${spec#*=}; [ -e "$dev" ] || dev=$(findfs "$spec" 2>/dev/null) ;;
+    /*) dev=$spec ;;
+    *) continue ;;
+  esac
+  [ -b "$dev" ] && echo "spec $spec $(stat -Lc '%t:%T' "$dev")"
 done`,
-  // SSH_CONNECTION is "client port server port" (sshd(8)); sudo drops it, hence no escalation.
-  // Bonds, bridges and VLANs have no device of their own: their lower_* links lead to the ports.
-  sshNic: `set -- $SSH_CONNECTION
+  // Every interface with its device and lower_* links (bonds, bridges, VLANs); then, for this
+  // session, the route to its client (SSH_CONNECTION is "client port server port", sshd(8); sudo
+  // drops it, hence no escalation) and the peers of tunnels with the route to each.
+  sshPath: `for n in /sys/class/net/*; do
+  [ -e "$n" ] || continue
+  dev=-; [ -e "$n/device" ] && dev=$(readlink -f "$n/device")
+  lowers=; for l in "$n"/lower_*; do [ -e "$l" ] && lowers="$lowers \${l##*/lower_}"; done
+  echo "net \${n##*/} $dev$lowers"
+done
+set -- $SSH_CONNECTION
 [ -n "$1" ] || exit 0
 echo "client $1"
-dev=$(ip route get "$1" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p' | head -n 1)
-echo "route $dev"
-todo=$dev
-while [ -n "$todo" ]; do
-  next=
-  for name in $todo; do
-    [ -e "/sys/class/net/$name/device" ] && echo "nic $name $(readlink -f "/sys/class/net/$name/device")"
-    for lower in "/sys/class/net/$name"/lower_*; do [ -e "$lower" ] && next="$next \${lower##*/lower_}"; done
-  done
-  todo=$next
-done`,
+command -v ip >/dev/null || exit 0
+echo "route $(ip route get "$1" 2>&1 | head -n 1)"
+ip -d -o link show | sed 's/^/link /'
+peers=$(ip -d -o link show | sed -n 's/.* remote \\([^ ]*\\) .*/\\1/p')
+if command -v wg >/dev/null; then
+  out=$(wg show all endpoints 2>&1); echo "wg-exit $?"
+  printf '%s\\n' "$out" | sed 's/^/wg /'
+  peers="$peers $(printf '%s\\n' "$out" | awk '{ sub(/:[0-9]+$/, "", $3); gsub(/[][]/, "", $3); print $3 }')"
+fi
+for peer in $peers; do echo "peerroute $peer $(ip route get "$peer" 2>&1 | head -n 1)"; done`,
   ...KERNEL_SECTIONS,
   // Alpine's initramfs (mkinitfs) runs busybox modprobe even when kmod is installed on the host.
   // Busybox rejects --version and names itself on the second line of the complaint.
@@ -104,62 +127,12 @@ export async function readVfioHostFacts(host: RemoteHost): Promise<VfioHostReadi
   return parseVfioHostSections(await readSections(host, snippets, { escalate: false }), host.label);
 }
 
-/** Tagged lines "<tag> <rest>" of a section, for the sections that print them. */
-function tagged(text: string, tag: string): string[] {
-  return text
-    .split("\n")
-    .filter((line) => line.startsWith(`${tag} `))
-    .map((line) => line.slice(tag.length + 1).trim());
-}
-
-const sortedUnique = (items: readonly string[]): string[] => [...new Set(items)].sort();
-
-export interface RootDisks {
-  /** What / is mounted from, as findmnt says: "/dev/mapper/vg-root", "overlay", "rpool/ROOT/debian". */
-  readonly source: string;
-  /** PCI addresses of the controllers of the disks beneath it. */
-  readonly controllers: readonly string[];
-  /** Resolved sysfs paths of disks that are not on PCI (virtual, platform). */
-  readonly offPci: readonly string[];
-}
-
-/** The rootDisks section: "source <src>" then "disk <resolved sysfs path>" per disk. */
-export function parseRootDisks(text: string): RootDisks {
-  const disks = tagged(text, "disk");
-  return {
-    source: tagged(text, "source")[0] ?? "",
-    controllers: sortedUnique(disks.flatMap((path) => pciAddressOfSysfsPath(path) ?? [])),
-    offPci: disks.filter((path) => pciAddressOfSysfsPath(path) === undefined),
-  };
-}
-
-export interface SshNic {
-  /** The SSH client's address from $SSH_CONNECTION; undefined when sshd did not set it. */
-  readonly client?: string;
-  /** The interface `ip route get <client>` names: "eth0", "br0", "bond0.20". */
-  readonly route?: string;
-  /** Interfaces with a device beneath the route (the route itself, bond or bridge ports) and their controllers. */
-  readonly nics: readonly { readonly name: string; readonly address: string }[];
-}
-
-/** The sshNic section: "client <addr>", "route <dev>", then "nic <name> <resolved device path>" per NIC. */
-export function parseSshNic(text: string): SshNic {
-  const client = tagged(text, "client")[0] || undefined;
-  const route = tagged(text, "route")[0] || undefined;
-  const nics = tagged(text, "nic").flatMap((line) => {
-    const [name, path] = line.split(/\s+/);
-    const address = path ? pciAddressOfSysfsPath(path) : undefined;
-    return address ? [{ name, address }] : [];
-  });
-  return { ...(client ? { client } : {}), ...(route ? { route } : {}), nics };
-}
-
 /**
  * The modprobe section: Alpine's initramfs runs busybox modprobe; elsewhere the host's modprobe is
  * copied into the initramfs, and `modprobe --version` says "kmod version 30" for kmod.
  */
 export function parseModprobeKind(text: string): { kind: ModprobeKind; known: boolean; found: string } {
-  const found = tagged(text, "modprobe")[0] ?? "";
+  const found = (tagged(text, "modprobe")[0] ?? "").trim();
   if (tagged(text, "alpine").length > 0 || /busybox/i.test(found)) return { kind: "busybox", known: true, found };
   if (/\bkmod\b/.test(found)) return { kind: "kmod", known: true, found };
   return { kind: "kmod", known: false, found };
@@ -182,28 +155,6 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
   }
 
   const warnings: string[] = [];
-  const root = parseRootDisks(sections.rootDisks);
-  if (root.controllers.length === 0) {
-    warnings.push(
-      `${label}: the root filesystem (${root.source || "source unknown"}) leads to no disk on a PCI controller, so no ` +
-        "controller is protected as the root disk's; check by hand that the selection does not hold it (`findmnt /`, `lsblk -s`)",
-    );
-  } else if (root.offPci.length > 0) {
-    warnings.push(`${label}: part of the root filesystem is on ${root.offPci.join(", ")}, which is not on PCI`);
-  }
-
-  const ssh = parseSshNic(sections.sshNic);
-  if (ssh.nics.length === 0) {
-    const why = !ssh.client
-      ? "$SSH_CONNECTION is not set"
-      : !tools.has("ip")
-        ? "`ip` is not installed (iproute2)"
-        : !ssh.route
-          ? `\`ip route get ${ssh.client}\` named no interface`
-          : `${ssh.route} has no PCI device beneath it (a virtual interface)`;
-    warnings.push(`${label}: cannot tell which NIC carries this SSH session: ${why}; make sure the selection does not hold it`);
-  }
-
   const kernel = parseNextKernel(sections);
   const running = parseKernelReleases(sections.kernel).running;
   if (kernel.release !== running) {
@@ -219,8 +170,7 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
     facts: {
       pciDevices,
       usbDevices: parseUsbDevices(sections.usb),
-      rootFilesystemControllers: root.controllers,
-      sshNicAddresses: sortedUnique(ssh.nics.map((nic) => nic.address)),
+      hostNeeds: [...storageNeeds(parseHostStorage(sections.hostStorage)), sshNeed(parseSshPath(sections.sshPath), tools.has("ip"))],
     },
     kernel,
     runningKernel: running,

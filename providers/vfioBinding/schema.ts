@@ -31,6 +31,15 @@ const pciAddress = (key: string) =>
       error: (issue) => `${key}: ${describeInput(issue.input)} is not a PCI address; write it as \`lspci -D\` does, like "0000:00:1d.7"`,
     });
 
+// What a refusal names: a mount point, "swap:<area>", "crypttab:<name>" or "ssh" (hostNeeds.ts).
+const hostNeedName = z
+  .string({ error: (issue) => `acknowledgeUnresolvedHostDevices: ${describeInput(issue.input)} is not a string; write what the refusal names, like "/boot/efi" or "ssh"` })
+  .regex(/^(\/.*|swap:\S.*|crypttab:\S.*|ssh)$/, {
+    error: (issue) =>
+      `acknowledgeUnresolvedHostDevices: ${describeInput(issue.input)} names nothing the host needs; write a mount point ("/boot/efi"), ` +
+      '"swap:<area>" ("swap:/dev/sda2"), "crypttab:<name>" ("crypttab:cryptdata") or "ssh", as the refusal names it',
+  });
+
 const list = <T extends z.ZodType>(key: string, item: T, example: string) =>
   z.array(item, { error: `${key}: must be a list, e.g. ${example}` }).default([]);
 
@@ -42,6 +51,7 @@ export const VfioBindingInputs = z
       usbDevices: list("usbDevices", usbId, '["046d:c52b"]'),
       acknowledgeGroupMembers: list("acknowledgeGroupMembers", pciAddress("acknowledgeGroupMembers"), '["0000:00:1d.7"]'),
       allowHostCritical: list("allowHostCritical", pciAddress("allowHostCritical"), '["0000:00:1f.2"]'),
+      acknowledgeUnresolvedHostDevices: list("acknowledgeUnresolvedHostDevices", hostNeedName, '["/boot/efi", "ssh"]'),
       bindBy: z.enum(["ids", "address"], { error: (issue) => `bindBy: ${describeInput(issue.input)} must be "ids" or "address"` }).default("ids"),
       allowUnsafeInterrupts: z
         .boolean({ error: (issue) => `allowUnsafeInterrupts: ${describeInput(issue.input)} must be true or false` })
@@ -51,7 +61,7 @@ export const VfioBindingInputs = z
       error: (issue) =>
         issue.code === "unrecognized_keys"
           ? `Unknown VfioBinding input ${issue.keys.map((k) => `\`${k}\``).join(", ")}; the inputs are devices, iommuGroups, ` +
-            "usbDevices, acknowledgeGroupMembers, allowHostCritical, bindBy and allowUnsafeInterrupts"
+            "usbDevices, acknowledgeGroupMembers, allowHostCritical, acknowledgeUnresolvedHostDevices, bindBy and allowUnsafeInterrupts"
           : 'VfioBinding inputs must be an object, e.g. { devices: ["8086:3a67"] }',
     },
   )

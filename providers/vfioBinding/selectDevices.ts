@@ -1,6 +1,7 @@
 // Which PCI devices vfio-pci will claim, checked against the host before anything is written: a
-// device that is not there, half an IOMMU group, the root disk's controller or the SSH NIC stop
-// the plan with a message that says what to write instead.
+// device that is not there, half an IOMMU group, a controller of the host's own storage or the SSH
+// NIC stop the plan with a message that says what to write instead. So does anything the host
+// needs that could not be traced to PCI devices: the guard fails closed until it is acknowledged.
 import { normalizeModuleName } from "../kernelCmdline/tokenList";
 import {
   HostFacts,
@@ -10,6 +11,7 @@ import {
   normalizePciAddress,
   vendorDevice,
 } from "./hostFacts";
+import { ACKNOWLEDGE_KEY, HostNeed, describeUnresolved, untracedProblem } from "./hostNeeds";
 
 export type BindBy = "ids" | "address";
 
@@ -22,8 +24,10 @@ export interface DeviceSelection {
   readonly usbDevices?: readonly string[];
   /** Members of a selected group that stay with the host on purpose. */
   readonly acknowledgeGroupMembers?: readonly string[];
-  /** Root filesystem controllers or SSH NICs that may be passed through anyway. */
+  /** Controllers of the host's storage or SSH NICs that may be passed through anyway. */
   readonly allowHostCritical?: readonly string[];
+  /** Host needs (by HostNeed name: "/boot/efi", "ssh"…) that could not be traced and were checked by hand. */
+  readonly acknowledgeUnresolvedHostDevices?: readonly string[];
   readonly bindBy?: BindBy;
 }
 
@@ -89,6 +93,33 @@ function noSuchAddress(key: string, entry: string, facts: HostFacts): string {
   const example = neighbours[0] ?? facts.pciDevices[0]?.address ?? "0000:00:1a.0";
   const found = neighbours.length > 0 ? `slot ${slot} has ${neighbours.join(", ")}` : `nothing is in slot ${slot}`;
   return `${key} entry "${entry}" is not a PCI device on the host (${found}); write an address from \`lspci -D\`, e.g. "${example}"`;
+}
+
+const ROOT = "the root filesystem";
+/** How a storage need is named where its controller is refused: "the root filesystem", "/boot/efi on vfat /dev/sda1". */
+const storageName = (need: HostNeed) => (need.name === "/" ? ROOT : need.what);
+
+/**
+ * Fails closed: every host need that could not be traced is an error unless acknowledged, then a
+ * warning. An acknowledgement of something traced, or of nothing the host needs, is stale: a
+ * warning, since the guard still protects whatever it can trace (an SSH session's path changes
+ * with where the run starts from).
+ */
+function checkUnresolved(needs: readonly HostNeed[], acknowledged: readonly string[], errors: string[], warnings: string[]): void {
+  for (const need of needs.filter((n) => n.unresolved.length > 0)) {
+    if (acknowledged.includes(need.name)) {
+      warnings.push(`${untracedProblem(need)}; passed over because \`${ACKNOWLEDGE_KEY}\` lists "${need.name}"`);
+    } else errors.push(describeUnresolved(need));
+  }
+  for (const entry of acknowledged) {
+    const need = needs.find((n) => n.name === entry);
+    if (need?.unresolved.length) continue;
+    warnings.push(
+      need
+        ? `\`${ACKNOWLEDGE_KEY}\` lists "${entry}", but ${need.what} is traced (${need.controllers.length > 0 ? need.controllers.join(", ") : "it needs no PCI device"}) and protected; the entry has no effect, remove it`
+        : `\`${ACKNOWLEDGE_KEY}\` lists "${entry}", which the host does not need (it needs ${listing(needs.map((n) => `"${n.name}"`))}); the entry has no effect, remove it`,
+    );
+  }
 }
 
 /** The host modules that would claim `d`: its modules.alias matches, else the driver bound now. */
@@ -205,9 +236,11 @@ export function selectDevices(selection: DeviceSelection, facts: HostFacts): Sel
 
   const allowed = new Set((selection.allowHostCritical ?? []).map((a) => normalizePciAddress(a) ?? a));
   for (const d of chosen.values()) {
+    const needs = facts.hostNeeds.filter((need) => need.controllers.includes(d.address));
+    const storage = needs.filter((need) => need.kind !== "ssh").map(storageName);
     const roles = [
-      ...(facts.rootFilesystemControllers.includes(d.address) ? [{ is: "the controller of the root filesystem", loses: "its root filesystem" }] : []),
-      ...(facts.sshNicAddresses.includes(d.address) ? [{ is: "the NIC carrying this SSH session", loses: "this SSH connection" }] : []),
+      ...(storage.length > 0 ? [{ is: `the controller of ${listing(storage)}`, loses: listing(storage.map((n) => (n === ROOT ? "its root filesystem" : n))) }] : []),
+      ...(needs.some((need) => need.kind === "ssh") ? [{ is: "the NIC carrying this SSH session", loses: "this SSH connection" }] : []),
     ];
     if (roles.length === 0) continue;
     const is = listing(roles.map((r) => r.is));
@@ -220,6 +253,7 @@ export function selectDevices(selection: DeviceSelection, facts: HostFacts): Sel
       );
     }
   }
+  checkUnresolved(facts.hostNeeds, selection.acknowledgeUnresolvedHostDevices ?? [], errors, warnings);
 
   const involved = groupsOf(chosen.values());
   const acknowledged = new Set((selection.acknowledgeGroupMembers ?? []).map((a) => normalizePciAddress(a) ?? a));

@@ -87,18 +87,32 @@ function writeKernels(): void {
 describe("readVfioHostFacts on the test host", () => {
   it("reads a bare host: no PCI devices, no groups, the running kernel, and says what it could not establish", async () => {
     const reading = await read();
-    expect(reading.facts).toEqual({ pciDevices: [], usbDevices: [], rootFilesystemControllers: [], sshNicAddresses: [] });
+    expect(reading.facts).toEqual({
+      pciDevices: [],
+      usbDevices: [],
+      hostNeeds: [
+        { kind: "mount", name: "/", what: "/ on overlay overlay", controllers: [], unresolved: ["overlay is not a block device on the host"] },
+        {
+          kind: "ssh",
+          name: "ssh",
+          what: expect.stringMatching(/^the SSH session from /),
+          controllers: [],
+          unresolved: ["`ip` is not installed (iproute2), so nothing names the interface it arrives on"],
+        },
+      ],
+    });
     // The test host runs this machine's kernel, in a tree without /lib/modules.
     expect(reading).toMatchObject({ runningKernel: os.release(), kernel: { release: os.release(), loadable: {}, builtin: {} }, modprobe: "kmod" });
     expect(reading.bootId).toBe(fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
     expect(reading.cmdline).toBe(fs.readFileSync("/proc/cmdline", "utf8").trim());
-    expect(reading.warnings).toEqual([
-      `${label()}: the root filesystem (overlay) leads to no disk on a PCI controller, so no controller is protected as the root disk's; ` +
-        "check by hand that the selection does not hold it (`findmnt /`, `lsblk -s`)",
-      `${label()}: cannot tell which NIC carries this SSH session: \`ip\` is not installed (iproute2); make sure the selection does not hold it`,
-    ]);
+    expect(reading.warnings).toEqual([]);
 
     const discovery = await discoverHost(connection());
+    expect(discovery.warnings).toEqual([
+      '/ on overlay overlay cannot be traced to PCI devices: overlay is not a block device on the host. The host needs it to boot: ' +
+        'check by hand that the selection holds none of its disks\' controllers, then add "/" to `acknowledgeUnresolvedHostDevices`',
+      expect.stringContaining("`ip` is not installed (iproute2), so nothing names the interface it arrives on."),
+    ]);
     expect(discovery).toMatchObject({ iommuEnabled: false, groups: [], ungrouped: [], usbBuses: [] });
     expect(renderIommuGroups(discovery)).toMatch(new RegExp(`^The IOMMU is off on ${label()}`));
   });
@@ -121,7 +135,8 @@ describe("readVfioHostFacts on the test host", () => {
     writeKernels();
 
     const reading = await read();
-    const { pciDevices, usbDevices, rootFilesystemControllers, sshNicAddresses } = reading.facts;
+    const { pciDevices, usbDevices, hostNeeds } = reading.facts;
+    const controllersOf = (name: string) => hostNeeds.find((need) => need.name === name)?.controllers;
     expect(pciDevices.map((d) => d.address)).toEqual(fs.readdirSync(inTree("/sys/bus/pci/devices")).sort());
     // lspci read ids, classes and drivers from the files above; names come from the tree's pci.ids.
     const essentials = ({ address, vendor, device, class: klass, driver }: PciDevice) => ({ address, vendor, device, class: klass, driver });
@@ -129,15 +144,14 @@ describe("readVfioHostFacts on the test host", () => {
     expect(new Map(pciDevices.map((d) => [d.address, d.iommuGroup]))).toEqual(labGroupMap);
     const byPath = (a: { bus: number; vendorProduct: string }, b: typeof a) => a.bus - b.bus || a.vendorProduct.localeCompare(b.vendorProduct);
     expect([...usbDevices].sort(byPath)).toEqual(parseUsbDevices(labUsb).sort(byPath));
-    expect(rootFilesystemControllers).toEqual(["0000:00:03.0", "0000:00:1f.2"]);
-    if (haveIp) expect(sshNicAddresses).toEqual(["0000:00:02.0"]);
+    expect(controllersOf("/")).toEqual(["0000:00:03.0", "0000:00:1f.2"]);
+    if (haveIp) expect(controllersOf("ssh")).toEqual(["0000:00:02.0"]);
     expect(reading.kernel).toEqual({
       release: "6.10.1-1-amd64",
       loadable: parseModulesDep(moduleFixture("debian12-modules.dep")),
       builtin: parseModulesBuiltin(moduleFixture("debian12-modules.builtin")),
     });
     expect(reading.warnings).toEqual([
-      ...(haveIp ? [] : [expect.stringContaining("`ip` is not installed")]),
       `${label()}: runs kernel ${os.release()} but boots 6.10.1-1-amd64 next; its modules are the ones that count`,
     ]);
 

@@ -108,3 +108,31 @@ export function installIp(t: TreeWriter): boolean {
   t.write("/usr/local/bin/ip", fs.readFileSync(ip), 0o755);
   return true;
 }
+
+/** A network interface with no device beneath it (a tunnel, a guest's tap), as the kernel lists virtual ones. */
+export function writeVirtualNic(t: TreeWriter, name: string): void {
+  fs.mkdirSync(t.inTree(`/sys/devices/virtual/net/${name}`), { recursive: true });
+  t.link(`/sys/class/net/${name}`, `/sys/devices/virtual/net/${name}`);
+}
+
+/**
+ * An NVMe drive behind the controller at `controller`, seen through native multipath (the default
+ * of Debian's kernels for a multi-controller subsystem): its namespace `disk` is a virtual device of
+ * nvme-subsys0, whose controller nvme0 is the PCI function. Partition `partition` gets the device
+ * number `number` ("259:3"), a device node and a /dev/disk/by-id link `byId`, as udev makes them.
+ */
+export function writeNvmeMultipathPartition(t: TreeWriter, controller: string, disk: string, partition: string, number: string, byId: string): void {
+  const subsystem = "/sys/devices/virtual/nvme-subsystem/nvme-subsys0";
+  const controllerDir = `${pciDir(controller)}/nvme/nvme0`;
+  t.write(`${subsystem}/${disk}/${partition}/partition`, `${partition.replace(/^.*p/, "")}\n`);
+  fs.mkdirSync(t.inTree(controllerDir), { recursive: true });
+  t.link(`${subsystem}/nvme0`, controllerDir);
+  t.link("/sys/class/nvme-subsystem/nvme-subsys0", subsystem);
+  t.link(`/sys/class/block/${disk}`, `${subsystem}/${disk}`);
+  t.link(`/sys/class/block/${partition}`, `${subsystem}/${disk}/${partition}`);
+  t.link(`/sys/dev/block/${number}`, `${subsystem}/${disk}/${partition}`);
+  const [major, minor] = number.split(":");
+  fs.mkdirSync(t.inTree("/dev/disk/by-id"), { recursive: true });
+  execFileSync("mknod", [t.inTree(`/dev/${partition}`), "b", major, minor], { env: commandEnv });
+  t.link(`/dev/disk/by-id/${byId}`, `/dev/${partition}`);
+}

@@ -14,6 +14,17 @@ const sysfsNames = (lspci: string) =>
     .map((line) => (/^[0-9a-f]{4}:/.test(line) ? "" : "0000:") + line.split(" ")[0])
     .join("\n") + "\n";
 
+/** The hostStorage section of a host with nothing but / (ext4 on partition `partition` of `disk`) and no fstab, swap or crypttab. */
+const rootOnly = (device: string, source: string, disk: string, partition: string) =>
+  [
+    `mountinfo 22 1 ${device} / / rw,relatime - ext4 ${source} rw`,
+    `block ${disk.slice(disk.lastIndexOf("/") + 1)} ${disk} whole`,
+    `block ${partition} ${disk}/${partition} part`,
+    `dev ${device} ${disk}/${partition}`,
+    `spec ${source} ${device.split(":").map((n) => Number(n).toString(16)).join(":")}`,
+    "",
+  ].join("\n");
+
 /** The reference Alpine host (Q45/ICH10): / on the AHCI disk, SSH in over the 82567LM, kernel 5.15 lts. */
 export const referenceSections: Record<FactSection, string> = {
   tools: "lspci\nip\n",
@@ -21,8 +32,8 @@ export const referenceSections: Record<FactSection, string> = {
   pciSysfs: sysfsNames(referenceLspci),
   iommuGroups: referenceGroups,
   usb: referenceUsb,
-  rootDisks: "source /dev/sda3\ndisk /sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda\n",
-  sshNic: "client 192.168.1.20\nroute eth0\nnic eth0 /sys/devices/pci0000:00/0000:00:19.0\n",
+  hostStorage: rootOnly("8:3", "/dev/sda3", "/sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda", "sda3"),
+  sshPath: "net lo -\nnet eth0 /sys/devices/pci0000:00/0000:00:19.0\nclient 192.168.1.20\nroute 192.168.1.20 dev eth0 src 192.168.1.5 uid 0\n",
   kernel: "running 5.15.74-0-lts\nnext 5.15.74-0-lts\n",
   modulesDep: moduleFixture("alpine-5.15-modules.dep").split("\n").map((line) => line.split(":")[0]).join("\n"),
   modulesBuiltin: "",
@@ -42,8 +53,8 @@ export const labSections: Record<FactSection, string> = {
   pciSysfs: sysfsNames(labLspci),
   iommuGroups: labGroups,
   usb: labUsb,
-  rootDisks: "source /dev/vda1\ndisk /sys/devices/pci0000:00/0000:00:03.0/virtio1/block/vda\n",
-  sshNic: "client 10.0.2.2\nroute enp0s2\nnic enp0s2 /sys/devices/pci0000:00/0000:00:02.0/virtio0\n",
+  hostStorage: rootOnly("254:1", "/dev/vda1", "/sys/devices/pci0000:00/0000:00:03.0/virtio1/block/vda", "vda1"),
+  sshPath: "net lo -\nnet enp0s2 /sys/devices/pci0000:00/0000:00:02.0/virtio0\nclient 10.0.2.2\nroute 10.0.2.2 dev enp0s2 src 10.0.2.15 uid 0\n",
   kernel: "running 6.1.0-17-amd64\nnext 6.1.0-18-amd64\n",
   modulesDep: moduleFixture("debian12-modules.dep"),
   modulesBuiltin: moduleFixture("debian12-modules.builtin"),

@@ -1,12 +1,7 @@
 import { alpine515Kernel, debianKernel } from "../initramfsModules/fixtures";
 import { labFacts, referenceFacts } from "../vfioBinding/fixtures";
 import { parseKernelReleases } from "../../../providers/initramfsModules/nextKernel";
-import {
-  parseModprobeKind,
-  parseRootDisks,
-  parseSshNic,
-  parseVfioHostSections,
-} from "../../../providers/vfioBinding/readFacts";
+import { parseModprobeKind, parseVfioHostSections } from "../../../providers/vfioBinding/readFacts";
 import { labSections, referenceSections } from "./fixtures";
 
 const { iommuEnabledAtNextBoot: _reference, ...referenceHostFacts } = referenceFacts;
@@ -44,72 +39,27 @@ describe("parseVfioHostSections", () => {
     );
   });
 
-  it("says which host-critical facts it could not establish, and why", () => {
+  it("keeps what it could not trace to PCI devices with the reason, and no warning (VfioBinding refuses, discovery reports)", () => {
     const reading = parseVfioHostSections(
-      { ...labSections, kernel: "running 6.1.0-18-amd64\nnext 6.1.0-18-amd64\n", rootDisks: "source overlay\n", sshNic: "" },
+      {
+        ...labSections,
+        kernel: "running 6.1.0-18-amd64\nnext 6.1.0-18-amd64\n",
+        hostStorage: "mountinfo 22 1 0:31 / / rw - overlay overlay rw\n",
+        sshPath: "",
+      },
       "root@lab:22",
     );
-    expect(reading.facts).toMatchObject({ rootFilesystemControllers: [], sshNicAddresses: [] });
-    expect(reading.warnings).toEqual([
-      "root@lab:22: the root filesystem (overlay) leads to no disk on a PCI controller, so no controller is protected as the root disk's; " +
-        "check by hand that the selection does not hold it (`findmnt /`, `lsblk -s`)",
-      "root@lab:22: cannot tell which NIC carries this SSH session: $SSH_CONNECTION is not set; make sure the selection does not hold it",
+    expect(reading.facts.hostNeeds).toEqual([
+      { kind: "mount", name: "/", what: "/ on overlay overlay", controllers: [], unresolved: ["overlay is not a block device on the host"] },
+      {
+        kind: "ssh",
+        name: "ssh",
+        what: "the SSH session",
+        controllers: [],
+        unresolved: ["$SSH_CONNECTION is not set (sshd sets it; logging in through `su` or `sudo` drops it)"],
+      },
     ]);
-    const why = (sshNic: string, tools = "lspci\nip\n") =>
-      parseVfioHostSections({ ...labSections, tools, sshNic }, "h").warnings.find((w) => w.includes("SSH session"));
-    expect(why("client 10.0.2.2\n", "lspci\n")).toContain("`ip` is not installed (iproute2)");
-    expect(why("client 10.0.2.2\nroute \n")).toContain("`ip route get 10.0.2.2` named no interface");
-    expect(why("client 10.0.2.2\nroute wg0\n")).toContain("wg0 has no PCI device beneath it (a virtual interface)");
-  });
-});
-
-describe("parseRootDisks", () => {
-  it("collects the controllers of every disk under LVM on dm-crypt on RAID, once each", () => {
-    const lvmOnRaid = [
-      "source /dev/mapper/vg0-root",
-      "disk /sys/devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1",
-      "disk /sys/devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme1n1",
-      "disk /sys/devices/pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sda",
-      "",
-    ].join("\n");
-    expect(parseRootDisks(lvmOnRaid)).toEqual({ source: "/dev/mapper/vg0-root", controllers: ["0000:00:17.0", "0000:3d:00.0"], offPci: [] });
-  });
-
-  it("names the USB controller of a root filesystem on a USB stick", () => {
-    const usbStick = "source /dev/sdb2\ndisk /sys/devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0/block/sdb\n";
-    expect(parseRootDisks(usbStick).controllers).toEqual(["0000:00:14.0"]);
-  });
-
-  it("keeps disks that are not on PCI apart", () => {
-    expect(parseRootDisks("source /dev/zram0\ndisk /sys/devices/virtual/block/zram0\n")).toEqual({
-      source: "/dev/zram0",
-      controllers: [],
-      offPci: ["/sys/devices/virtual/block/zram0"],
-    });
-  });
-});
-
-describe("parseSshNic", () => {
-  it("follows a bridge over a bond to its ports", () => {
-    const text = [
-      "client 192.168.1.20",
-      "route br0",
-      "nic enp3s0f0 /sys/devices/pci0000:00/0000:00:01.1/0000:03:00.0",
-      "nic enp3s0f1 /sys/devices/pci0000:00/0000:00:01.1/0000:03:00.1",
-      "",
-    ].join("\n");
-    expect(parseSshNic(text)).toEqual({
-      client: "192.168.1.20",
-      route: "br0",
-      nics: [
-        { name: "enp3s0f0", address: "0000:03:00.0" },
-        { name: "enp3s0f1", address: "0000:03:00.1" },
-      ],
-    });
-  });
-
-  it("is empty when sshd set no SSH_CONNECTION", () => {
-    expect(parseSshNic("")).toEqual({ nics: [] });
+    expect(reading.warnings).toEqual([]);
   });
 });
 

@@ -18,8 +18,10 @@ export const labUsb = read("lab-usb.txt");
 export const referenceFacts: HostFacts = {
   pciDevices: withIommuGroups(parseLspci(referenceLspci), parseIommuGroups(referenceGroups)),
   usbDevices: parseUsbDevices(referenceUsb),
-  rootFilesystemControllers: ["0000:00:1f.2"],
-  sshNicAddresses: ["0000:00:19.0"],
+  hostNeeds: [
+    { kind: "mount", name: "/", what: "/ on ext4 /dev/sda3", controllers: ["0000:00:1f.2"], unresolved: [] },
+    { kind: "ssh", name: "ssh", what: "the SSH session from 192.168.1.20", controllers: ["0000:00:19.0"], unresolved: [] },
+  ],
   iommuEnabledAtNextBoot: true,
 };
 
@@ -27,8 +29,10 @@ export const referenceFacts: HostFacts = {
 export const labFacts: HostFacts = {
   pciDevices: withIommuGroups(parseLspci(labLspci), parseIommuGroups(labGroups)),
   usbDevices: parseUsbDevices(labUsb),
-  rootFilesystemControllers: ["0000:00:03.0"],
-  sshNicAddresses: ["0000:00:02.0"],
+  hostNeeds: [
+    { kind: "mount", name: "/", what: "/ on ext4 /dev/vda1", controllers: ["0000:00:03.0"], unresolved: [] },
+    { kind: "ssh", name: "ssh", what: "the SSH session from 10.0.2.2", controllers: ["0000:00:02.0"], unresolved: [] },
+  ],
   iommuEnabledAtNextBoot: true,
 };
 

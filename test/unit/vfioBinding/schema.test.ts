@@ -13,6 +13,7 @@ describe("VfioBindingInputs", () => {
       usbDevices: [],
       acknowledgeGroupMembers: [],
       allowHostCritical: [],
+      acknowledgeUnresolvedHostDevices: [],
       bindBy: "ids",
       allowUnsafeInterrupts: false,
     });
@@ -41,7 +42,17 @@ describe("VfioBindingInputs", () => {
     expect(messages({ devices: ["8086:3a67"], bindBy: "driver_override", allowUnsafeInterrupts: "yes", device: [] })).toEqual([
       'bindBy: "driver_override" must be "ids" or "address"',
       'allowUnsafeInterrupts: "yes" must be true or false',
-      "Unknown VfioBinding input `device`; the inputs are devices, iommuGroups, usbDevices, acknowledgeGroupMembers, allowHostCritical, bindBy and allowUnsafeInterrupts",
+      "Unknown VfioBinding input `device`; the inputs are devices, iommuGroups, usbDevices, acknowledgeGroupMembers, allowHostCritical, acknowledgeUnresolvedHostDevices, bindBy and allowUnsafeInterrupts",
+    ]);
+  });
+
+  it("takes what a refusal names as an acknowledgement of an untraced host need, and nothing else", () => {
+    const acknowledged = ["/", "/boot/efi", "swap:/dev/zd0", "crypttab:cryptdata", "ssh"];
+    expect(VfioBindingInputs.parse({ devices: ["8086:3a67"], acknowledgeUnresolvedHostDevices: acknowledged }).acknowledgeUnresolvedHostDevices).toEqual(acknowledged);
+    expect(messages({ devices: ["8086:3a67"], acknowledgeUnresolvedHostDevices: ["boot/efi", "SSH", 1] })).toEqual([
+      'acknowledgeUnresolvedHostDevices: "boot/efi" names nothing the host needs; write a mount point ("/boot/efi"), "swap:<area>" ("swap:/dev/sda2"), "crypttab:<name>" ("crypttab:cryptdata") or "ssh", as the refusal names it',
+      'acknowledgeUnresolvedHostDevices: "SSH" names nothing the host needs; write a mount point ("/boot/efi"), "swap:<area>" ("swap:/dev/sda2"), "crypttab:<name>" ("crypttab:cryptdata") or "ssh", as the refusal names it',
+      'acknowledgeUnresolvedHostDevices: 1 is not a string; write what the refusal names, like "/boot/efi" or "ssh"',
     ]);
   });
 

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { HostFacts, PciDevice } from "../../../providers/vfioBinding/hostFacts";
+import { HostNeed } from "../../../providers/vfioBinding/hostNeeds";
 import { GROUPS_DEFERRED, IOMMU_OFF, NOTHING_SELECTED, selectDevices } from "../../../providers/vfioBinding/selectDevices";
 import { labFacts, labFactsBeforeReboot, referenceFacts } from "./fixtures";
 
@@ -175,7 +176,7 @@ describe("selectDevices with identical devices", () => {
   });
 
   it("refuses ids= that would catch the SSH NIC", () => {
-    expect(errorsOf(selectDevices({ devices: ["0000:04:00.0"] }, { ...twoNics, sshNicAddresses: ["0000:03:00.0"] }))).toEqual([
+    expect(errorsOf(selectDevices({ devices: ["0000:04:00.0"] }, { ...twoNics, hostNeeds: [{ kind: "ssh", name: "ssh", what: "the SSH session", controllers: ["0000:03:00.0"], unresolved: [] }] }))).toEqual([
       "vfio-pci's ids=8086:10d3 selects 0000:03:00.0 (8086:10d3), the NIC carrying this SSH session; bound to vfio-pci at boot, the host would lose this SSH connection. Remove it from the selection, or add \"0000:03:00.0\" to `allowHostCritical` if the host can do without it",
     ]);
   });
@@ -200,6 +201,92 @@ describe("selectDevices with a bridge in the group", () => {
       softdepDrivers: ["nouveau", "snd_hda_intel"],
       warnings: [],
     });
+  });
+});
+
+describe("selectDevices fails closed on what it could not trace", () => {
+  const group4 = { devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"] };
+  const needing = (...extra: HostNeed[]): HostFacts => ({ ...referenceFacts, hostNeeds: [...referenceFacts.hostNeeds, ...extra] });
+  const untraced = (kind: HostNeed["kind"], name: string, what: string, reason: string, controllers: string[] = []): HostNeed => ({
+    kind,
+    name,
+    what,
+    controllers,
+    unresolved: [reason],
+  });
+  const zfsRoot = untraced("mount", "/", "/ on zfs rpool/ROOT/debian", "`zpool` is not installed, so the vdevs of pool rpool are unknown");
+  const nfsEfi = untraced("mount", "/boot/efi", "/boot/efi on nfs server:/export", "it is on the network (nfs)");
+  const zvolSwap = untraced("swap", "swap:/dev/zd0", "swap on /dev/zd0", "/dev/zd0 is not on PCI (/sys/devices/virtual/block/zd0)");
+  const goneVolume = untraced("crypttab", "crypttab:cryptdata", "crypttab's cryptdata on UUID=3f1c", "UUID=3f1c is not a block device on the host");
+  const overWg = untraced(
+    "ssh",
+    "ssh",
+    "the SSH session from 10.8.0.2",
+    "it arrives on wg0, which has no PCI device beneath it and whose peer endpoint is unknown (`wg` is not installed, and `ip -d link show` names no remote)",
+  );
+  const withoutSsh = (need: HostNeed): HostFacts => ({ ...referenceFacts, hostNeeds: [referenceFacts.hostNeeds[0], need] });
+
+  it("refuses, naming what, why and the entry of acknowledgeUnresolvedHostDevices, for each kind", () => {
+    const storage = (need: HostNeed) =>
+      `${need.what} cannot be traced to PCI devices: ${need.unresolved[0]}. The host needs it to boot: check by hand that the selection ` +
+      `holds none of its disks' controllers, then add "${need.name}" to \`acknowledgeUnresolvedHostDevices\``;
+    for (const need of [zfsRoot, nfsEfi, zvolSwap, goneVolume]) {
+      expect(errorsOf(selectDevices(group4, needing(need)))).toEqual([storage(need)]);
+    }
+    expect(errorsOf(selectDevices(group4, withoutSsh(overWg)))).toEqual([
+      "the SSH session from 10.8.0.2 cannot be traced to PCI devices: it arrives on wg0, which has no PCI device beneath it and whose peer " +
+        "endpoint is unknown (`wg` is not installed, and `ip -d link show` names no remote). The host needs it to stay reachable: check by " +
+        'hand that the selection holds none of the devices it travels over, then add "ssh" to `acknowledgeUnresolvedHostDevices`',
+    ]);
+  });
+
+  it("passes once acknowledged, with a warning that says what was passed over", () => {
+    const result = selectDevices({ ...group4, acknowledgeUnresolvedHostDevices: ["/boot/efi", "ssh"] }, { ...withoutSsh(overWg), hostNeeds: [...withoutSsh(overWg).hostNeeds, nfsEfi] });
+    expect(result).toMatchObject({ ok: true, addresses: ["0000:00:1a.0", "0000:00:1a.1", "0000:00:1a.2", "0000:00:1a.7"] });
+    expect(result.warnings).toEqual([
+      "the SSH session from 10.8.0.2 cannot be traced to PCI devices: it arrives on wg0, which has no PCI device beneath it and whose peer " +
+        'endpoint is unknown (`wg` is not installed, and `ip -d link show` names no remote); passed over because `acknowledgeUnresolvedHostDevices` lists "ssh"',
+      '/boot/efi on nfs server:/export cannot be traced to PCI devices: it is on the network (nfs); passed over because `acknowledgeUnresolvedHostDevices` lists "/boot/efi"',
+    ]);
+  });
+
+  it("still protects the part it traced of an acknowledged need", () => {
+    const halfTraced = untraced("mount", "/", "/ on zfs rpool/ROOT/debian", "vdev /dev/sdq3 of pool rpool is not a block device on the host", ["0000:00:1f.2"]);
+    const result = selectDevices({ iommuGroups: [7], acknowledgeUnresolvedHostDevices: ["/"] }, { ...referenceFacts, hostNeeds: [halfTraced] });
+    expect(errorsOf(result)).toEqual([
+      '`iommuGroups` entry 7 selects 0000:00:1f.2 (8086:3a02), the controller of the root filesystem; bound to vfio-pci at boot, the host would lose its ' +
+        'root filesystem. Remove it from the selection, or add "0000:00:1f.2" to `allowHostCritical` if the host can do without it',
+    ]);
+  });
+
+  it("warns that an acknowledgement of something traced, or of nothing the host needs, has no effect", () => {
+    expect(selectDevices({ ...group4, acknowledgeUnresolvedHostDevices: ["ssh", "/srv"] }, referenceFacts)).toMatchObject({
+      ok: true,
+      warnings: [
+        '`acknowledgeUnresolvedHostDevices` lists "ssh", but the SSH session from 192.168.1.20 is traced (0000:00:19.0) and protected; the entry has no effect, remove it',
+        '`acknowledgeUnresolvedHostDevices` lists "/srv", which the host does not need (it needs "/" and "ssh"); the entry has no effect, remove it',
+      ],
+    });
+  });
+
+  it("names every storage need a refused controller holds", () => {
+    const onAhci = (name: string, what: string, kind: HostNeed["kind"] = "mount"): HostNeed => ({ kind, name, what, controllers: ["0000:00:1f.2"], unresolved: [] });
+    const facts = needing(onAhci("/boot/efi", "/boot/efi on vfat /dev/sda1"), onAhci("swap:/dev/sda2", "swap on /dev/sda2", "swap"));
+    expect(errorsOf(selectDevices({ devices: ["0000:00:1f.2"], acknowledgeGroupMembers: ["0000:00:1f.0", "0000:00:1f.3"] }, facts))).toEqual([
+      '`devices` entry "0000:00:1f.2" selects 0000:00:1f.2 (8086:3a02), the controller of the root filesystem, /boot/efi on vfat /dev/sda1 and swap on ' +
+        "/dev/sda2; bound to vfio-pci at boot, the host would lose its root filesystem, /boot/efi on vfat /dev/sda1 and swap on /dev/sda2. Remove it " +
+        'from the selection, or add "0000:00:1f.2" to `allowHostCritical` if the host can do without it',
+    ]);
+  });
+
+  it("never passes while a need it could not trace is not acknowledged", () => {
+    const needs = [zfsRoot, nfsEfi, zvolSwap, goneVolume];
+    fc.assert(
+      fc.property(fc.subarray(needs), fc.subarray(needs.map((n) => n.name)), (present, acknowledged) => {
+        const result = selectDevices({ ...group4, acknowledgeUnresolvedHostDevices: acknowledged }, needing(...present));
+        expect(result.ok).toBe(present.every((n) => acknowledged.includes(n.name)));
+      }),
+    );
   });
 });
 
