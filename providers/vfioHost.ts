@@ -23,6 +23,8 @@ export interface VfioHostArgs {
   vfio: VfioBindingArgs["selection"];
   /** "never": write everything but leave the reboot (and its verification) to the user. */
   reboot?: "auto" | "never";
+  /** How long the reboot may take (HostReboot's timeoutSeconds). */
+  rebootTimeoutSeconds?: number;
 }
 
 export class VfioHost extends pulumi.ComponentResource {
@@ -70,6 +72,7 @@ export class VfioHost extends pulumi.ComponentResource {
             triggers: [cmdline.state, binding.state.apply((s) => s.content), initramfs.state.apply((s) => ({ release: s.release, owned: s.owned }))],
             expectArgs: args.kernelArgs,
             expectVfioDevices: binding.state.apply((s) => s.addresses),
+            timeoutSeconds: args.rebootTimeoutSeconds,
           }, { ...parent, dependsOn: this.bootResources });
 
     this.boundDevices = binding.state.apply((s) => s.addresses);

@@ -18,6 +18,7 @@ const example: Record<string, string> = {
   acknowledgeBootCriticalArgs: 'vfio-host:acknowledgeBootCriticalArgs: ["root"]',
   vfio: 'vfio-host:vfio: { "iommuGroups": [4] }',
   reboot: 'vfio-host:reboot: "auto" (or "never")',
+  rebootTimeoutSeconds: "vfio-host:rebootTimeoutSeconds: 900",
 };
 
 const list = () => z.array(z.string());
@@ -42,6 +43,8 @@ export const StackConfigSchema = z
     extlinuxModules: list().default([]),
     vfio: z.record(z.string(), z.unknown()),
     reboot: z.enum(["auto", "never"]).default("auto"),
+    /** How long a reboot may take before the run fails and says to power-cycle the host. */
+    rebootTimeoutSeconds: z.coerce.number().int().min(30).max(3600).default(900),
     libvirt: z.record(z.string(), z.unknown()).optional(),
   })
   .superRefine((c, ctx) => {

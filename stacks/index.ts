@@ -16,6 +16,7 @@ const host = new VfioHost(pulumi.getStack(), {
   extlinuxModules: config.extlinuxModules,
   vfio: config.vfio,
   reboot: config.reboot,
+  rebootTimeoutSeconds: config.rebootTimeoutSeconds,
 });
 
 export const boundDevices = host.boundDevices;

@@ -11,7 +11,9 @@ import { dynamicProvider } from "../dynamic";
 import { missingKernelArgs } from "../kernelCmdline/kernelArgs";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
 import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
+import { failpoint } from "../failpoint";
 import { RemoteHost, withHost } from "../ssh/host";
+import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
 
 const RebootSchema = z
@@ -171,7 +173,10 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
   const before = (await host.run(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
   const started = Date.now();
   console.error(`${host.label}: rebooting (boot ${before.slice(0, 8)}), waiting up to ${inputs.timeoutSeconds}s`);
-  await host.run(["sh", "-c", DETACHED_REBOOT]);
+  // Under the host lock, so no other run is rewriting the boot files as the host goes down; the
+  // lock itself ends with the boot.
+  await withHostLock(inputs.connection, lockOwner(undefined), () => host.run(["sh", "-c", DETACHED_REBOOT]));
+  await failpoint("reboot.issued");
   await host.disconnect();
   const deadline = started + inputs.timeoutSeconds * 1000;
   let observed: BootObservation | undefined;
