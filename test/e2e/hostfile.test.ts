@@ -110,3 +110,20 @@ test("a wrong pinned host key fails the update before any command runs, showing 
   expect(fs.existsSync(onHost(tunPath))).toBe(false);
   await stack.workspace.removeStack("wrong-key", { force: true });
 });
+
+test("destroy keeps a file edited by hand after up, and its output says where the original is and how to put it back", async () => {
+  const stack = await stackFor("hand-edit", testHost.hostKey);
+  const originalMotd = fs.readFileSync(onHost(motdPath));
+  expect((await stack.up()).summary.result).toBe("succeeded");
+  fs.appendFileSync(onHost(motdPath), "edited by hand after up\n");
+
+  const destroy = await stack.destroy();
+  expect(destroy.summary.result).toBe("succeeded");
+  expect(fs.readFileSync(onHost(motdPath), "utf8")).toBe("Managed by vfio-host\nedited by hand after up\n");
+  expect(fs.readFileSync(onHost("var/lib/vfio-host/backup/etc/motd")).equals(originalMotd)).toBe(true);
+  expect(destroy.stdout).toContain("/etc/motd NOT restored: it was changed after vfio-host wrote it, so destroy leaves it as it is.");
+  expect(destroy.stdout).toContain("to put it back by hand: cp -p /var/lib/vfio-host/backup/etc/motd /etc/motd");
+  // The file it created and nobody touched is gone as before.
+  expect(fs.existsSync(onHost(tunPath))).toBe(false);
+  await stack.workspace.removeStack("hand-edit");
+});
