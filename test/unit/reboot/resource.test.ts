@@ -31,7 +31,13 @@ jest.mock("../../../providers/ssh/host", () => ({
     }),
 }));
 
-// Loaded after the mock is in place.
+// The host lock is the SSH layer's (proven on the real test host in test/host/sshLayer.test.ts).
+jest.mock("../../../providers/ssh/hostLock", () => ({
+  lockOwner: () => "unit test",
+  withHostLock: (_connection: unknown, _owner: string, fn: () => Promise<unknown>) => fn(),
+}));
+
+// Loaded after the mocks are in place.
 const reboot = require("../../../providers/reboot/resource") as typeof import("../../../providers/reboot/resource");
 
 const connection = { host: "192.0.2.10", port: 22, user: "root", hostKey: "SHA256:" + "A".repeat(43), privateKey: "key" };

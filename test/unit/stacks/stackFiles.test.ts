@@ -56,6 +56,7 @@ describe("stacks/Pulumi.alpine-homeassistant.yaml", () => {
       extlinuxModules: ["vfio", "vfio-pci", "vfio_iommu_type1", "vfio_virqfd"],
       vfio: { devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], allowUnsafeInterrupts: true },
       reboot: "auto",
+      rebootTimeoutSeconds: 900,
     });
   });
 
