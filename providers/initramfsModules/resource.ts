@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
+import { failpoint } from "../failpoint";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { TokenOwnership } from "../kernelCmdline/tokenList";
 import { ShellListOwnership } from "../kernelCmdline/shellVariable";
@@ -166,6 +167,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
 
 async function rebuildAndVerify(host: RemoteHost, system: System, release: string, modules: VfioModule[]) {
   console.error(`${host.label}: rebuilding the initramfs of ${release} (this takes a while)`);
+  await failpoint("initramfs.rebuild");
   await host.run(systems[system].rebuild(release), { timeoutMs: 30 * 60_000 });
   const listing = await readSections(host, { listing: `release=$1; ${systems[system].listing}` }, { args: [release] });
   const missing = missingFromInitramfs(listing.listing, modules);

@@ -2,6 +2,7 @@
 // /etc/default/grub or Alpine's /etc/update-extlinux.conf), then the generated boot config
 // regenerated and checked. Only the arguments it owns are added, replaced or removed.
 import * as pulumi from "@pulumi/pulumi";
+import { failpoint } from "../failpoint";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
@@ -185,6 +186,7 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
       await host.writeFileAtomic(plan.path, plan.after);
     }
     if (changed || plan.stale) {
+      await failpoint("kernelCmdline.regenerate");
       const failure = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs));
       // Leave the host as it was rather than half-configured.
       if (failure !== undefined) throw new Error(changed ? `${failure}; ${await putBack(host, plan)}` : failure);
