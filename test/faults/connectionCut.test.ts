@@ -10,6 +10,7 @@ import { closeAllConnections, RemoteCommandError, withHost } from "../../provide
 import { referenceAlpineFiles } from "../standins/alpineHost";
 import { runCommand } from "../testhost/command";
 import { startTestHost, TestHost } from "../testhost/testHost";
+import { childPids, commandLine } from "./processes";
 import { FaultTable, noViolations, Prng, TrialResult } from "./trials";
 
 jest.setTimeout(8 * 60_000);
@@ -61,20 +62,6 @@ const onHost = (p: string) => path.join(testHost.rootfs, p);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const connection = () => ConnectionSchema.parse({ host: testHost.host, port: testHost.port, privateKey: testHost.privateKey, hostKey: testHost.hostKey });
 
-function childPids(pid: number): number[] {
-  try {
-    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-const commandLine = (pid: number) => {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
-  } catch {
-    return "";
-  }
-};
 /** The per-connection sshd processes ("sshd: root@notty"): the listener's children that are sshd. */
 const sessionSshds = () => childPids(testHost.sshdPid).filter((pid) => commandLine(pid).startsWith("sshd:"));
 

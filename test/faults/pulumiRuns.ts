@@ -9,6 +9,7 @@ import { Stack } from "@pulumi/pulumi/automation";
 import { localStack, projectRoot } from "../e2e/pulumiEnv";
 import { readInitramfs } from "../standins/initramfsImage";
 import type { TestHost } from "../testhost/testHost";
+import { killTree } from "./processes";
 
 /** The project's own program (stacks/index.ts, compiled to dist/) run from a directory of its own, so the suites' stack files stay out of stacks/. */
 export const faultsWorkDir = path.join(projectRoot, "test/faults/fixtures/alpine");
@@ -27,7 +28,11 @@ export interface CliRun {
   /** Everything printed so far. */
   output(): string;
   readonly done: Promise<CliResult>;
-  /** SIGKILL to the whole process group: the CLI, the language host, the provider plugins. */
+  /**
+   * SIGKILL to the CLI and every process below it: what a laptop losing power does. The CLI starts
+   * each plugin (language host, provider) in a process group of its own, so killing the CLI's group
+   * alone leaves the provider running, holding its SSH connection and the host lock.
+   */
   killGroup(): void;
 }
 
@@ -38,7 +43,7 @@ export interface CliOptions {
 
 export function startCli(env: Record<string, string>, args: string[], options: CliOptions = {}): CliRun {
   const start = Date.now();
-  const child = spawn("pulumi", args, { cwd: options.cwd ?? faultsWorkDir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn("pulumi", args, { cwd: options.cwd ?? faultsWorkDir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const chunks: CliResult["chunks"] = [];
   const collect = (d: Buffer) => {
@@ -54,13 +59,7 @@ export function startCli(env: Record<string, string>, args: string[], options: C
   return {
     output: () => output,
     done,
-    killGroup: () => {
-      try {
-        process.kill(-child.pid!, "SIGKILL");
-      } catch {
-        // The group is gone already: the run ended before the kill.
-      }
-    },
+    killGroup: () => killTree(child.pid!),
   };
 }
 
@@ -75,6 +74,9 @@ export const cli = (env: Record<string, string>, args: string[], options: CliOpt
 export async function withRecovery(env: Record<string, string>, stack: string, args: string[], steps: string[], options: CliOptions = {}): Promise<CliResult> {
   for (let attempt = 0; ; attempt++) {
     const result = await cli(env, args, options);
+    // The CLI goes on past operations a killed run left pending, with a warning: keep its words.
+    const pending = result.output.split("\n").find((line) => /pending operation/i.test(line));
+    if (result.code === 0 && pending) steps.push(`${args[0]} warned "${pending.trim().slice(0, 100)}"`);
     if (result.code === 0 || attempt === 3) return result;
     if (/currently locked/.test(result.output)) {
       steps.push("pulumi cancel");
