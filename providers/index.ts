@@ -1,5 +1,6 @@
 // Entry of the @vfio-host/providers workspace package: what the serialized shims require at run time.
 import type * as pulumi from "@pulumi/pulumi";
+import { exitWhenEngineGone } from "./engineWatch";
 import { hostFileProvider } from "./hostFile";
 import { kernelCmdlineProvider } from "./kernelCmdline/resource";
 import { hostRebootProvider } from "./reboot/resource";
@@ -21,6 +22,8 @@ const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   Volume: volumeProvider,
   LibvirtDomain: libvirtDomainProvider,
 };
+
+exitWhenEngineGone();
 
 export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {
   const provider = providers[kind];
