@@ -50,13 +50,8 @@ export function hostResourceProvider<I extends object, P, S>(
       stackName,
     };
   };
-  const outputs = (connection: Connection, inputs: I, state: S, stackName: unknown) => ({
-    ...inputs,
-    connection,
-    plannedChanges: [],
-    state,
-    stackName,
-  });
+  const outputs = (connection: Connection, inputs: I, state: S, stackName: unknown) =>
+    plainOutputs({ ...inputs, connection, plannedChanges: [], state, stackName });
   // Every change happens under the host lock, from reading the host to the last write.
   const locked = <T>(connection: Connection, owner: string, fn: (host: RemoteHost) => Promise<T>) =>
     withHostLock(connection, owner, () => withHost(connection, fn));
@@ -135,6 +130,15 @@ export function hostResourceProvider<I extends object, P, S>(
       await locked(connection, owner, (host) => definition.revert(host, inputs, props.state as S));
     },
   };
+}
+
+/**
+ * Outputs as the dynamic provider can send them: it hands them to protobuf's Struct.fromJavaScript
+ * as they are, which throws "Unexpected struct type." on an `undefined` anywhere inside (an
+ * optional state field) after the host was already changed. JSON drops those keys.
+ */
+export function plainOutputs<T>(outputs: T): T {
+  return JSON.parse(JSON.stringify(outputs)) as T;
 }
 
 /** The program side of a host resource: its provider by kind, and the connection kept secret in the state. */

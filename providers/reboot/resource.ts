@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 import { checkInputs, parseChecked } from "../check";
 import { dynamicProvider } from "../dynamic";
+import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernelCmdline/kernelArgs";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
 import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
@@ -229,10 +230,10 @@ function inputsOf(props: Record<string, unknown>): RebootInputs {
 
 /** create/update's result: the outputs, or a RecordedFailure whose outputs keep the last verified boot. */
 function settle(outcome: BootOutcome, id: string, inputs: RebootInputs, props: Record<string, unknown>, lastVerified: unknown): Record<string, unknown> {
-  if (outcome.ok) return { ...inputs, observed: outcome.observed };
+  if (outcome.ok) return plainOutputs({ ...inputs, observed: outcome.observed });
   const kept = lastVerified === undefined ? {} : { observed: lastVerified };
   // __provider: the engine needs the serialized provider in the outputs to run delete later.
-  throw new RecordedFailure(outcome.message, id, { ...inputs, ...kept, failedVerification: outcome.failed, __provider: props.__provider });
+  throw new RecordedFailure(outcome.message, id, plainOutputs({ ...inputs, ...kept, failedVerification: outcome.failed, __provider: props.__provider }));
 }
 
 export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
@@ -254,7 +255,7 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
   async update(id, olds, news) {
     const inputs = parseChecked(RebootSchema, news);
     const decision = decideReboot(olds, news);
-    if (decision.kind === "nothing") return { outs: { ...inputs, observed: olds.observed } };
+    if (decision.kind === "nothing") return { outs: plainOutputs({ ...inputs, observed: olds.observed }) };
     const outcome = await withHost(inputs.connection, (host) =>
       decision.kind === "reboot" ? rebootAndVerify(host, inputs) : recheck(host, inputs, decision.failed),
     );
