@@ -118,7 +118,8 @@ async function cutTrial(trial: number, prng: Prng): Promise<TrialResult> {
   fs.writeFileSync(onHost(file.path), file.old);
   const data = newContent(file, trial, prng.int(128, 256) * 1024);
   // A flap costs seconds of TCP retransmission back-off, so it is the rarest cut.
-  const cut: Cut = prng.pick<Cut>(["kill sshd", "kill sshd", "kill sshd", "kill sshd", "link down, sshd times out", "link down, sshd times out", "link down, sshd times out", "link flap"]);
+  const roll = prng.next();
+  const cut: Cut = roll < 0.55 ? "kill sshd" : roll < 0.92 ? "link down, sshd times out" : "link flap";
   // The fault points of a write: before any byte of the temp file, inside it, after its last byte (before the rename).
   const where = prng.next();
   const offset = where < 0.1 ? 0 : where < 0.9 ? prng.int(1, data.length - 1) : data.length;
@@ -140,7 +141,7 @@ async function cutTrial(trial: number, prng: Prng): Promise<TrialResult> {
       killSessions();
       await link("up");
     } else {
-      const downMs = prng.int(100, 800);
+      const downMs = prng.int(100, 400);
       await link("down");
       await sleep(downMs);
       await link("up");

@@ -74,9 +74,10 @@ export const cli = (env: Record<string, string>, args: string[], options: CliOpt
 export async function withRecovery(env: Record<string, string>, stack: string, args: string[], steps: string[], options: CliOptions = {}): Promise<CliResult> {
   for (let attempt = 0; ; attempt++) {
     const result = await cli(env, args, options);
-    // The CLI goes on past operations a killed run left pending, with a warning: keep its words.
-    const pending = result.output.split("\n").find((line) => /pending operation/i.test(line));
-    if (result.code === 0 && pending) steps.push(`${args[0]} warned "${pending.trim().slice(0, 100)}"`);
+    // The CLI goes on past the operations a killed run left pending ("Attempting to deploy or update
+    // resources with N pending operations from previous deployment"), with a warning: note it.
+    const pending = /with (\d+) pending operations?/.exec(result.output);
+    if (result.code === 0 && pending) steps.push(`${args[0]} went past ${pending[1]} pending`);
     if (result.code === 0 || attempt === 3) return result;
     if (/currently locked/.test(result.output)) {
       steps.push("pulumi cancel");

@@ -1,0 +1,231 @@
+// `pulumi up` under faults (issue 10 item 7), through the real CLI against the test host dressed as
+// the reference Alpine host, with the reference stack's boot-file resources (KernelCmdline,
+// VfioBinding, InitramfsModules; reboot never):
+// - kill -9 at seeded moments: the CLI's whole process group dies (CLI, language host, provider
+//   plugin: what a laptop losing power does); the recovery a user does (what the CLI's own messages
+//   say), then `up` must leave exactly the bytes a clean run leaves, and `destroy` the bytes the host
+//   had before the stack;
+// - two stacks of the program running `up` against the host at once: one waits or fails naming the
+//   holder, the backups keep the originals, the files end as one clean run leaves them.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { BACKUP_ROOT } from "../../providers/ssh/host";
+import { pulumiEnv } from "../e2e/pulumiEnv";
+import { prepareAlpineHost } from "../standins/alpineHost";
+import { startTestHost, TestHost } from "../testhost/testHost";
+import {
+  bootFilePaths,
+  cli,
+  CliResult,
+  CliRun,
+  differingBootFiles,
+  readBootFiles,
+  referenceStack,
+  removeStackFiles,
+  resetBootFiles,
+  snapshotBootFiles,
+  startCli,
+  withRecovery,
+} from "./pulumiRuns";
+import { FaultTable, noViolations, Prng, TrialResult } from "./trials";
+
+jest.setTimeout(10 * 60_000);
+
+const KILL_TRIALS = 20;
+const CONCURRENT_TRIALS = 2;
+const KILLED = "faults-killed";
+const up = (stack: string) => ["up", "--yes", "--skip-preview", "--non-interactive", "--stack", stack];
+const destroy = (stack: string) => ["destroy", "--yes", "--skip-preview", "--non-interactive", "--stack", stack];
+
+let testHost: TestHost;
+let backendDir: string;
+let env: Record<string, string>;
+/** The boot files as the reference host has them before any stack ran, and after a clean `up`. */
+let pristine: Record<string, string>;
+let pristineBytes: Record<string, Buffer | undefined>;
+let converged: Record<string, string>;
+/** From a clean `up`: when its first resource step started and how long it took. The kills land in between, mostly. */
+let clean: { firstStepMs: number; ms: number };
+let failpointLog: string;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const firstError = (output: string) => output.split("\n").find((line) => /error:/.test(line))?.trim().slice(0, 160) ?? "";
+
+/** Where the run was when it died, from its own output: the resources it had finished and the ones in flight. */
+function phaseOf(output: string): string {
+  const finished = new Set<string>();
+  const started: string[] = [];
+  for (const match of output.matchAll(/dynamic:Resource \S+-(\w+) (creating|created)\b/g)) {
+    if (match[2] === "creating") started.push(match[1]);
+    else finished.add(match[1]);
+  }
+  if (started.length === 0) return "before any resource step";
+  const inFlight = [...new Set(started)].filter((n) => !finished.has(n));
+  return `${inFlight.length ? `in ${inFlight.join("+")}` : "between steps"}${finished.size ? ` (done: ${[...finished].join(", ")})` : ""}`;
+}
+
+/** `up` for each stack, after the recovery it needs: the stacks that failed, and the boot files that differ from a clean run's. */
+async function upConverges(stacks: string[], steps: string[]): Promise<{ differs: string[]; note: string }> {
+  const failed: string[] = [];
+  for (const stack of stacks) {
+    const result = await withRecovery(env, stack, up(stack), steps);
+    if (result.code !== 0) failed.push(`${stack}: ${firstError(result.output)}`);
+  }
+  if (failed.length) return { differs: ["up failed"], note: `up failed: ${failed.join("; ")}` };
+  const differs = differingBootFiles(testHost, converged);
+  return { differs, note: differs.length ? `up left ${differs.join(" ")}` : "up converged" };
+}
+
+/** `destroy` of each stack, after the recovery it needs: the boot files not given back. Then resets the host for the next trial, whatever was left. */
+async function destroyRestores(stacks: string[], steps: string[]): Promise<{ notRestored: string[]; note: string }> {
+  const failed: string[] = [];
+  for (const stack of stacks) {
+    const result = await withRecovery(env, stack, destroy(stack), steps);
+    if (result.code !== 0) failed.push(`${stack}: ${firstError(result.output)}`);
+  }
+  const notRestored = failed.length ? ["destroy failed"] : differingBootFiles(testHost, pristine);
+  resetBootFiles(testHost, pristineBytes);
+  return { notRestored, note: failed.length ? `destroy failed: ${failed.join("; ")}` : notRestored.length ? `destroy left ${notRestored.join(" ")}` : "destroy restored" };
+}
+
+/** The failpoints (providers/failpoint.ts) a run has passed, in order. */
+const failpointsPassed = () => fs.readFileSync(failpointLog, "utf8").split("\n").filter(Boolean);
+
+/**
+ * Where to kill: one in ten before the first resource step (only the CLI's own state is at stake);
+ * four in ten shortly after KernelCmdline wrote its source file (the failpoint
+ * kernelCmdline.regenerate: update-extlinux runs, nothing is in the state yet); the rest anywhere
+ * while the resources act.
+ */
+async function killMoment(prng: Prng, run: CliRun): Promise<string> {
+  const roll = prng.next();
+  const ended = () => Promise.race([run.done.then(() => true), sleep(20).then(() => false)]);
+  if (roll < 0.5 && roll >= 0.1) {
+    const afterMs = prng.int(0, 1500);
+    while (!failpointsPassed().includes("kernelCmdline.regenerate")) if (await ended()) return "run ended before kernelCmdline.regenerate";
+    await sleep(afterMs);
+    return `${afterMs} ms after kernelCmdline.regenerate`;
+  }
+  const delay = roll < 0.1 ? prng.int(0, clean.firstStepMs) : prng.int(clean.firstStepMs, clean.ms);
+  const start = Date.now();
+  while (Date.now() - start < delay) if (await ended()) return `run ended before ${delay} ms`;
+  return `at ${delay} ms`;
+}
+
+async function killTrial(_trial: number, prng: Prng): Promise<TrialResult> {
+  fs.writeFileSync(failpointLog, "");
+  const run = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog }, up(KILLED));
+  const moment = await killMoment(prng, run);
+  run.killGroup();
+  const killed = await run.done;
+  const passed = failpointsPassed();
+  const fault = `killed ${moment}, ${phaseOf(killed.output)}${passed.length ? `, past ${passed.join(" ")}` : ""}`;
+
+  const steps: string[] = [];
+  const converges = await upConverges([KILLED], steps);
+  const restores = await destroyRestores([KILLED], steps);
+  return {
+    fault: killed.code === 0 ? `${fault} (the run had succeeded)` : fault,
+    outcome: `${converges.differs.length ? "up diverged" : "up converged"}, ${restores.notRestored.length ? "NOT restored" : "restored"}`,
+    nonConverging: converges.differs.length ? 1 : 0,
+    bytesNotRestored: restores.notRestored.length,
+    notes: [`recovery: ${steps.length ? steps.join(", ") : "none"}`, converges.note, restores.note].join("; "),
+  };
+}
+
+/** Backups under BACKUP_ROOT that do not hold the original: a file's pristine bytes, or `.absent` for a file that was not there. */
+function badBackups(): string[] {
+  const bad: string[] = [];
+  for (const rel of bootFilePaths) {
+    const backup = path.join(testHost.rootfs, BACKUP_ROOT, rel);
+    const original = pristineBytes[rel];
+    if (fs.existsSync(backup) && (original === undefined || !fs.readFileSync(backup).equals(original))) bad.push(`${rel} (differs)`);
+    if (fs.existsSync(`${backup}.absent`) && original !== undefined) bad.push(`${rel} (marked absent)`);
+  }
+  return bad;
+}
+
+const strayTemps = () => {
+  const dir = path.join(testHost.rootfs, BACKUP_ROOT);
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((p) => path.basename(p).startsWith(".vfio-host."));
+};
+
+/** How a run of two ended: succeeded (after waiting, if it says so), or failed naming the holder, or failed some other way. */
+function howEnded(result: CliResult, other: string): { text: string; clear: boolean } {
+  if (result.code === 0) return { text: /waiting up to \d+s for another run/.test(result.output) ? "ok after waiting" : "ok", clear: true };
+  const error = firstError(result.output);
+  return { text: `failed: ${error}`, clear: error.includes(`stack ${other}`) };
+}
+
+async function concurrentTrial(trial: number, prng: Prng): Promise<TrialResult> {
+  const [a, b] = [`faults-a${trial}`, `faults-b${trial}`];
+  await referenceStack(testHost, a, env);
+  await referenceStack(testHost, b, env);
+  const stagger = prng.int(0, clean.firstStepMs);
+  const first = startCli(env, up(a));
+  await sleep(stagger);
+  const second = startCli(env, up(b));
+  const [ra, rb] = await Promise.all([first.done, second.done]);
+  const [ea, eb] = [howEnded(ra, b), howEnded(rb, a)];
+  const anyOk = ra.code === 0 || rb.code === 0;
+  const backups = badBackups();
+  const strays = strayTemps();
+  const files = anyOk ? differingBootFiles(testHost, converged) : ["both failed"];
+  const restores = await destroyRestores([a, b], []);
+  return {
+    fault: `${b} started ${stagger} ms after ${a}`,
+    outcome: `${a} ${ea.text}; ${b} ${eb.text}`,
+    // An unclear failure (not naming the holder) counts as not converging: the user cannot tell what to do.
+    nonConverging: (files.length ? 1 : 0) + (ea.clear ? 0 : 1) + (eb.clear ? 0 : 1),
+    bytesNotRestored: backups.length + restores.notRestored.length,
+    strayTempFiles: strays.length,
+    notes: [files.length ? `files after both: ${files.join(" ")}` : "files as a clean run", backups.length ? `backups broken: ${backups.join(", ")}` : "backups intact", restores.note].join("; "),
+  };
+}
+
+const killTable = new FaultTable("kill -9 of pulumi up");
+const concurrentTable = new FaultTable("two concurrent pulumi up");
+
+beforeAll(async () => {
+  await killTable.stage("test host", async () => {
+    testHost = await startTestHost();
+    await prepareAlpineHost(testHost);
+  });
+  pristine = readBootFiles(testHost);
+  pristineBytes = snapshotBootFiles(testHost);
+  backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-faults-"));
+  failpointLog = path.join(backendDir, "failpoints.log");
+  env = pulumiEnv(backendDir);
+  await killTable.stage("stack", () => referenceStack(testHost, KILLED, env));
+  // A clean run: the bytes every recovered run must reach, and how long a run takes.
+  const cleanUp = await killTable.stage("clean up", () => cli(env, up(KILLED)));
+  if (cleanUp.code !== 0) throw new Error(`the clean pulumi up failed, no trial can be judged:\n${cleanUp.output}`);
+  const firstStep = cleanUp.chunks.find((chunk) => /dynamic:Resource \S+ creating/.test(chunk.text));
+  clean = { firstStepMs: firstStep?.ms ?? 0, ms: cleanUp.ms };
+  console.log(`a clean pulumi up here: ${cleanUp.ms} ms, its first resource step at ${clean.firstStepMs} ms`);
+  converged = readBootFiles(testHost);
+  const cleanDestroy = await killTable.stage("clean destroy", () => cli(env, destroy(KILLED)));
+  if (cleanDestroy.code !== 0) throw new Error(`the clean pulumi destroy failed:\n${cleanDestroy.output}`);
+  const left = differingBootFiles(testHost, pristine);
+  if (left.length) throw new Error(`a clean up and destroy already leave ${left.join(", ")} changed: fix that before judging faulted runs`);
+  resetBootFiles(testHost, pristineBytes);
+}, 5 * 60_000);
+
+afterAll(async () => {
+  await testHost?.stop();
+  if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
+  removeStackFiles();
+});
+
+test(`pulumi up killed at ${KILL_TRIALS} seeded moments: the documented recovery converges and destroy gives the bytes back`, async () => {
+  await killTable.run(KILL_TRIALS, killTrial);
+  killTable.print();
+  expect(killTable.violations()).toEqual(noViolations);
+});
+
+test("two stacks run up against one host at once: one waits or fails naming the holder, backups intact, files consistent", async () => {
+  await concurrentTable.run(CONCURRENT_TRIALS, concurrentTrial);
+  concurrentTable.print();
+  expect(concurrentTable.violations()).toEqual(noViolations);
+});
