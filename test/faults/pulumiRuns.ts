@@ -66,30 +66,27 @@ export function startCli(env: Record<string, string>, args: string[], options: C
 export const cli = (env: Record<string, string>, args: string[], options: CliOptions = {}) => startCli(env, args, options).done;
 
 /**
- * What a user does after a killed run, driven by what the CLI says: `pulumi cancel` when it reports
- * the stack locked (the file backend keeps the dead run's lock file), `pulumi refresh
- * --clear-pending-creates` when it reports interrupted operations, then the command again. Each
- * step taken is appended to `steps`.
+ * What a user does after a killed run, driven by what the CLI says. The file backend keeps the dead
+ * run's lock: "the stack is currently locked ... delete the lock file with `pulumi cancel`", so
+ * `pulumi cancel`, then the command again. That run goes on past the creates the dead run left
+ * pending ("Attempting to deploy or update resources with N pending operations from previous
+ * deployment ... repair your stack using `pulumi refresh` ... run interactively to clear pending
+ * CREATE operations") and keeps them in the state, where they pile up run after run: so `pulumi
+ * refresh --clear-pending-creates`, its non-interactive form. Each step taken is appended to `steps`.
  */
 export async function withRecovery(env: Record<string, string>, stack: string, args: string[], steps: string[], options: CliOptions = {}): Promise<CliResult> {
   for (let attempt = 0; ; attempt++) {
     const result = await cli(env, args, options);
-    // The CLI goes on past the operations a killed run left pending ("Attempting to deploy or update
-    // resources with N pending operations from previous deployment"), with a warning: note it.
-    const pending = /with (\d+) pending operations?/.exec(result.output);
-    if (result.code === 0 && pending) steps.push(`${args[0]} went past ${pending[1]} pending`);
-    if (result.code === 0 || attempt === 3) return result;
-    if (/currently locked/.test(result.output)) {
-      steps.push("pulumi cancel");
-      const cancel = await cli(env, ["cancel", "--yes", "--stack", stack], options);
-      if (cancel.code !== 0) throw new Error(`pulumi cancel failed:\n${cancel.output}`);
-    } else if (/pending operations?|interrupted/i.test(result.output)) {
-      steps.push("pulumi refresh --clear-pending-creates");
+    const pending = /with (\d+) pending operations? from previous deployment/.exec(result.output);
+    if (result.code === 0 && pending) {
+      steps.push(`${args[0]} went past ${pending[1]} pending, pulumi refresh --clear-pending-creates`);
       const refresh = await cli(env, ["refresh", "--yes", "--skip-preview", "--non-interactive", "--clear-pending-creates", "--stack", stack], options);
       if (refresh.code !== 0) throw new Error(`pulumi refresh --clear-pending-creates failed:\n${refresh.output}`);
-    } else {
-      return result;
     }
+    if (result.code === 0 || attempt === 3 || !/currently locked/.test(result.output)) return result;
+    steps.push("pulumi cancel");
+    const cancel = await cli(env, ["cancel", "--yes", "--stack", stack], options);
+    if (cancel.code !== 0) throw new Error(`pulumi cancel failed:\n${cancel.output}`);
   }
 }
 

@@ -1,10 +1,9 @@
 // `pulumi up` under faults (issue 10 item 7), through the real CLI against the test host dressed as
 // the reference Alpine host, with the reference stack's boot-file resources (KernelCmdline,
 // VfioBinding, InitramfsModules; reboot never):
-// - kill -9 at seeded moments: the CLI's whole process group dies (CLI, language host, provider
-//   plugin: what a laptop losing power does); the recovery a user does (what the CLI's own messages
-//   say), then `up` must leave exactly the bytes a clean run leaves, and `destroy` the bytes the host
-//   had before the stack;
+// - kill -9 at seeded moments: the CLI and every plugin below it die (what a laptop losing power
+//   does); the recovery a user does (what the CLI's own messages say: withRecovery), then `up` must
+//   leave exactly the bytes a clean run leaves, and `destroy` the bytes the host had before the stack;
 // - two stacks of the program running `up` against the host at once: one waits or fails naming the
 //   holder, the backups keep the originals, the files end as one clean run leaves them.
 import * as fs from "node:fs";
@@ -45,8 +44,8 @@ let env: Record<string, string>;
 let pristine: Record<string, string>;
 let pristineBytes: Record<string, Buffer | undefined>;
 let converged: Record<string, string>;
-/** From a clean `up`: when its first resource step started and how long it took. The kills land in between, mostly. */
-let clean: { firstStepMs: number; ms: number };
+/** From a clean `up`: when its first resource step started and its last one ended. The kills land in between, mostly. */
+let clean: { firstStepMs: number; lastStepMs: number };
 let failpointLog: string;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const firstError = (output: string) => output.split("\n").find((line) => /error:/.test(line))?.trim().slice(0, 160) ?? "";
@@ -92,23 +91,23 @@ async function destroyRestores(stacks: string[], steps: string[]): Promise<{ not
 const failpointsPassed = () => fs.readFileSync(failpointLog, "utf8").split("\n").filter(Boolean);
 
 /**
- * Where to kill: one in ten before the first resource step (only the CLI's own state is at stake);
+ * When to kill: one in ten before the first resource step (only the CLI's own state is at stake);
  * four in ten shortly after KernelCmdline wrote its source file (the failpoint
  * kernelCmdline.regenerate: update-extlinux runs, nothing is in the state yet); the rest anywhere
- * while the resources act.
+ * while the resources act. Undefined when the run ended first.
  */
-async function killMoment(prng: Prng, run: CliRun): Promise<string> {
+async function killMoment(prng: Prng, run: CliRun): Promise<string | undefined> {
   const roll = prng.next();
   const ended = () => Promise.race([run.done.then(() => true), sleep(20).then(() => false)]);
   if (roll < 0.5 && roll >= 0.1) {
     const afterMs = prng.int(0, 1500);
-    while (!failpointsPassed().includes("kernelCmdline.regenerate")) if (await ended()) return "run ended before kernelCmdline.regenerate";
+    while (!failpointsPassed().includes("kernelCmdline.regenerate")) if (await ended()) return undefined;
     await sleep(afterMs);
     return `${afterMs} ms after kernelCmdline.regenerate`;
   }
-  const delay = roll < 0.1 ? prng.int(0, clean.firstStepMs) : prng.int(clean.firstStepMs, clean.ms);
+  const delay = roll < 0.1 ? prng.int(0, clean.firstStepMs) : prng.int(clean.firstStepMs, clean.lastStepMs);
   const start = Date.now();
-  while (Date.now() - start < delay) if (await ended()) return `run ended before ${delay} ms`;
+  while (Date.now() - start < delay) if (await ended()) return undefined;
   return `at ${delay} ms`;
 }
 
@@ -119,13 +118,13 @@ async function killTrial(_trial: number, prng: Prng): Promise<TrialResult> {
   run.killGroup();
   const killed = await run.done;
   const passed = failpointsPassed();
-  const fault = `killed ${moment}, ${phaseOf(killed.output)}${passed.length ? `, past ${passed.join(" ")}` : ""}`;
+  const where = `${phaseOf(killed.output)}${passed.length ? `, past ${passed.join(" ")}` : ""}`;
 
   const steps: string[] = [];
   const converges = await upConverges([KILLED], steps);
   const restores = await destroyRestores([KILLED], steps);
   return {
-    fault: killed.code === 0 ? `${fault} (the run had succeeded)` : fault,
+    fault: moment ? `killed ${moment}, ${where}` : `not killed: the run ended first (exit ${killed.code})`,
     outcome: `${converges.differs.length ? "up diverged" : "up converged"}, ${restores.notRestored.length ? "NOT restored" : "restored"}`,
     nonConverging: converges.differs.length ? 1 : 0,
     bytesNotRestored: restores.notRestored.length,
@@ -201,9 +200,9 @@ beforeAll(async () => {
   // A clean run: the bytes every recovered run must reach, and how long a run takes.
   const cleanUp = await killTable.stage("clean up", () => cli(env, up(KILLED)));
   if (cleanUp.code !== 0) throw new Error(`the clean pulumi up failed, no trial can be judged:\n${cleanUp.output}`);
-  const firstStep = cleanUp.chunks.find((chunk) => /dynamic:Resource \S+ creating/.test(chunk.text));
-  clean = { firstStepMs: firstStep?.ms ?? 0, ms: cleanUp.ms };
-  console.log(`a clean pulumi up here: ${cleanUp.ms} ms, its first resource step at ${clean.firstStepMs} ms`);
+  const steps = cleanUp.chunks.filter((chunk) => /dynamic:Resource \S+ (creating|created)/.test(chunk.text));
+  clean = { firstStepMs: steps[0]?.ms ?? 0, lastStepMs: steps[steps.length - 1]?.ms ?? cleanUp.ms };
+  console.log(`a clean pulumi up here: ${cleanUp.ms} ms; its resource steps from ${clean.firstStepMs} to ${clean.lastStepMs} ms`);
   converged = readBootFiles(testHost);
   const cleanDestroy = await killTable.stage("clean destroy", () => cli(env, destroy(KILLED)));
   if (cleanDestroy.code !== 0) throw new Error(`the clean pulumi destroy failed:\n${cleanDestroy.output}`);
