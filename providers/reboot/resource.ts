@@ -184,7 +184,10 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 3_000));
     try {
-      const candidate = await observeBoot(host, inputs.expectVfioDevices);
+      // Each attempt waits for SSH no longer than what is left of the reboot's timeout (the
+      // connection's own readyTimeoutSeconds would stretch a dead host's wait past it).
+      const remaining = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+      const candidate = await withHost({ ...inputs.connection, readyTimeoutSeconds: remaining }, (h) => observeBoot(h, inputs.expectVfioDevices));
       if (candidate.bootId !== "" && candidate.bootId !== before) {
         observed = candidate;
         break;

@@ -1,0 +1,185 @@
+// Faults on the lab VM's real kernel, through the real CLI (issue 10 item 7): `pulumi up` killed
+// between the GRUB write and update-grub and during the initramfs rebuild (named failpoints, see
+// providers/failpoint.ts), then the host powered off during the reboot. After each fault the boot
+// files hold the old or the new bytes, the documented recovery and `up` converge (one verified
+// boot, no second reboot), and `destroy` gives every boot file its original bytes back. One lab
+// boot is shared by all trials; the power cut costs one more.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { execFileSync } from "child_process";
+import { ConnectionSchema } from "../../providers/ssh/connection";
+import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
+import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
+import { writeLabStack } from "../../scripts/labStack";
+import { projectRoot, pulumiCli, pulumiEnv } from "../e2e/pulumiEnv";
+import { CliResult, startCli, withRecovery } from "./pulumiRuns";
+import { FaultTable, noViolations, TrialResult } from "./trials";
+
+jest.setTimeout(40 * 60_000);
+
+const STACK = "lab-faults";
+const labEnv = labInstanceEnv("faults");
+const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
+const SOURCE_FILES = ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
+const REBOOT_TIMEOUT_SECONDS = 90;
+const UP = ["up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK];
+const DESTROY = ["destroy", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK];
+/** What a user runs after a killed run; it takes the stack lock, so the CLI says what is left to clear. */
+const REFRESH = ["refresh", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK];
+
+let lab: LabState;
+let env: Record<string, string>;
+let backendDir: string;
+let failpointLog: string;
+let releaseLab: () => void;
+const table = new FaultTable("faults on the lab");
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const labSh = (...args: string[]) =>
+  execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
+const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
+  withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
+const readOnLab = (file: string) => onLab(async (host) => (await host.readFile(file))?.toString("utf8") ?? "absent");
+const readSources = async () => Object.fromEntries(await Promise.all(SOURCE_FILES.map(async (f) => [f, await readOnLab(f)] as const)));
+const bootId = () => readOnLab("/proc/sys/kernel/random/boot_id").then((id) => id.trim());
+/** Whether the next kernel's initramfs is a whole image: lsinitramfs reads it to the end. */
+const initramfsIsWhole = () =>
+  onLab(async (host) => (await host.exec(["sh", "-c", 'lsinitramfs "/boot/initrd.img-$(uname -r)" >/dev/null'])).code === 0);
+const driversOnLab = () =>
+  onLab(async (host) => {
+    const out = await host.run(["sh", "-c", 'for a in "$@"; do echo "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', "sh", ...LAB_USB_CONTROLLERS]);
+    return out.stdout.trim().split("\n");
+  });
+
+const setConfig = (key: string, value: string) => pulumiCli(env, ["config", "set", key, value, "--stack", STACK]);
+
+/** Starts `up` with a failpoint, waits until the run reaches `point`, kills its process group `afterMs` later. */
+async function killAt(point: string, options: { hang: boolean; afterMs?: number }): Promise<CliResult> {
+  fs.writeFileSync(failpointLog, "");
+  const run = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog, ...(options.hang ? { VFIO_HOST_FAILPOINT: point } : {}) }, UP, { cwd: projectRoot });
+  for (;;) {
+    if (fs.readFileSync(failpointLog, "utf8").split("\n").includes(point)) break;
+    const ended = await Promise.race([run.done.then(() => true), sleep(500).then(() => false)]);
+    if (ended) throw new Error(`the run ended before it reached ${point}:\n${(await run.done).output}`);
+  }
+  await sleep(options.afterMs ?? 0);
+  run.killGroup();
+  return run.done;
+}
+
+/** A file between two versions: which one it is, or "partial". */
+const oldOrNew = (now: string, before: string, after: string) => (now === before ? "old" : now === after ? "new" : "partial");
+
+test("killed runs and a host powered off during its reboot recover: old-or-new bytes, one verified boot, destroy restores", async () => {
+  const original = await readSources();
+  const originalBoot = await bootId();
+  const snapshots: Array<{ fault: string; files: Record<string, string>; recovery: string[]; wholeInitramfs: boolean }> = [];
+
+  // 1. Killed between the write of /etc/default/grub and update-grub.
+  setConfig("vfio-host:reboot", "never");
+  await table.stage("kill before update-grub", () => killAt("kernelCmdline.regenerate", { hang: true }));
+  snapshots.push({ fault: "kill -9 between the GRUB write and update-grub", files: await readSources(), recovery: [], wholeInitramfs: await initramfsIsWhole() });
+
+  // 2. The recovery's own run killed in the middle of update-initramfs, at a seeded moment.
+  const recovery1: string[] = [];
+  const afterMs = table.prng.int(2_000, 40_000);
+  await table.stage("kill during update-initramfs", () => withRecovery(env, STACK, REFRESH, recovery1, { cwd: projectRoot }));
+  await table.stage("kill during update-initramfs", () => killAt("initramfs.rebuild", { hang: false, afterMs }));
+  snapshots.push({ fault: `kill -9 ${afterMs} ms into update-initramfs`, files: await readSources(), recovery: recovery1, wholeInitramfs: await initramfsIsWhole() });
+
+  // 3. The host powered off during its reboot: the run fails within the timeout, saying what to do.
+  setConfig("vfio-host:reboot", "auto");
+  setConfig("vfio-host:rebootTimeoutSeconds", String(REBOOT_TIMEOUT_SECONDS));
+  const recovery2: string[] = [];
+  await table.stage("recover", () => withRecovery(env, STACK, REFRESH, recovery2, { cwd: projectRoot }));
+  fs.writeFileSync(failpointLog, "");
+  const poweredOff = await table.stage("power off during the reboot", async () => {
+    const run = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog }, UP, { cwd: projectRoot });
+    while (!fs.readFileSync(failpointLog, "utf8").includes("reboot.issued")) {
+      if (await Promise.race([run.done.then(() => true), sleep(500).then(() => false)])) break;
+    }
+    process.kill(lab.pid, "SIGKILL"); // the lab's QEMU, started by this suite: a power cut
+    const cutAt = Date.now();
+    const result = await run.done;
+    return { ...result, afterCutMs: Date.now() - cutAt };
+  });
+  // The run gives up within the reboot's timeout (plus the program's own exit), not the SSH layer's.
+  expect(poweredOff.afterCutMs).toBeLessThan((REBOOT_TIMEOUT_SECONDS + 60) * 1000);
+  expect(poweredOff.code).not.toBe(0);
+  expect(poweredOff.output).toMatch(new RegExp(`did not come back with a new boot_id within ${REBOOT_TIMEOUT_SECONDS}s`));
+  expect(poweredOff.output).toMatch(/power-cycle/i);
+  snapshots.push({ fault: "power cut during the reboot", files: await table.stage("boot after the power cut", async () => {
+    await closeAllConnections();
+    labSh("up");
+    lab = readLabState(labStatePath(labEnv));
+    writeLabStack(STACK, lab, env);
+    return readSources();
+  }), recovery: recovery2, wholeInitramfs: await initramfsIsWhole() });
+
+  // 4. Once it is back, `up` converges without another reboot: the power-cycled boot is verified.
+  const bootAfterPowerCycle = await bootId();
+  const recovery3: string[] = [];
+  const converge = await table.stage("converge", () => withRecovery(env, STACK, UP, recovery3, { cwd: projectRoot }));
+  expect(converge.code).toBe(0);
+  expect(await bootId()).toBe(bootAfterPowerCycle);
+  expect(await driversOnLab()).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
+  const cmdline = await readOnLab("/proc/cmdline");
+  expect(cmdline).toContain("intel_iommu=on");
+  expect(cmdline).not.toContain("intel_iommu=off");
+  const converged = await readSources();
+  const noop = await table.stage("no-op up", () => startCli(env, UP, { cwd: projectRoot }).done);
+  expect(noop.code).toBe(0);
+  expect(await bootId()).toBe(bootAfterPowerCycle);
+
+  const destroy = await table.stage("destroy", () => withRecovery(env, STACK, DESTROY, recovery3, { cwd: projectRoot }));
+  expect(destroy.code).toBe(0);
+  const restored = await readSources();
+
+  for (const snapshot of snapshots) {
+    const states = SOURCE_FILES.map((f) => `${path.basename(f)} ${oldOrNew(snapshot.files[f], original[f], converged[f])}`);
+    table.rows.push({
+      trial: table.rows.length + 1,
+      ms: 0,
+      errors: 0,
+      fault: snapshot.fault,
+      outcome: states.join(", "),
+      partialFiles: states.filter((s) => s.endsWith("partial")).length + (snapshot.wholeInitramfs ? 0 : 1),
+      notes: `recovery: ${snapshot.recovery.length ? snapshot.recovery.join(", ") : "none"}; initramfs ${snapshot.wholeInitramfs ? "whole" : "BROKEN"}`,
+    } as TrialResult & { trial: number; ms: number; errors: number });
+  }
+  const notRestored = SOURCE_FILES.filter((f) => restored[f] !== original[f]);
+  table.rows.push({
+    trial: table.rows.length + 1,
+    ms: 0,
+    errors: 0,
+    fault: "after all faults: up, no-op up, destroy",
+    outcome: `converged on boot ${bootAfterPowerCycle.slice(0, 8)} (first boot ${originalBoot.slice(0, 8)})`,
+    nonConverging: converge.code === 0 ? 0 : 1,
+    bytesNotRestored: notRestored.length,
+    notes: notRestored.length ? `not restored: ${notRestored.join(" ")}` : "destroy restored every source file",
+  });
+  table.print();
+  expect(table.violations()).toEqual(noViolations);
+});
+
+beforeAll(async () => {
+  releaseLab = await lockLab(labStatePath(labEnv));
+  await table.stage("lab up", async () => {
+    labSh("reset");
+    labSh("up");
+  });
+  lab = readLabState(labStatePath(labEnv));
+  backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-lab-faults-"));
+  failpointLog = path.join(backendDir, "failpoints.log");
+  env = pulumiEnv(backendDir);
+  writeLabStack(STACK, lab, env);
+});
+
+afterAll(async () => {
+  await closeAllConnections();
+  if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
+  fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
+  labSh("down");
+  releaseLab?.();
+});
