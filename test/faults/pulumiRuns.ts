@@ -20,6 +20,8 @@ export interface CliResult {
   /** stdout and stderr, interleaved as they came. */
   output: string;
   ms: number;
+  /** When the run started (Date.now()), to line up the chunks of runs that ran side by side. */
+  startedAt: number;
   /** When each chunk of output came, in ms since the start: where in a run a step happens. */
   chunks: Array<{ ms: number; text: string }>;
 }
@@ -54,7 +56,7 @@ export function startCli(env: Record<string, string>, args: string[], options: C
   child.stderr.on("data", collect);
   const done = new Promise<CliResult>((resolve, reject) => {
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output, ms: Date.now() - start, chunks }));
+    child.on("close", (code) => resolve({ code, output, ms: Date.now() - start, startedAt: start, chunks }));
   });
   return {
     output: () => output,

@@ -4,8 +4,9 @@
 // - kill -9 at seeded moments: the CLI and every plugin below it die (what a laptop losing power
 //   does); the recovery a user does (what the CLI's own messages say: withRecovery), then `up` must
 //   leave exactly the bytes a clean run leaves, and `destroy` the bytes the host had before the stack;
-// - two stacks of the program running `up` against the host at once: one waits or fails naming the
-//   holder, the backups keep the originals, the files end as one clean run leaves them.
+// - two stacks of the program, each adding a kernel argument of its own, running `up` against the
+//   host at once: their changes never overlap in time (one waits, or fails naming the holder), the
+//   backups keep the originals, and the files hold both stacks' changes (no lost update).
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -157,20 +158,47 @@ function howEnded(result: CliResult, other: string): { text: string; clear: bool
   return { text: `failed: ${error}`, clear: error.includes(`stack ${other}`) };
 }
 
+/** When a run's resources finished their host changes ("created" lines), as Date.now() values. */
+function changeSpan(result: CliResult): { from: number; to: number } | undefined {
+  const done = result.chunks.filter((chunk) => /dynamic:Resource \S+ created/.test(chunk.text)).map((chunk) => result.startedAt + chunk.ms);
+  return done.length ? { from: Math.min(...done), to: Math.max(...done) } : undefined;
+}
+
+/** Each stack adds one argument the other does not: a lost update of /etc/update-extlinux.conf drops one of them. */
+const ownArg: Record<"a" | "b", string> = { a: "loglevel=4", b: "nowatchdog" };
+
+/** The boot files after both runs: both stacks' own arguments in update-extlinux.conf and every APPEND line, the other files as one clean run leaves them. */
+function inconsistentFiles(): string[] {
+  const source = fs.readFileSync(path.join(testHost.rootfs, "etc/update-extlinux.conf"), "utf8");
+  const opts = /^default_kernel_opts="(.*)"$/m.exec(source)?.[1].split(" ") ?? [];
+  const appends = fs.readFileSync(path.join(testHost.rootfs, "boot/extlinux.conf"), "utf8").split("\n").filter((line) => line.trim().startsWith("APPEND "));
+  const wanted = ["intel_iommu=on", "iommu=pt", ownArg.a, ownArg.b];
+  const others = differingBootFiles(testHost, converged).filter((rel) => rel !== "etc/update-extlinux.conf" && rel !== "boot/extlinux.conf");
+  return [
+    ...wanted.filter((arg) => !opts.includes(arg)).map((arg) => `update-extlinux.conf lacks ${arg}`),
+    ...(appends.length && appends.every((line) => wanted.every((arg) => line.split(" ").includes(arg))) ? [] : ["an extlinux.conf APPEND lacks an argument"]),
+    ...others,
+  ];
+}
+
 async function concurrentTrial(trial: number, prng: Prng): Promise<TrialResult> {
   const [a, b] = [`faults-a${trial}`, `faults-b${trial}`];
-  await referenceStack(testHost, a, env);
-  await referenceStack(testHost, b, env);
-  const stagger = prng.int(0, clean.firstStepMs);
+  for (const [stack, arg] of [[a, ownArg.a], [b, ownArg.b]]) {
+    const configured = await referenceStack(testHost, stack, env);
+    await configured.setConfig("vfio-host:kernelArgs", { value: JSON.stringify(["intel_iommu=on", "iommu=pt", arg]) });
+  }
+  // Close together, so that without the host lock their changes would overlap.
+  const stagger = prng.int(0, 1000);
   const first = startCli(env, up(a));
   await sleep(stagger);
   const second = startCli(env, up(b));
   const [ra, rb] = await Promise.all([first.done, second.done]);
   const [ea, eb] = [howEnded(ra, b), howEnded(rb, a)];
-  const anyOk = ra.code === 0 || rb.code === 0;
+  const [sa, sb] = [changeSpan(ra), changeSpan(rb)];
+  const interleaved = sa !== undefined && sb !== undefined && sa.from < sb.to && sb.from < sa.to;
   const backups = badBackups();
   const strays = strayTemps();
-  const files = anyOk ? differingBootFiles(testHost, converged) : ["both failed"];
+  const files = ra.code === 0 && rb.code === 0 ? inconsistentFiles() : [];
   const restores = await destroyRestores([a, b], []);
   return {
     fault: `${b} started ${stagger} ms after ${a}`,
@@ -178,8 +206,14 @@ async function concurrentTrial(trial: number, prng: Prng): Promise<TrialResult> 
     // An unclear failure (not naming the holder) counts as not converging: the user cannot tell what to do.
     nonConverging: (files.length ? 1 : 0) + (ea.clear ? 0 : 1) + (eb.clear ? 0 : 1),
     bytesNotRestored: backups.length + restores.notRestored.length,
+    interleavedRuns: interleaved ? 1 : 0,
     strayTempFiles: strays.length,
-    notes: [files.length ? `files after both: ${files.join(" ")}` : "files as a clean run", backups.length ? `backups broken: ${backups.join(", ")}` : "backups intact", restores.note].join("; "),
+    notes: [
+      interleaved ? "their host changes overlapped" : "one after the other",
+      files.length ? `files after both: ${files.join(", ")}` : "files hold both stacks' changes",
+      backups.length ? `backups broken: ${backups.join(", ")}` : "backups intact",
+      restores.note,
+    ].join("; "),
   };
 }
 

@@ -17,13 +17,15 @@ export interface TrialResult {
   bytesNotRestored?: number;
   /** Hand edits overwritten or dropped by a run or a restore. */
   lostHandEdits?: number;
+  /** Runs whose changes to the host overlapped in time with another run's (the host lock serialises them). */
+  interleavedRuns?: number;
   /** `.vfio-host.*` temp files left next to a target (reported; they match no tool's glob). */
   strayTempFiles?: number;
   /** Recovery steps, defects seen, anything a reader of the table needs. */
   notes?: string;
 }
 
-const violations = ["partialFiles", "nonConverging", "bytesNotRestored", "lostHandEdits"] as const;
+const violations = ["partialFiles", "nonConverging", "bytesNotRestored", "lostHandEdits", "interleavedRuns"] as const;
 type Violation = (typeof violations)[number];
 const counted = [...violations, "strayTempFiles", "errors"] as const;
 type Counted = (typeof counted)[number];
@@ -32,6 +34,7 @@ const columns: Array<[Counted, string]> = [
   ["nonConverging", "non-conv"],
   ["bytesNotRestored", "not-restored"],
   ["lostHandEdits", "lost-edits"],
+  ["interleavedRuns", "interleaved"],
   ["strayTempFiles", "stray-tmp"],
 ];
 
@@ -157,4 +160,4 @@ export class FaultTable {
   }
 }
 
-export const noViolations = { partialFiles: 0, nonConverging: 0, bytesNotRestored: 0, lostHandEdits: 0, errors: 0 };
+export const noViolations = { partialFiles: 0, nonConverging: 0, bytesNotRestored: 0, lostHandEdits: 0, interleavedRuns: 0, errors: 0 };
