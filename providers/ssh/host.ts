@@ -73,6 +73,8 @@ export class RemoteCommandError extends Error {
 }
 
 export class HostKeyMismatchError extends Error {}
+/** The command was never started: the connection would not open a channel for it. */
+class ChannelOpenError extends Error {}
 
 /** Where originals are kept on the host: the same path below this directory. */
 export const BACKUP_ROOT = "/var/lib/vfio-host/backup";
@@ -190,9 +192,16 @@ function remoteHost(connection: Connection): RemoteHost {
 
   const exec = async (argv: readonly ShellArg[], options: ExecOptions = {}): Promise<ExecResult> => {
     const words = options.escalate === false ? argv : [...escalation, ...argv];
-    return withChannel(connection, (client) =>
-      execOnClient(client, shellCommand(words), options, describeCommand(argv), label),
-    );
+    const attempt = () => withChannel(connection, (client) => execOnClient(client, shellCommand(words), options, describeCommand(argv), label));
+    try {
+      return await attempt();
+    } catch (err) {
+      // A pooled connection whose server side died (sshd killed, host rebooted) refuses new
+      // channels; the command never started, so it is safe to run it once on a new connection.
+      if (!(err instanceof ChannelOpenError)) throw err;
+      await disconnect();
+      return attempt();
+    }
   };
 
   const run = async (argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult> => {
@@ -464,7 +473,7 @@ function execOnClient(
   const timeoutMs = options.timeoutMs ?? 120_000;
   return new Promise((resolve, reject) => {
     client.exec(command as unknown as string, (err, channel: ClientChannel) => {
-      if (err) return reject(err);
+      if (err) return reject(new ChannelOpenError(`${label}: could not open a channel for \`${description}\`: ${err.message}`, { cause: err }));
       const out: Buffer[] = [];
       const errs: Buffer[] = [];
       let code: number | null = null;

@@ -7,6 +7,8 @@ import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, sha256Hex, sshStats, withHost } from "../../providers/ssh/host";
 import { LOCK_PATH, releaseHostLocks, withHostLock } from "../../providers/ssh/hostLock";
 import { readSections } from "../../providers/ssh/sections";
+import { childPids } from "../faults/processes";
+import { runCommand } from "../testhost/command";
 import { startTestHost, TestHost } from "../testhost/testHost";
 
 jest.setTimeout(120_000);
@@ -151,6 +153,19 @@ test("one run at a time holds the host lock; a second waits, names the holder, a
 async function releaseHostLocksOf(connection: ReturnType<typeof connect>): Promise<void> {
   await withHost(connection, (host) => host.disconnect());
 }
+
+test("a pooled connection whose server side died while the link was down is replaced, and the command runs", async () => {
+  await closeAllConnections();
+  await withHost(connect(), (host) => host.run(["true"]));
+  const opened = sshStats().connectionsOpened;
+  // The session's sshd dies while no packet can reach this machine: the client is not told.
+  await runCommand("ip", ["link", "set", testHost.veth, "down"]);
+  for (const pid of childPids(testHost.sshdPid)) process.kill(pid, "SIGKILL");
+  await runCommand("ip", ["link", "set", testHost.veth, "up"]);
+  const result = await withHost(connect(), (host) => host.run(["echo", "after"]));
+  expect(result.stdout).toBe("after\n");
+  expect(sshStats().connectionsOpened - opened).toBe(1);
+});
 
 test("a non-root login escalates through sudo -n, and only when asked", async () => {
   await withHost(connect({ user: "deploy" }), async (host) => {
