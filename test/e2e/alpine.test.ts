@@ -10,16 +10,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Stack } from "@pulumi/pulumi/automation";
-import { ALPINE_KERNEL, prepareAlpineHost, referenceAlpineFiles } from "../standins/alpineHost";
+import { ALPINE_KERNEL, prepareAlpineHost, referenceAlpineFiles, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { readInitramfs } from "../standins/initramfsImage";
 import { startTestHost, TestHost } from "../testhost/testHost";
 import { alpineExtlinuxConfWithVfio } from "../unit/kernelCmdline/fixtures";
-import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
+import { projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(15 * 60_000);
 
 const workDir = path.join(projectRoot, "test/e2e/fixtures/alpine");
-const referenceStackFile = path.join(projectRoot, "stacks/Pulumi.alpine-homeassistant.yaml");
 const modules = `lib/modules/${ALPINE_KERNEL}`;
 
 let testHost: TestHost;
@@ -39,7 +38,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await testHost?.stop();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
-  for (const name of fs.readdirSync(workDir).filter((n) => /^Pulumi\..+\.yaml$/.test(n))) fs.rmSync(path.join(workDir, name));
+  removeStackFiles(workDir);
 });
 
 const onHost = (rel: string) => path.join(testHost.rootfs, rel);
@@ -77,21 +76,6 @@ function treeChanges(): Map<string, string> {
   return changes;
 }
 
-/** A stack of the program whose config is the reference host's stack file, pointed at the test host. */
-async function referenceStack(name: string): Promise<Stack> {
-  fs.copyFileSync(referenceStackFile, path.join(workDir, `Pulumi.${name}.yaml`));
-  const stack = await localStack(workDir, name, env);
-  await stack.setAllConfig({
-    "vfio-host:host": { value: testHost.host },
-    "vfio-host:port": { value: String(testHost.port) },
-    "vfio-host:hostKey": { value: testHost.hostKey },
-    "vfio-host:sshPrivateKey": { value: testHost.privateKey, secret: true },
-    // Everything is written; the reboot and its proof are left out (a test host cannot reboot).
-    "vfio-host:reboot": { value: "never" },
-  });
-  return stack;
-}
-
 /** The reference host's /etc/update-extlinux.conf after the steps done by hand on it. */
 const updateExtlinuxConfWithVfio = referenceAlpineFiles["/etc/update-extlinux.conf"]
   .replace('\ndefault_kernel_opts="quiet rootfstype=ext4"\n', '\ndefault_kernel_opts="quiet rootfstype=ext4 intel_iommu=on iommu=pt"\n')
@@ -126,7 +110,7 @@ const previewFailure = (stack: Stack) =>
   );
 
 test("preview refuses half of group 4, the root disk's controller, the SSH NIC and a malformed id, and leaves the tree alone", async () => {
-  const stack = await referenceStack("alpine-refusals");
+  const stack = await referenceStack(testHost, workDir, "alpine-refusals", env);
   const refusals: [string, object, string[]][] = [
     [
       "two of the four controllers",
@@ -170,7 +154,7 @@ test("preview refuses half of group 4, the root disk's controller, the SSH NIC a
 });
 
 test("preview, up, up again and destroy: the reference steps, file by file, then the host given back", async () => {
-  const stack = await referenceStack("alpine-reference");
+  const stack = await referenceStack(testHost, workDir, "alpine-reference", env);
   const pristineModprobeD = fs.readdirSync(path.join(testHost.pristineRootfs, "etc/modprobe.d"));
   const extlinuxBefore = readOnHost("boot/extlinux.conf");
   // By what it holds: cpio headers carry mtimes, so no two mkinitfs runs write the same bytes.

@@ -11,11 +11,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Stack } from "@pulumi/pulumi/automation";
-import { localStack, projectRoot, pulumiEnv } from "../e2e/pulumiEnv";
-import { prepareAlpineHost } from "../standins/alpineHost";
+import { pulumiEnv } from "../e2e/pulumiEnv";
+import { prepareAlpineHost, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { TreeWriter, writeNvmeMultipathPartition, writePciDevices, writeVirtualNic } from "../standins/fakeSysfs";
 import { runCommand } from "../testhost/command";
 import { startTestHost, TestHost } from "../testhost/testHost";
+import { faultsWorkDir } from "./pulumiRuns";
 import { FaultTable, noViolations, TrialResult } from "./trials";
 
 jest.setTimeout(10 * 60_000);
@@ -41,7 +42,6 @@ const GROUP_4 = { devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"],
 
 let testHost: TestHost;
 let backendDir: string;
-let workDir: string;
 let stack: Stack;
 /** This machine's end of the host's link: the SSH client address the host sees. */
 let client: string;
@@ -58,27 +58,14 @@ beforeAll(async () => {
   client = (await runCommand("ip", ["-4", "-o", "addr", "show", "dev", testHost.veth])).split(/\s+/)[3].split("/")[0];
 
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-guards-"));
-  workDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-guards-program-"));
-  fs.writeFileSync(
-    path.join(workDir, "Pulumi.yaml"),
-    "name: vfio-host-guards\nruntime:\n  name: nodejs\n  options:\n    typescript: false\n" +
-      `main: ${path.relative(workDir, path.join(projectRoot, "dist/stacks/index.js"))}\n`,
-  );
-  fs.copyFileSync(path.join(projectRoot, "stacks/Pulumi.alpine-homeassistant.yaml"), path.join(workDir, "Pulumi.guards.yaml"));
-  stack = await localStack(workDir, "guards", pulumiEnv(backendDir));
-  await stack.setAllConfig({
-    "vfio-host:host": { value: testHost.host },
-    "vfio-host:port": { value: String(testHost.port) },
-    "vfio-host:hostKey": { value: testHost.hostKey },
-    "vfio-host:sshPrivateKey": { value: testHost.privateKey, secret: true },
-    "vfio-host:reboot": { value: "never" },
-  });
+  stack = await referenceStack(testHost, faultsWorkDir, "guards", pulumiEnv(backendDir));
 }, 15 * 60_000);
 
 afterAll(async () => {
   table.print();
   await testHost?.stop();
-  for (const dir of [backendDir, workDir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
+  removeStackFiles(faultsWorkDir);
 });
 
 /** Every file of the host's tree that differs from the pristine tree, with its bytes' hash: what a preview must leave alone. */

@@ -5,8 +5,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Stack } from "@pulumi/pulumi/automation";
-import { localStack, projectRoot } from "../e2e/pulumiEnv";
+import { projectRoot } from "../e2e/pulumiEnv";
 import { readInitramfs } from "../standins/initramfsImage";
 import type { TestHost } from "../testhost/testHost";
 import { killTree } from "./processes";
@@ -90,25 +89,6 @@ export async function withRecovery(env: Record<string, string>, stack: string, a
     const cancel = await cli(env, ["cancel", "--yes", "--stack", stack], options);
     if (cancel.code !== 0) throw new Error(`pulumi cancel failed:\n${cancel.output}`);
   }
-}
-
-/** A stack of the project's program configured as the reference Alpine host (its stack file), pointed at the test host, reboot never. */
-export async function referenceStack(testHost: TestHost, name: string, env: Record<string, string>): Promise<Stack> {
-  fs.copyFileSync(path.join(projectRoot, "stacks/Pulumi.alpine-homeassistant.yaml"), path.join(faultsWorkDir, `Pulumi.${name}.yaml`));
-  const stack = await localStack(faultsWorkDir, name, env);
-  await stack.setAllConfig({
-    "vfio-host:host": { value: testHost.host },
-    "vfio-host:port": { value: String(testHost.port) },
-    "vfio-host:hostKey": { value: testHost.hostKey },
-    "vfio-host:sshPrivateKey": { value: testHost.privateKey, secret: true },
-    "vfio-host:reboot": { value: "never" },
-  });
-  return stack;
-}
-
-/** Removes the stack files the suites wrote next to the fixture's Pulumi.yaml. */
-export function removeStackFiles(): void {
-  for (const name of fs.readdirSync(faultsWorkDir).filter((n) => /^Pulumi\..+\.yaml$/.test(n))) fs.rmSync(path.join(faultsWorkDir, name));
 }
 
 /**

@@ -12,17 +12,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { BACKUP_ROOT } from "../../providers/ssh/host";
 import { pulumiEnv } from "../e2e/pulumiEnv";
-import { prepareAlpineHost } from "../standins/alpineHost";
+import { prepareAlpineHost, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { startTestHost, TestHost } from "../testhost/testHost";
 import {
+  faultsWorkDir,
   bootFilePaths,
   cli,
   CliResult,
   CliRun,
   differingBootFiles,
   readBootFiles,
-  referenceStack,
-  removeStackFiles,
   resetBootFiles,
   snapshotBootFiles,
   startCli,
@@ -184,7 +183,7 @@ function inconsistentFiles(): string[] {
 async function concurrentTrial(trial: number, prng: Prng): Promise<TrialResult> {
   const [a, b] = [`faults-a${trial}`, `faults-b${trial}`];
   for (const [stack, arg] of [[a, ownArg.a], [b, ownArg.b]]) {
-    const configured = await referenceStack(testHost, stack, env);
+    const configured = await referenceStack(testHost, faultsWorkDir, stack, env);
     await configured.setConfig("vfio-host:kernelArgs", { value: JSON.stringify(["intel_iommu=on", "iommu=pt", arg]) });
   }
   // Close together, so that without the host lock their changes would overlap.
@@ -230,7 +229,7 @@ beforeAll(async () => {
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-faults-"));
   failpointLog = path.join(backendDir, "failpoints.log");
   env = pulumiEnv(backendDir);
-  await killTable.stage("stack", () => referenceStack(testHost, KILLED, env));
+  await killTable.stage("stack", () => referenceStack(testHost, faultsWorkDir, KILLED, env));
   // A clean run: the bytes every recovered run must reach, and how long a run takes.
   const cleanUp = await killTable.stage("clean up", () => cli(env, up(KILLED)));
   if (cleanUp.code !== 0) throw new Error(`the clean pulumi up failed, no trial can be judged:\n${cleanUp.output}`);
@@ -248,7 +247,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await testHost?.stop();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
-  removeStackFiles();
+  removeStackFiles(faultsWorkDir);
 });
 
 test(`pulumi up killed at ${KILL_TRIALS} seeded moments: the documented recovery converges and destroy gives the bytes back`, async () => {

@@ -5,6 +5,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseIommuGroups, parseLspci } from "../../providers/vfioBinding/hostFacts";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { localStack, projectRoot } from "../e2e/pulumiEnv";
 import { runCommand } from "../testhost/command";
 import type { TestHost } from "../testhost/testHost";
 import { referenceGroups, referenceLspci, referenceUsb } from "../unit/vfioBinding/fixtures";
@@ -69,4 +71,28 @@ export async function prepareAlpineHost(testHost: TestHost): Promise<void> {
   installIp(t);
 
   await runCommand("chroot", [testHost.rootfs, "sh", "-c", `mkinitfs ${ALPINE_KERNEL} >/dev/null && update-extlinux`]);
+}
+
+/**
+ * A stack of the project's program, run from `workDir` (a fixture directory with its own
+ * Pulumi.yaml, so test stacks stay out of stacks/), whose config is the reference host's stack file
+ * pointed at the test host. Everything is written; the reboot and its proof are left out (a test
+ * host cannot reboot).
+ */
+export async function referenceStack(testHost: TestHost, workDir: string, name: string, env: Record<string, string>): Promise<Stack> {
+  fs.copyFileSync(path.join(projectRoot, "stacks/Pulumi.alpine-homeassistant.yaml"), path.join(workDir, `Pulumi.${name}.yaml`));
+  const stack = await localStack(workDir, name, env);
+  await stack.setAllConfig({
+    "vfio-host:host": { value: testHost.host },
+    "vfio-host:port": { value: String(testHost.port) },
+    "vfio-host:hostKey": { value: testHost.hostKey },
+    "vfio-host:sshPrivateKey": { value: testHost.privateKey, secret: true },
+    "vfio-host:reboot": { value: "never" },
+  });
+  return stack;
+}
+
+/** Removes the stack files `referenceStack` wrote next to a fixture's Pulumi.yaml. */
+export function removeStackFiles(workDir: string): void {
+  for (const name of fs.readdirSync(workDir).filter((n) => /^Pulumi\..+\.yaml$/.test(n))) fs.rmSync(path.join(workDir, name));
 }
