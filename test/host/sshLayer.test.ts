@@ -109,6 +109,29 @@ test("concurrent first backups keep exactly one complete original", async () => 
   expect(await withHost(connect(), (host) => host.readBackup("/etc/never-backed-up"))).toBeUndefined();
 });
 
+test("a backup whose copy fails (disk full) leaves no backup, so the target is not written", async () => {
+  const original = "GRUB_CMDLINE_LINUX=\"root=/dev/mapper/vg-root rd.luks.uuid=1234\"\n".repeat(2_000);
+  fs.writeFileSync(onHost("etc/full-disk.conf"), original);
+  // `cp -p -- SRC DST` as the disk fills up: part of SRC, then an error (first on root's PATH).
+  const faultyCp = onHost("usr/local/bin/cp");
+  fs.writeFileSync(faultyCp, `#!/bin/sh\nshift 2 # -p --\nhead -c 4096 "$1" > "$2"\necho "cp: error writing '$2': No space left on device" >&2\nexit 1\n`, { mode: 0o755 });
+  try {
+    await expect(
+      withHost(connect(), async (host) => {
+        await host.backupOnce("/etc/full-disk.conf");
+        await host.writeFileAtomic("/etc/full-disk.conf", "ours\n");
+      }),
+    ).rejects.toThrow(/No space left on device/);
+  } finally {
+    fs.rmSync(faultyCp);
+  }
+  expect(fs.existsSync(onHost("var/lib/vfio-host/backup/etc/full-disk.conf"))).toBe(false);
+  expect(fs.readFileSync(onHost("etc/full-disk.conf"), "utf8")).toBe(original);
+  // Once there is room again, the backup is whole.
+  await withHost(connect(), (host) => host.backupOnce("/etc/full-disk.conf"));
+  expect(fs.readFileSync(onHost("var/lib/vfio-host/backup/etc/full-disk.conf"), "utf8")).toBe(original);
+});
+
 test("a restore guarded by the hash of our last write keeps a hand edit and its backup", async () => {
   fs.writeFileSync(onHost("etc/guarded.conf"), "original\n");
   await withHost(connect(), async (host) => {
