@@ -14,7 +14,7 @@ import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from ".
 import { writeLabStack } from "../../scripts/labStack";
 import { projectRoot, pulumiCli, pulumiEnv } from "../e2e/pulumiEnv";
 import { CliResult, startCli, withRecovery } from "./pulumiRuns";
-import { FaultTable, noViolations, TrialResult } from "./trials";
+import { FaultTable, noViolations } from "./trials";
 
 jest.setTimeout(40 * 60_000);
 
@@ -138,21 +138,15 @@ test("killed runs and a host powered off during its reboot recover: old-or-new b
 
   for (const snapshot of snapshots) {
     const states = SOURCE_FILES.map((f) => `${path.basename(f)} ${oldOrNew(snapshot.files[f], original[f], converged[f])}`);
-    table.rows.push({
-      trial: table.rows.length + 1,
-      ms: 0,
-      errors: 0,
+    table.record({
       fault: snapshot.fault,
       outcome: states.join(", "),
       partialFiles: states.filter((s) => s.endsWith("partial")).length + (snapshot.wholeInitramfs ? 0 : 1),
       notes: `recovery: ${snapshot.recovery.length ? snapshot.recovery.join(", ") : "none"}; initramfs ${snapshot.wholeInitramfs ? "whole" : "BROKEN"}`,
-    } as TrialResult & { trial: number; ms: number; errors: number });
+    });
   }
   const notRestored = SOURCE_FILES.filter((f) => restored[f] !== original[f]);
-  table.rows.push({
-    trial: table.rows.length + 1,
-    ms: 0,
-    errors: 0,
+  table.record({
     fault: "after all faults: up, no-op up, destroy",
     outcome: `converged on boot ${bootAfterPowerCycle.slice(0, 8)} (first boot ${originalBoot.slice(0, 8)})`,
     nonConverging: converge.code === 0 ? 0 : 1,

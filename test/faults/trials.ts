@@ -118,6 +118,11 @@ export class FaultTable {
     });
   }
 
+  /** Adds a trial judged outside `run`: one whose fault is a step of a longer scenario. */
+  record(result: TrialResult, ms = 0): void {
+    this.rows.push({ ...result, trial: this.rows.length + 1, ms, errors: 0 });
+  }
+
   totals(): Record<Counted, number> {
     const sum = (key: Counted) => this.rows.reduce((n, row) => n + (row[key] ?? 0), 0);
     return Object.fromEntries(counted.map((key) => [key, sum(key)])) as Record<Counted, number>;
