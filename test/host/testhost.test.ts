@@ -81,6 +81,11 @@ describe("test host: sshd chrooted into its own tree and network namespace", () 
     expect(result.stderr).toContain("Read-only file system");
   });
 
+  it("shows no swap area of this machine's (a guard would refuse one it cannot trace)", async () => {
+    const result = await ssh(host, "root", "cat /proc/swaps");
+    expect(result.stdout.toString().trim().split("\n")).toEqual([expect.stringMatching(/^Filename\s+Type\s+Size\s+Used\s+Priority$/)]);
+  });
+
   it("counts each SSH connection in sshd's log", async () => {
     const before = host.acceptedLogins();
     await ssh(host, "root", "true");

@@ -201,6 +201,9 @@ mount -o bind "$tree/dev/pts/ptmx" "$tree/dev/ptmx"
 # /run is a tmpfs on a real host; sshd needs /run/sshd for privilege separation (sshd(8)).
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$tree/run"
 mkdir -m 0755 "$tree/run/sshd" "$tree/run/lock"
+# /proc/swaps is this machine's too: a test host has no swap (the guards would refuse one they cannot trace).
+printf 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n' > "$tree/run/swaps"
+[ ! -e "$tree/proc/swaps" ] || mount -o bind,ro "$tree/run/swaps" "$tree/proc/swaps"
 # chroot is no boundary against root, so drop what could reach this machine's kernel or disks.
 exec setpriv --bounding-set=-sys_module,-sys_boot,-sys_time,-sys_rawio,-sys_admin,-mknod -- \\
   chroot "$tree" /usr/sbin/sshd -D -e -o "ListenAddress=$listen" -o HostKey=/etc/ssh/ssh_host_ed25519_key
