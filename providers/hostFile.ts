@@ -57,6 +57,15 @@ export async function restoreWholeFile(host: RemoteHost, path: string, sha256: s
   return outcome;
 }
 
+/**
+ * The backups of files a resource edits in part, as text for its planners: "" for a file that did
+ * not exist before (an empty file edits the same way), undefined where there is no backup.
+ */
+export async function readBackupTexts(host: RemoteHost, paths: readonly string[]): Promise<(string | undefined)[]> {
+  const backups = await Promise.all(paths.map((p) => host.readBackup(p)));
+  return backups.map((backup) => (backup === "absent" ? "" : backup?.toString("utf8")));
+}
+
 /** The state of a file owned whole: the hash of what this stack last wrote to it. */
 export interface WrittenFile {
   sha256: string;

@@ -9,7 +9,7 @@ import { failpoint } from "../failpoint";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { TokenOwnership } from "../kernelCmdline/tokenList";
 import { ShellListOwnership } from "../kernelCmdline/shellVariable";
-import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
+import { readBackupTexts, restoreWholeFile, staleBackupRefusal } from "../hostFile";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost, sha256Hex } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
@@ -88,11 +88,11 @@ async function readInitramfsFacts(host: RemoteHost) {
 }
 /** Read only without state: vfio-host's backups of the files, to recognise what a run that died before recording its state wrote. */
 async function readInitramfsBackups(host: RemoteHost) {
-  const [modulesFile, mkinitfsConf, featureFile] = await Promise.all(
-    [INITRAMFS_TOOLS_MODULES_PATH, MKINITFS_CONF_PATH, VFIO_FEATURE_MODULES_PATH].map((p) => host.readBackup(p)),
-  );
-  const text = (backup: Buffer | "absent" | undefined) => (backup === "absent" ? "" : backup?.toString("utf8"));
-  return { modulesFile: text(modulesFile), mkinitfsConf: text(mkinitfsConf), featureFile };
+  const [[modulesFile, mkinitfsConf], featureFile] = await Promise.all([
+    readBackupTexts(host, [INITRAMFS_TOOLS_MODULES_PATH, MKINITFS_CONF_PATH]),
+    host.readBackup(VFIO_FEATURE_MODULES_PATH),
+  ]);
+  return { modulesFile, mkinitfsConf, featureFile };
 }
 type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Awaited<ReturnType<typeof readInitramfsBackups>> };
 

@@ -3,6 +3,7 @@
 // regenerated and checked. Only the arguments it owns are added, replaced or removed.
 import * as pulumi from "@pulumi/pulumi";
 import { failpoint } from "../failpoint";
+import { readBackupTexts } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
@@ -84,9 +85,8 @@ async function readBootFacts(host: RemoteHost): Promise<BootFacts> {
 
 /** Our backups of both source files, to recognise our own args after a run that died before recording its state. */
 async function readBackups(host: RemoteHost): Promise<BootFacts["backups"]> {
-  const [grub, extlinux] = await Promise.all([GRUB_DEFAULTS_PATH, UPDATE_EXTLINUX_CONF_PATH].map((p) => host.readBackup(p)));
-  const text = (backup: Buffer | "absent" | undefined) => (backup === "absent" ? "" : backup?.toString("utf8"));
-  return { grub: text(grub), extlinux: text(extlinux) };
+  const [grub, extlinux] = await readBackupTexts(host, [GRUB_DEFAULTS_PATH, UPDATE_EXTLINUX_CONF_PATH]);
+  return { grub, extlinux };
 }
 
 /** Pure: what to write, given the host's files and what the last apply owned. */

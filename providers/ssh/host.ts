@@ -245,8 +245,8 @@ function remoteHost(connection: Connection): RemoteHost {
   };
 
   const revertFile = async (path: string, text: string) => {
-    const backup = await readFile(BACKUP_ROOT + path);
-    if (backup !== undefined && backup.equals(Buffer.from(text, "utf8"))) await restoreBackup(path);
+    const backup = await readBackup(path);
+    if (backup instanceof Buffer && backup.equals(Buffer.from(text, "utf8"))) await restoreBackup(path);
     else await writeFileAtomic(path, text);
   };
 
