@@ -22,8 +22,14 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
 fi
 echo "PATH=$bin:$root/node_modules/.bin:$PATH"
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
-  mkdir -p "$root/.pulumi-state" # the file backend does not create its directory
-  echo "PULUMI_BACKEND_URL=file://$root/.pulumi-state"
+  state=${VFIO_HOST_STATE_DIR:-$root/.pulumi-state}
+  mkdir -p "$state" # the file backend does not create its directory
+  # metadata=skip: go-cloud's file driver writes a ".attrs" sidecar beside each state file by
+  # truncating it in place, so a run killed at that moment leaves it empty and every later run
+  # fails with "failed to load checkpoint: EOF". Without sidecars the state file alone is written
+  # (temp file + rename). Empty sidecars left by an older setup are never valid: drop them.
+  find "$state" -name '*.attrs' -size 0 -delete
+  echo "PULUMI_BACKEND_URL=file://$state?metadata=skip"
 else
   echo "PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL"
 fi

@@ -18,7 +18,7 @@ export const projectRoot = (() => {
 /** KEY=VALUE pairs of pulumi-env.sh; `backendDir` gives a file backend of its own (tests). */
 export function pulumiEnv(backendDir?: string): Record<string, string> {
   const lines = execFileSync("bash", [path.join(projectRoot, "scripts/pulumi-env.sh")], {
-    env: { ...process.env, ...(backendDir ? { PULUMI_BACKEND_URL: `file://${backendDir}` } : {}) },
+    env: backendDir ? { ...withoutBackendUrl(process.env), VFIO_HOST_STATE_DIR: backendDir } : process.env,
     encoding: "utf8",
   });
   return Object.fromEntries(
@@ -27,6 +27,11 @@ export function pulumiEnv(backendDir?: string): Record<string, string> {
       .filter((l) => l.includes("="))
       .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
+}
+
+function withoutBackendUrl(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { PULUMI_BACKEND_URL: _ignored, ...rest } = env;
+  return rest;
 }
 
 /** One plain CLI call with that environment. */
