@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { InitramfsModules } from "./initramfsModules/resource";
 import { KernelCmdline } from "./kernelCmdline/resource";
 import { kernelArgKey } from "./kernelCmdline/kernelArgs";
+import { GRUB_DEFAULTS_PATH } from "./kernelCmdline/grub";
 import { HostReboot } from "./reboot/resource";
 import { ConnectionInput } from "./ssh/connection";
 import { VfioBinding, VfioBindingArgs } from "./vfioBinding/resource";
@@ -25,6 +26,16 @@ export interface VfioHostArgs {
   reboot?: "auto" | "never";
   /** How long the reboot may take (HostReboot's timeoutSeconds). */
   rebootTimeoutSeconds?: number;
+  /**
+   * Boot a change once first (GRUB's one-shot) and make it permanent only after that boot passed
+   * verification (default true; needs reboot "auto"). Off for a host whose boot loader config is
+   * shared with something else that runs update-grub or edits custom.cfg.
+   */
+  trialBoot?: boolean;
+  /** softdog's margin for a trial boot: one not verified within it is reset (0 = no watchdog). */
+  trialWatchdogSeconds?: number;
+  /** How long a panicking trial waits before it reboots into the previous configuration. */
+  trialPanicSeconds?: number;
 }
 
 export class VfioHost extends pulumi.ComponentResource {
@@ -43,6 +54,7 @@ export class VfioHost extends pulumi.ComponentResource {
     super("vfio-host:index:VfioHost", name, {}, opts);
     const parent = { parent: this };
     const connection = args.connection;
+    const trial = args.trialBoot !== false && args.reboot !== "never";
 
     const cmdline = new KernelCmdline(`${name}-cmdline`, {
       connection,
@@ -51,15 +63,20 @@ export class VfioHost extends pulumi.ComponentResource {
       acknowledgeBootCritical: args.acknowledgeBootCriticalArgs,
       backend: args.bootBackend,
       modules: args.extlinuxModules,
+      trial,
     }, parent);
     const binding = new VfioBinding(`${name}-vfio`, {
       connection,
       selection: args.vfio,
       iommuAtNextBoot: args.kernelArgs.some((a) => IOMMU_ON.includes(a) || kernelArgKey(a) === "vfio_pci.ids"),
+      trial,
     }, parent);
     const initramfs = new InitramfsModules(`${name}-initramfs`, {
       connection,
       triggers: [binding.state.apply((s) => s.content)],
+      trial,
+      // The binding is deleted right after this resource and rebuilds the image then.
+      rebuildOnDelete: false,
     }, { ...parent, dependsOn: [binding] });
     this.bootResources = [cmdline, binding, initramfs];
 
@@ -73,6 +90,7 @@ export class VfioHost extends pulumi.ComponentResource {
             expectArgs: args.kernelArgs,
             expectVfioDevices: binding.state.apply((s) => s.addresses),
             timeoutSeconds: args.rebootTimeoutSeconds,
+            ...(trial ? trialInputs(cmdline, binding, initramfs, args) : {}),
           }, { ...parent, dependsOn: this.bootResources });
 
     this.boundDevices = binding.state.apply((s) => s.addresses);
@@ -83,9 +101,10 @@ export class VfioHost extends pulumi.ComponentResource {
       : binding.state.apply((s) => s.groups);
     this.verifiedBootId = reboot ? reboot.observed.apply((o) => o.bootId) : pulumi.output(undefined);
     this.drivers = reboot ? reboot.observed.apply((o) => o.drivers) : pulumi.output(undefined);
+    // Each staged resource names the trial boot; once is enough.
     this.plannedChanges = pulumi
       .all([cmdline.plannedChanges, binding.plannedChanges, initramfs.plannedChanges])
-      .apply((lists) => lists.flat());
+      .apply((lists) => [...new Set(lists.flat())]);
     this.registerOutputs({
       boundDevices: this.boundDevices,
       boundIds: this.boundIds,
@@ -94,4 +113,21 @@ export class VfioHost extends pulumi.ComponentResource {
       drivers: this.drivers,
     });
   }
+}
+
+/** HostReboot's trial inputs: the files the three resources staged and the image the trial needs. */
+function trialInputs(cmdline: KernelCmdline, binding: VfioBinding, initramfs: InitramfsModules, args: VfioHostArgs) {
+  const staged = pulumi.all([cmdline.state, binding.state, initramfs.state]).apply((states) => states.flatMap((s) => s.staged ?? []));
+  return {
+    staged,
+    trial: pulumi.all([initramfs.state, staged]).apply(([image, files]) => ({
+      release: image.release,
+      // The image carries the modules list and modprobe.d; a command line change alone boots the live one.
+      buildImage: image.stagedRebuild === true || files.some((f) => f.path !== GRUB_DEFAULTS_PATH),
+      options: {
+        ...(args.trialPanicSeconds !== undefined ? { panicSeconds: args.trialPanicSeconds } : {}),
+        ...(args.trialWatchdogSeconds !== undefined ? { watchdogSeconds: args.trialWatchdogSeconds } : {}),
+      },
+    })),
+  };
 }

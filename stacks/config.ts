@@ -19,9 +19,13 @@ const example: Record<string, string> = {
   vfio: 'vfio-host:vfio: { "iommuGroups": [4] }',
   reboot: 'vfio-host:reboot: "auto" (or "never")',
   rebootTimeoutSeconds: "vfio-host:rebootTimeoutSeconds: 900",
+  trialBoot: "vfio-host:trialBoot: true (or false)",
 };
 
 const list = () => z.array(z.string());
+// Config values arrive as strings: "false" must read as false (z.coerce.boolean reads it as true).
+const flag = () =>
+  z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { error: `must be true or false, e.g. ${example.trialBoot}` });
 
 export const StackConfigSchema = z
   .strictObject({
@@ -29,7 +33,7 @@ export const StackConfigSchema = z
     port: z.coerce.number().int().min(1).max(65535).default(22),
     user: z.string().default("root"),
     hostKey: z.string().optional(),
-    insecureTrustOnFirstUse: z.coerce.boolean().default(false),
+    insecureTrustOnFirstUse: flag().default(false),
     escalation: z.enum(["auto", "none", "sudo", "doas"]).default("auto"),
     readyTimeoutSeconds: z.coerce.number().int().positive().default(300),
     sshPrivateKey: z.string().optional(),
@@ -45,6 +49,12 @@ export const StackConfigSchema = z
     reboot: z.enum(["auto", "never"]).default("auto"),
     /** How long a reboot may take before the run fails and says to power-cycle the host. */
     rebootTimeoutSeconds: z.coerce.number().int().min(30).max(3600).default(900),
+    /** Boot a change once (GRUB's one-shot) and make it permanent only after that boot passed verification. */
+    trialBoot: flag().default(true),
+    /** softdog's margin during a trial boot: a trial not verified within it is reset (0: no watchdog). */
+    trialWatchdogSeconds: z.coerce.number().int().min(0).max(3600).default(300),
+    /** How long a panicking trial waits before it reboots into the previous configuration. */
+    trialPanicSeconds: z.coerce.number().int().min(1).max(300).default(10),
     libvirt: z.record(z.string(), z.unknown()).optional(),
   })
   .superRefine((c, ctx) => {

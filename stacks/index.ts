@@ -17,6 +17,9 @@ const host = new VfioHost(pulumi.getStack(), {
   vfio: config.vfio,
   reboot: config.reboot,
   rebootTimeoutSeconds: config.rebootTimeoutSeconds,
+  trialBoot: config.trialBoot,
+  trialWatchdogSeconds: config.trialWatchdogSeconds,
+  trialPanicSeconds: config.trialPanicSeconds,
 });
 
 export const boundDevices = host.boundDevices;

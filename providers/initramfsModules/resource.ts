@@ -5,6 +5,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
+import { readStaging, stagedFile, Staging } from "../bootTrial/host";
+import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { TokenOwnership } from "../kernelCmdline/tokenList";
@@ -22,6 +24,13 @@ export const InitramfsModulesInputs = z.strictObject({
   system: z.enum(["auto", "initramfs-tools", "mkinitfs"]).default("auto"),
   /** Whatever else must be in the image, e.g. VfioBinding's modprobe.d content: a change rebuilds it. */
   triggers: z.array(z.unknown()).default([]),
+  /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (initramfs-tools only). */
+  trial: z.boolean().default(false),
+  /**
+   * Rebuild the image when this resource is deleted. VfioHost turns it off: its VfioBinding is
+   * deleted right after this resource and rebuilds the image then, so one rebuild is enough.
+   */
+  rebuildOnDelete: z.boolean().default(true),
 });
 type Inputs = z.output<typeof InitramfsModulesInputs>;
 type System = "initramfs-tools" | "mkinitfs";
@@ -33,6 +42,9 @@ export interface InitramfsState {
   triggers: unknown[];
   /** mkinitfs: what this stack last wrote to the features.d file (absent in state recorded before it was kept). */
   featureSha256?: string;
+  /** Staged for a trial boot instead of written and rebuilt (HostReboot builds the trial's image). */
+  staged?: StagedFile[];
+  stagedRebuild?: boolean;
 }
 
 interface FileChange {
@@ -53,6 +65,7 @@ interface InitramfsPlan {
   featureSha256?: string;
   /** Planned without state: why creating the resource must not write (see staleBackupRefusal). */
   refusal?: string;
+  staging: Staging;
 }
 
 const systems = {
@@ -97,7 +110,7 @@ async function readInitramfsBackups(host: RemoteHost) {
 type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Awaited<ReturnType<typeof readInitramfsBackups>> };
 
 /** Pure: which files change and whether the image must be rebuilt. */
-export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: InitramfsState | undefined): InitramfsPlan {
+export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: InitramfsState | undefined, staging: Staging = { stage: false }): InitramfsPlan {
   const system = inputs.system !== "auto" ? inputs.system : facts.systems[0];
   if (!system || !facts.systems.includes(system)) {
     throw new InputError(
@@ -152,16 +165,20 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
         : state && !isDeepStrictEqual(state.triggers, inputs.triggers)
           ? "its triggers changed"
           : undefined;
+  // Trial boots build initramfs-tools images (mkinitramfs -d); mkinitfs changes are written as they always were.
+  const staged = system === "initramfs-tools" ? staging : { stage: false };
+  const all = [...changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${systems[system].rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])];
   return {
     system,
     kernel: facts.kernel,
     modules,
     files: written,
     owned,
-    changes: [...changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${systems[system].rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])],
+    changes: all.length > 0 && staged.line ? [...all, staged.line] : all,
     rebuild,
     featureSha256,
     refusal,
+    staging: staged,
   };
 }
 
@@ -180,18 +197,27 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
   schema: InitramfsModulesInputs,
   identity: () => "initramfs",
   plan: async (host, inputs, state) =>
-    planInitramfs(inputs, { ...(await readInitramfsFacts(host)), backups: state ? undefined : await readInitramfsBackups(host) }, state),
+    planInitramfs(
+      inputs,
+      { ...(await readInitramfsFacts(host)), backups: state ? undefined : await readInitramfsBackups(host) },
+      state,
+      await readStaging(host, inputs.trial),
+    ),
   describe: (plan) => plan.changes,
   async apply(host, plan, inputs) {
     if (plan.refusal) throw new Error(plan.refusal);
+    const recorded = { system: plan.system, release: plan.kernel.release, owned: plan.owned, triggers: inputs.triggers, featureSha256: plan.featureSha256 };
+    if (plan.staging.stage) {
+      return { ...recorded, staged: plan.files.map((f) => stagedFile(f.path, f.before, f.after)), stagedRebuild: plan.rebuild !== undefined };
+    }
     for (const file of plan.files) {
       await host.backupOnce(file.path);
       await host.writeFileAtomic(file.path, file.after);
     }
     if (plan.rebuild) await rebuildAndVerify(host, plan.system, plan.kernel.release, plan.modules);
-    return { system: plan.system, release: plan.kernel.release, owned: plan.owned, triggers: inputs.triggers, featureSha256: plan.featureSha256 };
+    return recorded;
   },
-  async revert(host, _inputs, state) {
+  async revert(host, inputs, state) {
     if (state.system === "initramfs-tools") {
       const current = (await host.readFile(INITRAMFS_TOOLS_MODULES_PATH))?.toString("utf8");
       if (current !== undefined) await host.revertFile(INITRAMFS_TOOLS_MODULES_PATH, revertInitramfsToolsModules(current, state.owned as TokenOwnership));
@@ -201,7 +227,7 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
       const written = state.featureSha256 ?? (await featureShaNow(host));
       await restoreWholeFile(host, VFIO_FEATURE_MODULES_PATH, written, `mkinitfs ${state.release}`);
     }
-    await rebuildInitramfs(host, state.system, state.release);
+    if (inputs.rebuildOnDelete) await rebuildInitramfs(host, state.system, state.release);
   },
 });
 
@@ -236,6 +262,8 @@ export interface InitramfsModulesArgs {
   connection: pulumi.Input<ConnectionInput>;
   system?: pulumi.Input<"auto" | "initramfs-tools" | "mkinitfs">;
   triggers?: pulumi.Input<unknown[]>;
+  trial?: pulumi.Input<boolean>;
+  rebuildOnDelete?: pulumi.Input<boolean>;
 }
 
 export class InitramfsModules extends HostResource {

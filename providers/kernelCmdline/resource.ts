@@ -2,6 +2,8 @@
 // /etc/default/grub or Alpine's /etc/update-extlinux.conf), then the generated boot config
 // regenerated and checked. Only the arguments it owns are added, replaced or removed.
 import * as pulumi from "@pulumi/pulumi";
+import { readStaging, stagedFile, Staging } from "../bootTrial/host";
+import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { readBackupTexts } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
@@ -30,6 +32,8 @@ export interface KernelCmdlineState {
   backend: Backend;
   /** grub: ShellListOwnership; extlinux: ExtlinuxOwnership. */
   owned: ShellListOwnership | ExtlinuxOwnership;
+  /** Staged for a trial boot instead of written (HostReboot writes it once the trial passed). */
+  staged?: StagedFile[];
 }
 
 interface KernelCmdlinePlan {
@@ -42,6 +46,7 @@ interface KernelCmdlinePlan {
   warnings: readonly string[];
   /** The generated boot config lacks the arguments even if the source file is right. */
   stale: boolean;
+  staging: Staging;
 }
 
 const backends = {
@@ -94,6 +99,7 @@ export function planKernelCmdline(
   inputs: KernelCmdlineInputs,
   facts: BootFacts,
   state: KernelCmdlineState | undefined,
+  staging: Staging = { stage: false },
 ): KernelCmdlinePlan {
   let backend: Backend;
   try {
@@ -110,7 +116,7 @@ export function planKernelCmdline(
     const before = facts.defaults ?? "";
     const plan = planGrubDefaults({ ...request, text: before, dropIns: facts.dropIns, previouslyOwned: previous as ShellListOwnership, backup: facts.backups?.grub });
     const stale = !grubCfgHasArgs(facts.grubCfg ?? "", inputs.args).ok;
-    return { backend, path: GRUB_DEFAULTS_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale };
+    return { backend, path: GRUB_DEFAULTS_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale, staging };
   }
   const before = facts.extlinuxDefaults ?? "";
   const plan = planUpdateExtlinuxConf({
@@ -121,21 +127,24 @@ export function planKernelCmdline(
     backup: facts.backups?.extlinux,
   });
   const stale = !extlinuxCfgHasArgs(facts.extlinuxCfg ?? "", inputs.args, inputs.modules).ok;
-  return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale };
+  // Trial boots are GRUB's (its one-shot); extlinux changes are written as they always were.
+  return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale, staging: { stage: false } };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
   const changed = plan.after !== plan.before;
+  if (!changed && !plan.stale) return [];
   return [
     ...plan.changes.map((c) => `${plan.path}: ${c}`),
-    ...(changed || plan.stale ? [`regenerate ${backends[plan.backend].generated} (${backends[plan.backend].regenerateName})`] : []),
+    `regenerate ${backends[plan.backend].generated} (${backends[plan.backend].regenerateName})`,
+    ...(plan.staging.line ? [plan.staging.line] : []),
   ];
 }
 
 const REGENERATE_TIMEOUT_MS = 10 * 60_000;
 
 /** Regenerates the boot config from the source file and checks it; the failure, described, or undefined. */
-async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck): Promise<string | undefined> {
+export async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck): Promise<string | undefined> {
   const b = backends[backend];
   try {
     await host.run(b.regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
@@ -175,12 +184,22 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
 export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({
   schema: KernelCmdlineInputs,
   identity: () => "kernel-cmdline",
-  plan: async (host, inputs, state) => planKernelCmdline(inputs, { ...(await readBootFacts(host)), backups: state ? undefined : await readBackups(host) }, state),
+  plan: async (host, inputs, state) =>
+    planKernelCmdline(
+      inputs,
+      { ...(await readBootFacts(host)), backups: state ? undefined : await readBackups(host) },
+      state,
+      await readStaging(host, inputs.trial),
+    ),
   describe: describeKernelCmdlinePlan,
   warnings: (plan) => [...plan.warnings],
 
   async apply(host, plan, inputs) {
     const changed = plan.after !== plan.before;
+    if (plan.staging.stage) {
+      const staged = changed || plan.stale ? [stagedFile(plan.path, plan.before === "" ? undefined : plan.before, plan.after)] : [];
+      return { backend: plan.backend, owned: plan.owned, staged };
+    }
     if (changed) {
       await host.backupOnce(plan.path);
       await host.writeFileAtomic(plan.path, plan.after);
@@ -218,6 +237,8 @@ export interface KernelCmdlineArgs {
   modules?: pulumi.Input<pulumi.Input<string>[]>;
   /** Boot-critical keys (root, init, rd.*, ...) that args may set or remove take off, e.g. ["root"]. */
   acknowledgeBootCritical?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Stage changes for HostReboot's trial boot instead of writing them (GRUB only). */
+  trial?: pulumi.Input<boolean>;
 }
 
 export class KernelCmdline extends HostResource {

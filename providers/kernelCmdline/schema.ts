@@ -108,11 +108,13 @@ export const KernelCmdlineInputs = z
       acknowledgeBootCritical: z
         .array(z.string(), { error: `${ACKNOWLEDGE_KEY}: must be a list of keys, e.g. ["root"]` })
         .default([]),
+      /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (GRUB only). */
+      trial: z.boolean().default(false),
     },
     {
       error: (issue) =>
         issue.code === "unrecognized_keys"
-          ? `Unknown KernelCmdline input ${issue.keys.map((k) => `\`${k}\``).join(", ")}; the inputs are args, remove, backend, modules and acknowledgeBootCritical`
+          ? `Unknown KernelCmdline input ${issue.keys.map((k) => `\`${k}\``).join(", ")}; the inputs are args, remove, backend, modules, acknowledgeBootCritical and trial`
           : 'KernelCmdline inputs must be an object, e.g. { args: ["intel_iommu=on", "iommu=pt"] }',
     },
   )

@@ -16,6 +16,8 @@ import { failpoint } from "../failpoint";
 import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
+import { cleanupTrials, commitTrial, readTrialRecord, readTrialUnsupported, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
+import { bootedTrial, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialOptionsSchema } from "../bootTrial/plan";
 
 const RebootSchema = z
   .object({
@@ -27,6 +29,10 @@ const RebootSchema = z
       .array(z.string().refine((a) => normalizePciAddress(a) !== undefined, "expectVfioDevices: write PCI addresses like 0000:00:1d.0"))
       .default([]),
     timeoutSeconds: z.number().int().min(30).max(3600).default(900),
+    /** Boot files the boot-time resources staged for a trial boot instead of writing them. */
+    staged: z.array(StagedFileSchema).default([]),
+    /** Set when the stack runs trial boots: the kernel they boot and whether they need their own initramfs. */
+    trial: z.strictObject({ release: z.string().min(1), buildImage: z.boolean(), options: TrialOptionsSchema }).optional(),
   })
   .strict();
 type RebootInputs = z.output<typeof RebootSchema>;
@@ -100,13 +106,15 @@ export interface FailedVerification {
   problems: string[];
   /** When it was checked (ISO 8601). */
   at: string;
+  /** The trial boot that failed, when the change was booted as one. */
+  trial?: string;
 }
 
 /** What an update does: reboot for a change, look at the current boot again after a failure, or nothing. */
 export type RebootDecision = { kind: "reboot" } | { kind: "recheck"; failed: FailedVerification } | { kind: "nothing" };
 
 // Only triggers and expectations reboot; a new key or timeout is recorded without one.
-const REBOOT_KEYS = ["triggers", "expectArgs", "expectVfioDevices"] as const;
+const REBOOT_KEYS = ["triggers", "expectArgs", "expectVfioDevices", "staged", "trial"] as const;
 
 /** Pure: `olds` are the recorded outputs (inputs and failedVerification), `news` the new inputs. */
 export function decideReboot(olds: Record<string, unknown>, news: Record<string, unknown>): RebootDecision {
@@ -129,8 +137,9 @@ const FORCE_REBOOT = "force a new reboot with `pulumi up --replace URN` (this Ho
 /** The error of a boot that failed verification: just now (`recorded`) or again on a later run. */
 export function failedBootMessage(label: string, failed: FailedVerification, when: "now" | "again"): string {
   const boot = failed.bootId === null ? "the reboot" : `boot ${failed.bootId}`;
-  const head =
-    when === "now"
+  const head = failed.trial
+    ? `${label}: trial boot ${failed.trial} failed (checked ${failed.at}); the host is on its previous configuration and nothing was made permanent:`
+    : when === "now"
       ? `${label} rebooted but ${boot} failed verification:`
       : `${label}: the last boot (id ${failed.bootId ?? "unknown"}) failed verification (checked ${failed.at}):`;
   return (
@@ -170,8 +179,8 @@ class RecordedFailure extends Error {
 
 type BootOutcome = { ok: true; observed: BootObservation } | { ok: false; failed: FailedVerification; message: string };
 
-async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<BootOutcome> {
-  const before = (await host.run(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
+/** Reboots the host and waits for it to answer with a new boot_id; undefined when it did not in time. */
+async function rebootAndWait(host: RemoteHost, inputs: RebootInputs, before: string): Promise<BootObservation | undefined> {
   const started = Date.now();
   console.error(`${host.label}: rebooting (boot ${before.slice(0, 8)}), waiting up to ${inputs.timeoutSeconds}s`);
   // Under the host lock, so no other run is rewriting the boot files as the host goes down; the
@@ -180,7 +189,6 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
   await failpoint("reboot.issued");
   await host.disconnect();
   const deadline = started + inputs.timeoutSeconds * 1000;
-  let observed: BootObservation | undefined;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 3_000));
     try {
@@ -189,24 +197,123 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
       const remaining = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
       const candidate = await withHost({ ...inputs.connection, readyTimeoutSeconds: remaining }, (h) => observeBoot(h, inputs.expectVfioDevices));
       if (candidate.bootId !== "" && candidate.bootId !== before) {
-        observed = candidate;
-        break;
+        console.error(`${host.label}: back after ${Math.round((Date.now() - started) / 1000)}s (boot ${candidate.bootId.slice(0, 8)})`);
+        return candidate;
       }
     } catch {
       // Going down or not up yet: drop the connection and try again.
     }
     await host.disconnect();
   }
+  return undefined;
+}
+
+const currentBootId = async (host: RemoteHost) => (await host.run(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim();
+
+async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<BootOutcome> {
+  const before = await currentBootId(host);
+  const observed = await rebootAndWait(host, inputs, before);
   const at = new Date().toISOString();
   if (!observed) {
     const message = noNewBootMessage(host.label, inputs.timeoutSeconds, before);
     return { ok: false, failed: { bootId: null, previousBootId: before, problems: [`no new boot_id within ${inputs.timeoutSeconds}s`], at }, message };
   }
-  console.error(`${host.label}: back after ${Math.round((Date.now() - started) / 1000)}s (boot ${observed.bootId.slice(0, 8)})`);
   const problems = verifyBoot(observed, inputs.expectArgs, inputs.expectVfioDevices);
   if (problems.length === 0) return { ok: true, observed };
   const failed = { bootId: observed.bootId, previousBootId: before, problems, at };
   return { ok: false, failed, message: failedBootMessage(host.label, failed, "now") };
+}
+
+/** Pure: the trial the inputs ask for, or undefined when nothing is staged (or trials are off). */
+export function trialOf(inputs: Pick<RebootInputs, "staged" | "trial">): Trial | undefined {
+  if (!inputs.trial || inputs.staged.length === 0) return undefined;
+  const { release, buildImage, options } = inputs.trial;
+  return { id: trialId(inputs.staged, release, buildImage, options), files: inputs.staged, release, buildImage, options };
+}
+
+const RETRY_TRIAL = "Not retrying without a change: fix the cause and run `pulumi up`, or retry the same trial with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`).";
+
+/** The error of a trial whose boot did not come back as the trial. */
+export function trialFellBackMessage(label: string, trial: Trial, bootId: string, log: string): string {
+  const watchdog =
+    trial.options.watchdogSeconds > 0
+      ? `\n  A healthy boot that is slow to answer over SSH ends like this too: raise vfio-host:trialWatchdogSeconds (now ${trial.options.watchdogSeconds}).`
+      : "";
+  return (
+    `${label}: the trial boot failed; the host is back on its previous configuration; nothing was made permanent.\n` +
+    `  Trial ${trial.id}: boot ${bootId} came up without ${TRIAL_MARKER_KEY}=${trial.id} on its command line and GRUB's one-shot was spent ` +
+    `(the trial panicked, hung until the watchdog reset it, or was power-cycled).\n  ${log}\n` +
+    `  The trial's menu entry and initramfs were removed. ${RETRY_TRIAL}${watchdog}`
+  );
+}
+
+/** The error of a trial that never answered. */
+export function trialNoNewBootMessage(label: string, trial: Trial, timeoutSeconds: number): string {
+  return (
+    `${label} did not come back within ${timeoutSeconds}s after booting trial ${trial.id}. Power-cycle it: it will boot the previous ` +
+    `configuration (GRUB's one-shot is spent). Then run \`pulumi up\`: it finds the previous configuration, removes the trial and reports ` +
+    `the failure without rebooting.`
+  );
+}
+
+async function fellBack(host: RemoteHost, inputs: RebootInputs, trial: Trial, record: TrialRecord, observed: BootObservation): Promise<BootOutcome> {
+  await withHostLock(inputs.connection, lockOwner(undefined), () => cleanupTrials(host));
+  const log = await trialBootLog(host, trial.id);
+  const failed = { bootId: observed.bootId, previousBootId: record.previousBootId, problems: [`trial ${trial.id} fell back`], at: new Date().toISOString(), trial: trial.id };
+  console.error(`${host.label}: trial ${trial.id} fell back to the previous configuration`);
+  return { ok: false, failed, message: trialFellBackMessage(host.label, trial, observed.bootId, log) };
+}
+
+/** The trial booted: prove it, then make it permanent; a boot that fails the proof is rebooted back. */
+async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, trial: Trial, observed: BootObservation, previousBootId: string): Promise<BootOutcome> {
+  const problems = verifyBoot(observed, inputs.expectArgs, inputs.expectVfioDevices);
+  if (problems.length === 0) {
+    const started = Date.now();
+    await withHostLock(inputs.connection, lockOwner(undefined), () => commitTrial(host, trial, inputs.expectArgs));
+    console.error(`${host.label}: trial ${trial.id} committed in ${Math.round((Date.now() - started) / 1000)}s`);
+    return { ok: true, observed };
+  }
+  // Nothing was committed: with the trial gone, the reboot lands on the previous configuration.
+  await withHostLock(inputs.connection, lockOwner(undefined), () => cleanupTrials(host));
+  const back = await rebootAndWait(host, inputs, observed.bootId);
+  const failed = { bootId: observed.bootId, previousBootId, problems, at: new Date().toISOString(), trial: trial.id };
+  const where = back ? "it was rebooted back to its previous configuration" : `it was rebooted back, but did not answer within ${inputs.timeoutSeconds}s; power-cycle it`;
+  return {
+    ok: false,
+    failed,
+    message:
+      `${host.label}: the trial boot came up but failed verification:\n  ${problems.join("\n  ")}\n` +
+      `${where}; nothing was made permanent. ${RETRY_TRIAL}`,
+  };
+}
+
+/**
+ * A change booted once as a trial: the boot found now decides where to start (a run cut short
+ * after the reboot resumes with the proof; a trial that already fell back is reported, not
+ * retried), else the trial is staged and booted.
+ */
+async function runTrial(host: RemoteHost, inputs: RebootInputs, trial: Trial, recorded?: FailedVerification): Promise<BootOutcome> {
+  const now = await observeBoot(host, inputs.expectVfioDevices);
+  const record = await readTrialRecord(host);
+  if (bootedTrial(now.cmdline) === trial.id) return proveAndCommit(host, inputs, trial, now, record?.previousBootId ?? now.bootId);
+  if (record?.id === trial.id && record.previousBootId !== now.bootId) return fellBack(host, inputs, trial, record, now);
+  if (recorded?.trial === trial.id) {
+    const again = { ...recorded, at: new Date().toISOString() };
+    const stillWaiting = record?.id === trial.id ? ` It is still on boot ${now.bootId} from before the trial: power-cycle it.` : "";
+    return { ok: false, failed: again, message: failedBootMessage(host.label, again, "again") + stillWaiting };
+  }
+  const unsupported = await readTrialUnsupported(host);
+  if (unsupported) throw new Error(`${host.label} can no longer boot a trial (${unsupported}); nothing was changed. Set vfio-host:trialBoot to false to apply without one.`);
+  const started = Date.now();
+  await withHostLock(inputs.connection, lockOwner(undefined), () => stageTrial(host, trial, now.bootId));
+  console.error(`${host.label}: trial ${trial.id} staged in ${Math.round((Date.now() - started) / 1000)}s`);
+  const observed = await rebootAndWait(host, inputs, now.bootId);
+  if (!observed) {
+    const failed = { bootId: null, previousBootId: now.bootId, problems: [`no new boot_id within ${inputs.timeoutSeconds}s`], at: new Date().toISOString(), trial: trial.id };
+    return { ok: false, failed, message: trialNoNewBootMessage(host.label, trial, inputs.timeoutSeconds) };
+  }
+  if (bootedTrial(observed.cmdline) === trial.id) return proveAndCommit(host, inputs, trial, observed, now.bootId);
+  return fellBack(host, inputs, trial, { id: trial.id, previousBootId: now.bootId }, observed);
 }
 
 /** The boot found now, checked against a failure recorded earlier; nothing is rebooted. */
@@ -221,7 +328,7 @@ async function recheck(host: RemoteHost, inputs: RebootInputs, failed: FailedVer
   return { ok: false, failed: again, message: failedBootMessage(host.label, again, "again") };
 }
 
-const inputKeys = ["connection", "triggers", "expectArgs", "expectVfioDevices", "timeoutSeconds"] as const;
+const inputKeys = ["connection", "triggers", "expectArgs", "expectVfioDevices", "timeoutSeconds", "staged", "trial"] as const;
 const sameInputs = (a: Record<string, unknown>, b: Record<string, unknown>, keys: readonly string[]) =>
   keys.every((k) => isDeepStrictEqual(a[k], b[k]));
 
@@ -251,7 +358,8 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
   },
   async create(props) {
     const inputs = parseChecked(RebootSchema, props);
-    const outcome = await withHost(inputs.connection, (host) => rebootAndVerify(host, inputs));
+    const trial = trialOf(inputs);
+    const outcome = await withHost(inputs.connection, (host) => (trial ? runTrial(host, inputs, trial) : rebootAndVerify(host, inputs)));
     const id = `${inputs.connection.host}:${outcome.ok ? outcome.observed.bootId : (outcome.failed.bootId ?? outcome.failed.previousBootId)}`;
     return { id, outs: settle(outcome, id, inputs, props, undefined) };
   },
@@ -259,8 +367,13 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
     const inputs = parseChecked(RebootSchema, news);
     const decision = decideReboot(olds, news);
     if (decision.kind === "nothing") return { outs: plainOutputs({ ...inputs, observed: olds.observed }) };
+    const trial = trialOf(inputs);
     const outcome = await withHost(inputs.connection, (host) =>
-      decision.kind === "reboot" ? rebootAndVerify(host, inputs) : recheck(host, inputs, decision.failed),
+      trial
+        ? runTrial(host, inputs, trial, decision.kind === "recheck" ? decision.failed : undefined)
+        : decision.kind === "reboot"
+          ? rebootAndVerify(host, inputs)
+          : recheck(host, inputs, decision.failed),
     );
     return { outs: settle(outcome, id, inputs, news, olds.observed) };
   },
@@ -269,9 +382,12 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
     const observed = await withHost(inputs.connection, (host) => observeBoot(host, inputs.expectVfioDevices));
     return { id, props: { ...props, observed } };
   },
-  async delete() {
+  async delete(_id, props) {
     // Destroy never reboots a host by itself: the boot-time resources restore the files, and the
-    // old configuration takes effect at the next boot the user chooses (see the README).
+    // old configuration takes effect at the next boot the user chooses (see the README). A trial
+    // still staged (a run cut short before its reboot) is taken away.
+    const inputs = inputsOf(props);
+    if (inputs.trial) await withHost(inputs.connection, (host) => withHostLock(inputs.connection, lockOwner(undefined), () => cleanupTrials(host)));
   },
 };
 
@@ -281,6 +397,8 @@ export interface HostRebootArgs {
   expectArgs?: pulumi.Input<pulumi.Input<string>[]>;
   expectVfioDevices?: pulumi.Input<pulumi.Input<string>[]>;
   timeoutSeconds?: pulumi.Input<number>;
+  staged?: pulumi.Input<z.input<typeof StagedFileSchema>[]>;
+  trial?: pulumi.Input<{ release: pulumi.Input<string>; buildImage: pulumi.Input<boolean>; options: z.input<typeof TrialOptionsSchema> }>;
 }
 
 export class HostReboot extends pulumi.dynamic.Resource {

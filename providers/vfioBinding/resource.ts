@@ -4,6 +4,8 @@
 // when this content changes.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { readStaging, stagedFile, Staging } from "../bootTrial/host";
+import { StagedFile } from "../bootTrial/plan";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { rebuildInitramfs } from "../initramfsModules/resource";
 import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
@@ -23,6 +25,8 @@ const ResourceInputs = z.strictObject({
     .default(MODPROBE_CONF_PATH),
   /** The stack's KernelCmdline turns the IOMMU on at the next boot (groups are checked after it). */
   iommuAtNextBoot: z.boolean().default(false),
+  /** The stack boots changes once as a trial first: stage the file for HostReboot instead of writing it. */
+  trial: z.boolean().default(false),
 });
 type Inputs = z.output<typeof ResourceInputs>;
 
@@ -36,10 +40,12 @@ export interface VfioBindingState {
   groupCheck: "enforced" | "deferred";
   /** What this stack last wrote to `path` (absent in state recorded before it was kept: then `content`'s). */
   sha256?: string;
+  /** Staged for a trial boot instead of written (HostReboot writes it once the trial passed). */
+  staged?: StagedFile[];
 }
 
 /** `refusal`: planned without state, why creating the resource must not write (see staleBackupRefusal). */
-type Plan = VfioBindingState & { changes: string[]; warnings: string[]; current?: string; refusal?: string };
+type Plan = VfioBindingState & { changes: string[]; warnings: string[]; current?: string; refusal?: string; staging: Staging };
 
 export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindingState>({
   schema: ResourceInputs,
@@ -75,17 +81,24 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
       warnings: [...plan.warnings, ...reading.warnings],
       current,
       refusal: state ? undefined : staleBackupRefusal(inputs.path, plan.content, currentBytes, await host.readBackup(inputs.path)),
+      staging: await readStaging(host, inputs.trial),
     };
   },
-  describe: (plan) => (plan.current === plan.content ? [] : plan.changes.length > 0 ? plan.changes : [`${plan.path}: rewrite`]),
+  describe: (plan) =>
+    plan.current === plan.content
+      ? []
+      : [...(plan.changes.length > 0 ? plan.changes : [`${plan.path}: rewrite`]), ...(plan.staging.line ? [plan.staging.line] : [])],
   warnings: (plan) => plan.warnings,
   async apply(host, plan) {
     if (plan.refusal) throw new Error(plan.refusal);
+    const { changes: _c, warnings: _w, current: _p, refusal: _r, staging, ...state } = plan;
+    if (staging.stage) {
+      return { ...state, sha256: sha256Hex(plan.content), staged: plan.current === plan.content ? [] : [stagedFile(plan.path, plan.current, plan.content)] };
+    }
     if (plan.current !== plan.content) {
       await host.backupOnce(plan.path);
       await host.writeFileAtomic(plan.path, plan.content);
     }
-    const { changes: _c, warnings: _w, current: _p, refusal: _r, ...state } = plan;
     return { ...state, sha256: sha256Hex(plan.content) };
   },
   async revert(host, _inputs, state) {
@@ -102,6 +115,7 @@ export interface VfioBindingArgs {
   selection: pulumi.Input<z.input<typeof VfioBindingInputs>>;
   path?: pulumi.Input<string>;
   iommuAtNextBoot?: pulumi.Input<boolean>;
+  trial?: pulumi.Input<boolean>;
 }
 
 export class VfioBinding extends HostResource {

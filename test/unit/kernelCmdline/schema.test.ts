@@ -13,6 +13,7 @@ describe("KernelCmdlineInputs", () => {
       backend: "auto",
       modules: ["vfio", "vfio-pci"],
       acknowledgeBootCritical: [],
+      trial: false,
     });
   });
 
@@ -83,7 +84,7 @@ describe("KernelCmdlineInputs", () => {
 
   it("names unknown keys", () => {
     expect(messages({ args: ["iommu=pt"], arguments: [] })).toEqual([
-      "Unknown KernelCmdline input `arguments`; the inputs are args, remove, backend, modules and acknowledgeBootCritical",
+      "Unknown KernelCmdline input `arguments`; the inputs are args, remove, backend, modules, acknowledgeBootCritical and trial",
     ]);
   });
 

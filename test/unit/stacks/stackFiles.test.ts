@@ -23,6 +23,8 @@ function programConfig(yaml: string): Record<string, string> {
 }
 
 /** What the files leave to each installation: the host's pinned key and the login's key (a secret). */
+/** The trial boot keys as a stack file that does not set them reads. */
+const trialDefaults = { trialBoot: true, trialPanicSeconds: 10, trialWatchdogSeconds: 300 };
 const perInstallation = {
   hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
   sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n(the test's own)\n-----END OPENSSH PRIVATE KEY-----\n",
@@ -43,6 +45,7 @@ describe("stacks/Pulumi.alpine-homeassistant.yaml", () => {
   it("is the reference host: Intel IOMMU, extlinux with the VFIO modules, the four ICH10 USB controllers of group 4", () => {
     expect(checkedStack("Pulumi.alpine-homeassistant.yaml")).toEqual({
       ...perInstallation,
+      ...trialDefaults,
       host: "192.0.2.10",
       port: 22,
       user: "root",
