@@ -5,7 +5,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { InitramfsModules } from "./initramfsModules/resource";
 import { KernelCmdline } from "./kernelCmdline/resource";
 import { kernelArgKey } from "./kernelCmdline/kernelArgs";
-import { GRUB_DEFAULTS_PATH } from "./kernelCmdline/grub";
 import { HostReboot } from "./reboot/resource";
 import { ConnectionInput } from "./ssh/connection";
 import { VfioBinding, VfioBindingArgs } from "./vfioBinding/resource";
@@ -120,10 +119,10 @@ function trialInputs(cmdline: KernelCmdline, binding: VfioBinding, initramfs: In
   const staged = pulumi.all([cmdline.state, binding.state, initramfs.state]).apply((states) => states.flatMap((s) => s.staged ?? []));
   return {
     staged,
-    trial: pulumi.all([initramfs.state, staged]).apply(([image, files]) => ({
+    trial: initramfs.state.apply((image) => ({
       release: image.release,
-      // The image carries the modules list and modprobe.d; a command line change alone boots the live one.
-      buildImage: image.stagedRebuild === true || files.some((f) => f.path !== GRUB_DEFAULTS_PATH),
+      // HostReboot adds the staged modules list and modprobe.d; a command line change alone boots the live image.
+      buildImage: image.stagedRebuild === true,
       options: {
         ...(args.trialPanicSeconds !== undefined ? { panicSeconds: args.trialPanicSeconds } : {}),
         ...(args.trialWatchdogSeconds !== undefined ? { watchdogSeconds: args.trialWatchdogSeconds } : {}),

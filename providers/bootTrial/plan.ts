@@ -71,14 +71,14 @@ export function trialUnsupported(facts: TrialSupportFacts): string | undefined {
 /** The line every staged resource adds to its planned changes, so preview says what the reboot will do. */
 export function trialPlanLine(unsupported: string | undefined): string {
   return unsupported === undefined
-    ? "trial boot: the reboot boots these changes once (GRUB one-shot); they become permanent only after that boot is verified, else the host falls back to its previous configuration"
-    : `no trial boot on this host (${unsupported}): these changes become permanent before the reboot, and a boot that fails needs the console`;
+    ? "boot once with these changes (GRUB one-shot), then make them permanent once that boot is verified"
+    : `no trial boot on this host (${unsupported}): these changes become permanent before the reboot`;
 }
 
 /** Pure: the trial's id, from everything that goes into it; a failed trial is not retried with the same id. */
 export function trialId(files: readonly StagedFile[], release: string, buildImage: boolean, options: TrialOptions): string {
   const canonical = JSON.stringify({
-    files: [...files].sort((a, b) => a.path.localeCompare(b.path)).map((f) => [f.path, f.after]),
+    files: [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map((f) => [f.path, f.after]),
     release,
     buildImage,
     options: [options.panicSeconds, options.watchdogSeconds],
@@ -137,7 +137,9 @@ export function renderTrialEntry(entry: readonly string[], id: string, args: rea
   const body = entry.slice(1).map((line) => {
     if (/^\s*linux\s/.test(line)) {
       linuxLines++;
-      return `${line} ${args.join(" ")}`;
+      // Before a `--`: what follows it goes to init, and the kernel would not read panic= there.
+      const dashes = line.search(/\s--(\s|$)/);
+      return dashes < 0 ? `${line} ${args.join(" ")}` : `${line.slice(0, dashes)} ${args.join(" ")}${line.slice(dashes)}`;
     }
     if (trialImage && /^\s*initrd\s/.test(line)) {
       initrdLines++;

@@ -62,6 +62,8 @@ interface InitramfsPlan {
   changes: string[];
   /** Why the image must be rebuilt, or undefined. */
   rebuild?: string;
+  /** The modules the live image lacks. */
+  missing: string[];
   featureSha256?: string;
   /** Planned without state: why creating the resource must not write (see staleBackupRefusal). */
   refusal?: string;
@@ -176,6 +178,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
     owned,
     changes: all.length > 0 && staged.line ? [...all, staged.line] : all,
     rebuild,
+    missing,
     featureSha256,
     refusal,
     staging: staged,
@@ -208,7 +211,9 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
     if (plan.refusal) throw new Error(plan.refusal);
     const recorded = { system: plan.system, release: plan.kernel.release, owned: plan.owned, triggers: inputs.triggers, featureSha256: plan.featureSha256 };
     if (plan.staging.stage) {
-      return { ...recorded, staged: plan.files.map((f) => stagedFile(f.path, f.before, f.after)), stagedRebuild: plan.rebuild !== undefined };
+      // A changed modules list or modprobe.d (the triggers) is staged as files, which build the trial's image;
+      // only a live image that lacks modules needs a rebuild on its own.
+      return { ...recorded, staged: plan.files.map((f) => stagedFile(f.path, f.before, f.after)), stagedRebuild: plan.files.length === 0 && plan.missing.length > 0 };
     }
     for (const file of plan.files) {
       await host.backupOnce(file.path);

@@ -13,11 +13,12 @@ import { missingKernelArgs } from "../kernelCmdline/kernelArgs";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
 import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { failpoint } from "../failpoint";
-import { RemoteHost, withHost } from "../ssh/host";
+import { RemoteHost, sha256Hex, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
 import { cleanupTrials, commitTrial, readTrialRecord, readTrialUnsupported, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
-import { bootedTrial, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialOptionsSchema } from "../bootTrial/plan";
+import { bootedTrial, StagedFile, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialOptionsSchema } from "../bootTrial/plan";
+import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
 
 const RebootSchema = z
   .object({
@@ -132,6 +133,7 @@ export function recheckProblems(failed: FailedVerification, observed: BootObserv
 }
 
 const BACKUP_DIRECTORY = "/var/lib/vfio-host/backup";
+const RETRY_TRIAL = "Not retrying without a change: fix the cause and run `pulumi up`, or retry the same trial with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`).";
 const FORCE_REBOOT = "force a new reboot with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`)";
 
 /** The error of a boot that failed verification: just now (`recorded`) or again on a later run. */
@@ -142,6 +144,7 @@ export function failedBootMessage(label: string, failed: FailedVerification, whe
     : when === "now"
       ? `${label} rebooted but ${boot} failed verification:`
       : `${label}: the last boot (id ${failed.bootId ?? "unknown"}) failed verification (checked ${failed.at}):`;
+  if (failed.trial) return `${head}\n  ${failed.problems.join("\n  ")}\n${RETRY_TRIAL}`;
   return (
     `${head}\n  ${failed.problems.join("\n  ")}\n` +
     `Not rebooting again without a change: the failure is recorded in the state. Fix the cause (reboot by hand if the fix needs a boot) and ` +
@@ -227,11 +230,32 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
 /** Pure: the trial the inputs ask for, or undefined when nothing is staged (or trials are off). */
 export function trialOf(inputs: Pick<RebootInputs, "staged" | "trial">): Trial | undefined {
   if (!inputs.trial || inputs.staged.length === 0) return undefined;
-  const { release, buildImage, options } = inputs.trial;
-  return { id: trialId(inputs.staged, release, buildImage, options), files: inputs.staged, release, buildImage, options };
+  return effectiveTrial(inputs.staged, inputs.trial);
 }
 
-const RETRY_TRIAL = "Not retrying without a change: fix the cause and run `pulumi up`, or retry the same trial with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`).";
+/**
+ * Pure: the trial of these staged files, or undefined when there is nothing to boot. A resource
+ * that did not change in this run keeps the staged files of an earlier trial in its state; those
+ * already on the host (`applied`) are left out. The image is built when the modules list or
+ * modprobe.d changes, or when InitramfsModules found the live image lacking modules.
+ */
+export function effectiveTrial(staged: readonly StagedFile[], options: NonNullable<RebootInputs["trial"]>, applied: (f: StagedFile) => boolean = () => false): Trial | undefined {
+  const files = staged.filter((f) => !applied(f));
+  const buildImage = options.buildImage || files.some((f) => f.path !== GRUB_DEFAULTS_PATH);
+  if (files.length === 0 && !buildImage) return undefined;
+  const { release, options: trialOptions } = options;
+  return { id: trialId(files, release, buildImage, trialOptions), files, release, buildImage, options: trialOptions };
+}
+
+/** The trial left once the staged files the host already holds are taken out. */
+async function trialOnHost(host: RemoteHost, inputs: RebootInputs): Promise<Trial | undefined> {
+  const current = new Map<string, string | null>();
+  for (const file of inputs.staged) {
+    const bytes = await host.readFile(file.path);
+    current.set(file.path, bytes === undefined ? null : sha256Hex(bytes));
+  }
+  return effectiveTrial(inputs.staged, inputs.trial!, (f) => current.get(f.path) === sha256Hex(f.after));
+}
 
 /** The error of a trial whose boot did not come back as the trial. */
 export function trialFellBackMessage(label: string, trial: Trial, bootId: string, log: string): string {
@@ -292,8 +316,13 @@ async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, trial: Tri
  * after the reboot resumes with the proof; a trial that already fell back is reported, not
  * retried), else the trial is staged and booted.
  */
-async function runTrial(host: RemoteHost, inputs: RebootInputs, trial: Trial, recorded?: FailedVerification): Promise<BootOutcome> {
+async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: FailedVerification): Promise<BootOutcome> {
   const now = await observeBoot(host, inputs.expectVfioDevices);
+  const trial = await trialOnHost(host, inputs);
+  if (!trial) {
+    // Everything staged is in place already (committed by an earlier trial): prove the boot found, reboot only if it fails.
+    return verifyBoot(now, inputs.expectArgs, inputs.expectVfioDevices).length === 0 ? { ok: true, observed: now } : rebootAndVerify(host, inputs);
+  }
   const record = await readTrialRecord(host);
   if (bootedTrial(now.cmdline) === trial.id) return proveAndCommit(host, inputs, trial, now, record?.previousBootId ?? now.bootId);
   if (record?.id === trial.id && record.previousBootId !== now.bootId) return fellBack(host, inputs, trial, record, now);
@@ -329,8 +358,14 @@ async function recheck(host: RemoteHost, inputs: RebootInputs, failed: FailedVer
 }
 
 const inputKeys = ["connection", "triggers", "expectArgs", "expectVfioDevices", "timeoutSeconds", "staged", "trial"] as const;
+// State recorded before trial boots has neither key: that is nothing staged, and trial options
+// matter only with something staged.
+const comparable = (props: Record<string, unknown>): Record<string, unknown> => {
+  const staged = (props.staged as unknown[] | undefined) ?? [];
+  return { ...props, staged, trial: staged.length > 0 ? props.trial : undefined };
+};
 const sameInputs = (a: Record<string, unknown>, b: Record<string, unknown>, keys: readonly string[]) =>
-  keys.every((k) => isDeepStrictEqual(a[k], b[k]));
+  keys.every((k) => isDeepStrictEqual(comparable(a)[k], comparable(b)[k]));
 
 /** The inputs of a property bag that may also hold this resource's outputs (read, update's olds). */
 function inputsOf(props: Record<string, unknown>): RebootInputs {
@@ -358,8 +393,7 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
   },
   async create(props) {
     const inputs = parseChecked(RebootSchema, props);
-    const trial = trialOf(inputs);
-    const outcome = await withHost(inputs.connection, (host) => (trial ? runTrial(host, inputs, trial) : rebootAndVerify(host, inputs)));
+    const outcome = await withHost(inputs.connection, (host) => (trialOf(inputs) ? runTrial(host, inputs) : rebootAndVerify(host, inputs)));
     const id = `${inputs.connection.host}:${outcome.ok ? outcome.observed.bootId : (outcome.failed.bootId ?? outcome.failed.previousBootId)}`;
     return { id, outs: settle(outcome, id, inputs, props, undefined) };
   },
@@ -367,10 +401,9 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
     const inputs = parseChecked(RebootSchema, news);
     const decision = decideReboot(olds, news);
     if (decision.kind === "nothing") return { outs: plainOutputs({ ...inputs, observed: olds.observed }) };
-    const trial = trialOf(inputs);
     const outcome = await withHost(inputs.connection, (host) =>
-      trial
-        ? runTrial(host, inputs, trial, decision.kind === "recheck" ? decision.failed : undefined)
+      trialOf(inputs)
+        ? runTrial(host, inputs, decision.kind === "recheck" ? decision.failed : undefined)
         : decision.kind === "reboot"
           ? rebootAndVerify(host, inputs)
           : recheck(host, inputs, decision.failed),

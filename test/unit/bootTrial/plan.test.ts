@@ -298,7 +298,7 @@ describe("renderTrialEntry", () => {
 
   // Documentation/admin-guide/kernel-parameters.rst: everything after `--` is passed to init, so the
   // kernel never reads a panic= placed there, and a panicking trial would hang instead of falling back.
-  it.failing("puts the trial args where the kernel reads them when the line passes args to init after --", () => {
+  it("puts the trial args where the kernel reads them when the line passes args to init after --", () => {
     const withInitArgs = bookwormFirstEntry.map((l) => (l.startsWith("\tlinux\t") ? `${l} -- single` : l));
     const linux = render(withInitArgs).split("\n").find((l) => l.startsWith("\tlinux\t"))!;
     const tokens = parseKernelArgs(linux);

@@ -2,7 +2,7 @@
 // reboots, and the messages a failed trial ends with. The host half runs on the lab.
 import fc from "fast-check";
 import { StagedFile, TrialOptions, trialId } from "../../../providers/bootTrial/plan";
-import { decideReboot, failedBootMessage, FailedVerification, trialFellBackMessage, trialNoNewBootMessage, trialOf } from "../../../providers/reboot/resource";
+import { decideReboot, failedBootMessage, FailedVerification, trialFellBackMessage, trialNoNewBootMessage, trialOf, effectiveTrial } from "../../../providers/reboot/resource";
 
 const LABEL = "root@192.0.2.10";
 const RELEASE = "6.1.0-57-amd64";
@@ -85,7 +85,7 @@ describe("decideReboot with staged files", () => {
 
   // The comment on REBOOT_KEYS: "a new key or timeout is recorded without one". State written before
   // trial boots has no `staged`; check fills in `staged: []` for a stack with trials off.
-  it.failing("does not reboot a host whose state predates trial boots when nothing is staged", () => {
+  it("does not reboot a host whose state predates trial boots when nothing is staged", () => {
     const { staged: _s, trial: _t, ...beforeTrials } = recorded;
     expect(decideReboot(beforeTrials, { ...checked, staged: [], trial: undefined })).toEqual({ kind: "nothing" });
   });
@@ -126,8 +126,7 @@ describe("the trial messages", () => {
     const expected =
       `${LABEL}: trial boot ${trial.id} failed (checked 2026-12-01T04:00:00.000Z); the host is on its previous configuration and nothing was made permanent:\n` +
       `  trial ${trial.id} fell back\n` +
-      "Not rebooting again without a change: the failure is recorded in the state. Fix the cause (reboot by hand if the fix needs a boot) and " +
-      `run \`pulumi up\` again, which checks the boot it finds; or force a new reboot with ${REPLACE}.`;
+      `Not retrying without a change: fix the cause and run \`pulumi up\`, or retry the same trial with ${REPLACE}.`;
     expect(failedBootMessage(LABEL, failed, "again")).toBe(expected);
     expect(failedBootMessage(LABEL, failed, "now")).toBe(expected);
     expect(failedBootMessage(LABEL, { ...failed, bootId: null, problems: ["no new boot_id within 900s"] }, "again")).toContain(
@@ -146,13 +145,31 @@ describe("trialOf properties", () => {
     { selector: (f) => f.path, minLength: 1 },
   );
 
-  it("a trial exists exactly when trials are on and something is staged, and it carries those files", () => {
+  it("a trial exists exactly when trials are on and something is staged, carries those files, and builds an image for anything but /etc/default/grub", () => {
     fc.assert(
       fc.property(fc.option(staged, { nil: [] as StagedFile[] }), fc.boolean(), fc.boolean(), (files, on, buildImage) => {
         const found = trialOf({ staged: files, trial: on ? { ...trialInputs, buildImage } : undefined });
         if (!on || files.length === 0) return expect(found).toBeUndefined();
-        expect(found).toEqual({ id: trialId(files, RELEASE, buildImage, OPTIONS), files, release: RELEASE, buildImage, options: OPTIONS });
+        const image = buildImage || files.some((f) => f.path !== "/etc/default/grub");
+        expect(found).toEqual({ id: trialId(files, RELEASE, image, OPTIONS), files, release: RELEASE, buildImage: image, options: OPTIONS });
       }),
     );
+  });
+});
+
+describe("effectiveTrial", () => {
+  const grub: StagedFile = { path: "/etc/default/grub", beforeSha256: null, after: "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n" };
+  const modules: StagedFile = { path: "/etc/initramfs-tools/modules", beforeSha256: null, after: "vfio\n" };
+
+  it("leaves out what an earlier trial already committed, so a command line change alone boots the live image", () => {
+    const trial = effectiveTrial([grub, modules], { ...trialInputs, buildImage: false }, (f) => f === modules)!;
+    expect(trial.files).toEqual([grub]);
+    expect(trial.buildImage).toBe(false);
+    expect(trial.id).toBe(trialId([grub], RELEASE, false, OPTIONS));
+  });
+
+  it("has nothing to boot when every staged file is in place and the live image lacks nothing", () => {
+    expect(effectiveTrial([grub, modules], { ...trialInputs, buildImage: false }, () => true)).toBeUndefined();
+    expect(effectiveTrial([grub], { ...trialInputs, buildImage: true }, () => true)).toMatchObject({ files: [], buildImage: true });
   });
 });
