@@ -122,6 +122,7 @@ mv -f "$image.new" "$image"`;
 // the live one (a private mount namespace binds the staged copy over it) or the live grub.cfg.
 const GENERATE_TRIAL_MENU = `set -e
 dir=$1
+mkdir -p "$dir/files/etc/default"
 [ -f "$dir/files${GRUB_DEFAULTS_PATH}" ] || cp -p ${GRUB_DEFAULTS_PATH} "$dir/files${GRUB_DEFAULTS_PATH}"
 unshare -m sh -c 'mount --bind "$1/files${GRUB_DEFAULTS_PATH}" ${GRUB_DEFAULTS_PATH} && grub-mkconfig -o "$1/grub.cfg"' sh "$dir"`;
 

@@ -227,12 +227,6 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
   return { ok: false, failed, message: failedBootMessage(host.label, failed, "now") };
 }
 
-/** Pure: the trial the inputs ask for, or undefined when nothing is staged (or trials are off). */
-export function trialOf(inputs: Pick<RebootInputs, "staged" | "trial">): Trial | undefined {
-  if (!inputs.trial || inputs.staged.length === 0) return undefined;
-  return effectiveTrial(inputs.staged, inputs.trial);
-}
-
 /**
  * Pure: the trial of these staged files, or undefined when there is nothing to boot. A resource
  * that did not change in this run keeps the staged files of an earlier trial in its state; those
@@ -317,10 +311,18 @@ async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, trial: Tri
  * retried), else the trial is staged and booted.
  */
 async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: FailedVerification): Promise<BootOutcome> {
+  const unsupported = await readTrialUnsupported(host);
+  if (unsupported) {
+    // The boot-time resources decided the same and wrote their files: reboot into them.
+    if (inputs.staged.length > 0) throw new Error(`${host.label} can no longer boot a trial (${unsupported}); nothing was changed. Set vfio-host:trialBoot to false to apply without one.`);
+    return recorded ? recheck(host, inputs, recorded) : rebootAndVerify(host, inputs);
+  }
   const now = await observeBoot(host, inputs.expectVfioDevices);
   const trial = await trialOnHost(host, inputs);
   if (!trial) {
-    // Everything staged is in place already (committed by an earlier trial): prove the boot found, reboot only if it fails.
+    // Nothing to boot (all staged files are in place, committed by an earlier trial): prove the
+    // boot found, and reboot only if it fails (never again after a recorded failure).
+    if (recorded) return recheck(host, inputs, recorded);
     return verifyBoot(now, inputs.expectArgs, inputs.expectVfioDevices).length === 0 ? { ok: true, observed: now } : rebootAndVerify(host, inputs);
   }
   const record = await readTrialRecord(host);
@@ -331,8 +333,6 @@ async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: Faile
     const stillWaiting = record?.id === trial.id ? ` It is still on boot ${now.bootId} from before the trial: power-cycle it.` : "";
     return { ok: false, failed: again, message: failedBootMessage(host.label, again, "again") + stillWaiting };
   }
-  const unsupported = await readTrialUnsupported(host);
-  if (unsupported) throw new Error(`${host.label} can no longer boot a trial (${unsupported}); nothing was changed. Set vfio-host:trialBoot to false to apply without one.`);
   const started = Date.now();
   await withHostLock(inputs.connection, lockOwner(undefined), () => stageTrial(host, trial, now.bootId));
   console.error(`${host.label}: trial ${trial.id} staged in ${Math.round((Date.now() - started) / 1000)}s`);
@@ -393,7 +393,7 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
   },
   async create(props) {
     const inputs = parseChecked(RebootSchema, props);
-    const outcome = await withHost(inputs.connection, (host) => (trialOf(inputs) ? runTrial(host, inputs) : rebootAndVerify(host, inputs)));
+    const outcome = await withHost(inputs.connection, (host) => (inputs.trial ? runTrial(host, inputs) : rebootAndVerify(host, inputs)));
     const id = `${inputs.connection.host}:${outcome.ok ? outcome.observed.bootId : (outcome.failed.bootId ?? outcome.failed.previousBootId)}`;
     return { id, outs: settle(outcome, id, inputs, props, undefined) };
   },
@@ -402,7 +402,7 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
     const decision = decideReboot(olds, news);
     if (decision.kind === "nothing") return { outs: plainOutputs({ ...inputs, observed: olds.observed }) };
     const outcome = await withHost(inputs.connection, (host) =>
-      trialOf(inputs)
+      inputs.trial
         ? runTrial(host, inputs, decision.kind === "recheck" ? decision.failed : undefined)
         : decision.kind === "reboot"
           ? rebootAndVerify(host, inputs)

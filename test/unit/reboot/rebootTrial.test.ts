@@ -2,7 +2,7 @@
 // reboots, and the messages a failed trial ends with. The host half runs on the lab.
 import fc from "fast-check";
 import { StagedFile, TrialOptions, trialId } from "../../../providers/bootTrial/plan";
-import { decideReboot, failedBootMessage, FailedVerification, trialFellBackMessage, trialNoNewBootMessage, trialOf, effectiveTrial } from "../../../providers/reboot/resource";
+import { decideReboot, failedBootMessage, FailedVerification, trialFellBackMessage, trialNoNewBootMessage, effectiveTrial } from "../../../providers/reboot/resource";
 
 const LABEL = "root@192.0.2.10";
 const RELEASE = "6.1.0-57-amd64";
@@ -28,21 +28,20 @@ const checked = {
   staged: [grubFile, modprobeFile],
   trial: trialInputs,
 };
-const trial = trialOf(checked)!;
+const trial = effectiveTrial(checked.staged, checked.trial)!;
 
-describe("trialOf", () => {
+describe("effectiveTrial", () => {
   it("is the trial of the staged files, named by their trialId", () => {
     expect(trial).toEqual({ id: trialId(checked.staged, RELEASE, true, OPTIONS), files: checked.staged, release: RELEASE, buildImage: true, options: OPTIONS });
     expect(trial.id).toMatch(/^[0-9a-f]{12}$/);
   });
 
-  it("is no trial when trials are off or nothing is staged", () => {
-    expect(trialOf({ staged: checked.staged, trial: undefined })).toBeUndefined();
-    expect(trialOf({ staged: [], trial: trialInputs })).toBeUndefined();
+  it("is no trial when nothing is staged and the image lacks nothing", () => {
+    expect(effectiveTrial([], { ...trialInputs, buildImage: false })).toBeUndefined();
   });
 
   it("names the same trial whatever order the files come in", () => {
-    expect(trialOf({ ...checked, staged: [modprobeFile, grubFile] })!.id).toBe(trial.id);
+    expect(effectiveTrial([modprobeFile, grubFile], checked.trial)!.id).toBe(trial.id);
   });
 });
 
@@ -107,7 +106,7 @@ describe("the trial messages", () => {
   });
 
   it("name the watchdog only when the trial had one", () => {
-    const unwatched = trialOf({ ...checked, trial: { ...trialInputs, options: { ...OPTIONS, watchdogSeconds: 0 } } })!;
+    const unwatched = effectiveTrial(checked.staged, { ...trialInputs, options: { ...OPTIONS, watchdogSeconds: 0 } })!;
     const message = trialFellBackMessage(LABEL, unwatched, "b3", log);
     expect(message).not.toContain("trialWatchdogSeconds");
     expect(message.endsWith(`retry the same trial with ${REPLACE}.`)).toBe(true);
@@ -135,7 +134,7 @@ describe("the trial messages", () => {
   });
 });
 
-describe("trialOf properties", () => {
+describe("effectiveTrial properties", () => {
   const staged = fc.uniqueArray(
     fc.record({
       path: fc.constantFrom("/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"),
@@ -145,11 +144,11 @@ describe("trialOf properties", () => {
     { selector: (f) => f.path, minLength: 1 },
   );
 
-  it("a trial exists exactly when trials are on and something is staged, carries those files, and builds an image for anything but /etc/default/grub", () => {
+  it("a trial exists exactly when trials are on and something is staged or the image lacks modules, carries those files, and builds an image for anything but /etc/default/grub", () => {
     fc.assert(
       fc.property(fc.option(staged, { nil: [] as StagedFile[] }), fc.boolean(), fc.boolean(), (files, on, buildImage) => {
-        const found = trialOf({ staged: files, trial: on ? { ...trialInputs, buildImage } : undefined });
-        if (!on || files.length === 0) return expect(found).toBeUndefined();
+        const found = on ? effectiveTrial(files, { ...trialInputs, buildImage }) : undefined;
+        if (!on || (files.length === 0 && !buildImage)) return expect(found).toBeUndefined();
         const image = buildImage || files.some((f) => f.path !== "/etc/default/grub");
         expect(found).toEqual({ id: trialId(files, RELEASE, image, OPTIONS), files, release: RELEASE, buildImage: image, options: OPTIONS });
       }),
@@ -157,7 +156,7 @@ describe("trialOf properties", () => {
   });
 });
 
-describe("effectiveTrial", () => {
+describe("effectiveTrial on a host", () => {
   const grub: StagedFile = { path: "/etc/default/grub", beforeSha256: null, after: "GRUB_CMDLINE_LINUX_DEFAULT=\"iommu=pt\"\n" };
   const modules: StagedFile = { path: "/etc/initramfs-tools/modules", beforeSha256: null, after: "vfio\n" };
 
