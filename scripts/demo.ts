@@ -31,7 +31,7 @@ function main(): void {
   step("pulumi preview --diff: what will change on the host");
   pulumiLive(env, ["preview", "--diff"]);
 
-  step("pulumi up: write, rebuild, reboot once, verify (several minutes under TCG)");
+  step("pulumi up: stage, boot the change once as a trial, verify, make it permanent (several minutes under TCG)");
   pulumiLive(env, ["up", "--yes", "--skip-preview"]);
 
   step("Verification");

@@ -1,119 +1,269 @@
-// Boot-time isolation end to end on the lab VM's real kernel, through the real Pulumi CLI: preview
-// lists the file changes, up rebinds the USB controllers to vfio-pci across a real reboot, a second
-// up does nothing, bad selections fail at preview, destroy gives every file its bytes back.
+// Boot-time isolation end to end on the lab VM's real kernel, through the real Pulumi CLI, every
+// change booted once as a trial first (GRUB's one-shot) and made permanent only after its boot was
+// verified. Bad selections fail at preview; the USB controllers go to vfio-pci through a trial that
+// is committed (a plain reboot keeps them); a trial that panics, one that hangs until the watchdog
+// resets it and one that hangs until the VM is power-cycled all land on the previous configuration
+// with every boot file byte for byte as before, are reported and not retried, and converge once the
+// cause is gone; destroy gives every file its bytes back. One lab boot is shared by all of it.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { Stack } from "@pulumi/pulumi/automation";
+import { Stack, UpResult } from "@pulumi/pulumi/automation";
 import { ConnectionSchema } from "../../providers/ssh/connection";
-import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
+import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../providers/ssh/host";
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(45 * 60_000);
 
+const STACK = "lab-e2e";
 const labEnv = labInstanceEnv("e2e-vfio");
 
 const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
-const FILES = ["/etc/default/grub", "/boot/grub/grub.cfg", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
+const LAB_NIC = "0000:00:02.0";
+const USB_SELECTION = { devices: LAB_USB_CONTROLLER_IDS };
+const SOURCES = ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
+/** Every file a trial could touch before its commit, and the live image. */
+const BOOT_FILES = [...SOURCES, "/boot/grub/grub.cfg", "/boot/grub/grubenv", "/boot/grub/custom.cfg"];
+const FELL_BACK = /the trial boot failed; the host is back on its previous configuration; nothing was made permanent/;
+const WATCHDOG_SECONDS = 120;
 
 let lab: LabState;
 let env: Record<string, string>;
 let backendDir: string;
 let stack: Stack;
 let releaseLab: () => void;
+let release: string;
+const timings: string[] = [];
 
 const labSh = (...args: string[]) =>
   execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
 const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
   withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
 const readOnLab = (file: string) => onLab((host) => host.readFile(file));
-const bootId = () => onLab(async (host) => (await host.run(["cat", "/proc/sys/kernel/random/boot_id"])).stdout.trim());
+const sh = (script: string, ...args: string[]) => onLab(async (host) => (await host.run(["sh", "-c", script, "sh", ...args])).stdout);
+const bootId = () => sh("cat /proc/sys/kernel/random/boot_id").then((s) => s.trim());
+const cmdline = () => sh("cat /proc/cmdline");
 const driversOnLab = () =>
   onLab(async (host) => {
     const out = await host.run(["sh", "-c", 'for a in "$@"; do echo "$a $(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', "sh", ...LAB_USB_CONTROLLERS]);
     return Object.fromEntries(out.stdout.trim().split("\n").map((l) => l.split(" ")));
   });
 
-async function setVfio(selection: object) {
-  await stack.setConfig("vfio", { value: JSON.stringify(selection) });
+/** sha256 (or "absent") of every boot file and of the live initramfs: what a failed trial must leave as it was. */
+async function bootBytes(): Promise<Record<string, string>> {
+  const files = [...BOOT_FILES, `/boot/initrd.img-${release}`];
+  return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await readOnLab(f).then((b) => (b ? sha256Hex(b) : "absent"))] as const)));
+}
+
+/** What a trial leaves on the host while it is staged; nothing once it was committed or fell back. */
+const trialLeftovers = () =>
+  sh("ls -d /boot/grub/custom.cfg /boot/vfio-host-trial /var/lib/vfio-host/trial 2>/dev/null; grub-editenv /boot/grub/grubenv list | grep next_entry; true").then((s) => s.trim());
+
+async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  try {
+    return await fn();
+  } finally {
+    timings.push(`${what}: ${Math.round((Date.now() - started) / 1000)} s`);
+  }
+}
+
+async function setConfig(values: Record<string, unknown>) {
+  await stack.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: typeof v === "string" ? v : JSON.stringify(v) }])));
+}
+
+const up = (what: string) => timed(what, () => stack.up({ onOutput: (line) => process.stdout.write(line) }));
+/** An up that must fail: its whole output, for the messages. */
+async function failingUp(what: string): Promise<string> {
+  let output = "";
+  await timed(what, () => expect(stack.up({ onOutput: (line) => (output += line) })).rejects.toThrow());
+  process.stdout.write(output);
+  return output;
+}
+
+/** A plain reboot, as a user would run one, and the wait for the new boot. */
+async function rebootLab(): Promise<void> {
+  const before = await bootId();
+  await onLab((host) => host.run(["systemd-run", "--on-active=1", "systemctl", "reboot"]));
+  await closeAllConnections();
+  for (let i = 0; i < 100 && (await bootId().catch(() => before)) === before; i++) {
+    await new Promise((r) => setTimeout(r, 3_000));
+    await closeAllConnections();
+  }
 }
 
 beforeAll(async () => {
   releaseLab = await lockLab(labStatePath(labEnv));
-  labSh("reset");
-  labSh("up");
+  await timed("lab reset + up", async () => {
+    labSh("reset");
+    labSh("up");
+  });
   lab = readLabState(labStatePath(labEnv));
+  release = (await sh("uname -r")).trim();
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-lab-e2e-"));
   env = pulumiEnv(backendDir);
-  writeLabStack("lab-e2e", lab, env);
-  stack = await localStack(projectRoot, "lab-e2e", env);
+  writeLabStack(STACK, lab, env);
+  stack = await localStack(projectRoot, STACK, env);
+  await setConfig({ trialWatchdogSeconds: String(WATCHDOG_SECONDS) });
 });
 
 afterAll(async () => {
+  console.log(`lab trial boot timings (lab: ${lab?.accel}):\n  ${timings.join("\n  ")}`);
   await closeAllConnections();
-  fs.rmSync(backendDir, { recursive: true, force: true });
-  fs.rmSync(path.join(projectRoot, "stacks/Pulumi.lab-e2e.yaml"), { force: true });
+  if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
+  fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
   labSh("down");
   releaseLab?.();
 });
 
-test("the lab's controllers go to vfio-pci after one reboot, and back after destroy", async () => {
-  const original = Object.fromEntries(await Promise.all(FILES.map(async (f) => [f, await readOnLab(f)] as const)));
-  const originalDrivers = await driversOnLab();
+let original: Record<string, string>;
+let originalSources: Record<string, Buffer | undefined>;
+let originalDrivers: Record<string, string>;
+
+test("bad selections fail at preview, before anything is written", async () => {
+  original = await bootBytes();
+  originalSources = Object.fromEntries(await Promise.all(SOURCES.map(async (f) => [f, await readOnLab(f)] as const)));
+  originalDrivers = await driversOnLab();
   expect(Object.values(originalDrivers)).not.toContain("vfio-pci");
 
-  // A malformed id and the boot disk's controller fail at preview, before anything is written.
-  await setVfio({ devices: ["8086:293"] });
+  await setConfig({ vfio: { devices: ["8086:293"] } });
   await expect(stack.preview()).rejects.toThrow(/"8086:293" is neither a vendor:device id nor a PCI address/);
-  const disk = await onLab(async (host) => (await host.run(["sh", "-c", "basename $(readlink -f /sys/class/block/vda/device/..)"])).stdout.trim());
-  await setVfio({ devices: [disk] });
+  const disk = (await sh("basename $(readlink -f /sys/class/block/vda/device/..)")).trim();
+  await setConfig({ vfio: { devices: [disk] } });
   await expect(stack.preview()).rejects.toThrow(/the controller of the root filesystem/);
-  for (const f of FILES) expect((await readOnLab(f))?.equals(original[f]!) ?? original[f] === undefined).toBe(true);
+  expect(await bootBytes()).toEqual(original);
+});
 
-  await setVfio({ devices: LAB_USB_CONTROLLER_IDS });
+test("the controllers go to vfio-pci through one trial boot, which is then made permanent", async () => {
+  await setConfig({ vfio: USB_SELECTION });
   const preview = await stack.preview({ diff: true });
-  for (const expected of ["intel_iommu=off -> intel_iommu=on", "+ iommu=pt", "/etc/modprobe.d/vfio.conf", "/etc/initramfs-tools/modules", "update-grub"]) {
+  for (const expected of ["intel_iommu=off -> intel_iommu=on", "+ iommu=pt", "/etc/modprobe.d/vfio.conf", "/etc/initramfs-tools/modules", "update-grub", "boot once with these changes"]) {
     expect(preview.stdout).toContain(expected);
   }
 
   const bootBefore = await bootId();
-  const up = await stack.up({ onOutput: (line) => process.stdout.write(line) });
-  expect(up.summary.result).toBe("succeeded");
-  const bootAfter = await bootId();
-  expect(bootAfter).not.toBe(bootBefore);
-  const cmdline = (await readOnLab("/proc/cmdline"))!.toString();
-  expect(cmdline).toContain("intel_iommu=on");
-  expect(cmdline).toContain("iommu=pt");
-  expect(cmdline).not.toContain("intel_iommu=off");
+  const result: UpResult = await up("up: trial boot and commit");
+  expect(result.summary.result).toBe("succeeded");
+  const trialBoot = await bootId();
+  expect(trialBoot).not.toBe(bootBefore);
+  // The trial's boot is the one verified; the commit needs no second reboot.
+  expect(result.outputs.verifiedBootId.value).toBe(trialBoot);
+  expect(await cmdline()).toMatch(/vfio_host\.trial=[0-9a-f]{12}/);
   expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
-  expect(up.outputs.drivers.value).toEqual(Object.fromEntries(LAB_USB_CONTROLLERS.map((a) => [a, "vfio-pci"])));
-  expect(up.outputs.iommuGroups.value).toHaveLength(1); // the four controllers share one group
+  expect(result.outputs.iommuGroups.value).toHaveLength(1); // the four controllers share one group
 
-  const again = await stack.up();
+  // Committed: the sources, the live image and grub.cfg hold the change; nothing of the trial is left.
+  expect((await readOnLab("/etc/default/grub"))!.toString()).toMatch(/GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on console=ttyS0 iommu=pt"/);
+  expect((await readOnLab("/etc/modprobe.d/vfio.conf"))!.toString()).toContain(`options vfio-pci ids=${LAB_USB_CONTROLLER_IDS.join(",")}`);
+  expect(await sh('lsinitramfs "/boot/initrd.img-$1" | grep -E "vfio-pci.ko|modprobe.d/vfio.conf"', release)).toMatch(/vfio-pci\.ko[\s\S]*vfio\.conf|vfio\.conf[\s\S]*vfio-pci\.ko/);
+  expect(await trialLeftovers()).toBe("");
+  expect(sha256Hex((await readOnLab("/boot/grub/grubenv"))!)).toBe(original["/boot/grub/grubenv"]);
+
+  const again = await up("no-op up");
   expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
-  expect(await bootId()).toBe(bootAfter);
+  expect(await bootId()).toBe(trialBoot);
 
-  // With the IOMMU on, half of the controllers' group is refused at preview.
-  await setVfio({ devices: ["8086:2934", "8086:2935"] });
-  await expect(stack.preview()).rejects.toThrow(/IOMMU group \d+ is only partly selected/);
-  await setVfio({ devices: LAB_USB_CONTROLLER_IDS });
+  // The commit is real: a plain reboot comes back with the arguments and the drivers, without the trial's.
+  await timed("plain reboot", rebootLab);
+  const line = await cmdline();
+  expect(line).toContain("intel_iommu=on");
+  expect(line).toContain("iommu=pt");
+  expect(line).not.toContain("intel_iommu=off");
+  expect(line).not.toContain("vfio_host.trial");
+  expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
+});
 
-  const destroy = await stack.destroy();
-  expect(destroy.summary.result).toBe("succeeded");
-  for (const f of ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"]) {
-    const now = await readOnLab(f);
-    expect(now === undefined ? original[f] === undefined : now.equals(original[f]!)).toBe(true);
-  }
+test("a trial that panics reboots itself into the previous configuration: reported, every byte as before, not retried, converges without the cause", async () => {
+  const before = await bootBytes();
+  const bootBefore = await bootId();
+  await setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt", "root=/dev/disk/by-label/vfio-host-no-root"], acknowledgeBootCriticalArgs: ["root"] });
+  const output = await failingUp("up: trial panics, falls back");
+  expect(output).toMatch(FELL_BACK);
+  expect(output).toMatch(/The trial left no journal/);
+  const serial = fs.readFileSync(lab.serialLog, "utf8");
+  expect(serial).toContain("ALERT!  /dev/disk/by-label/vfio-host-no-root does not exist.");
+  expect(serial).toContain("Rebooting automatically due to panic= boot argument");
+  const fallbackBoot = await bootId();
+  expect(fallbackBoot).not.toBe(bootBefore);
+  expect(await cmdline()).not.toContain("vfio_host.trial");
+  expect(await bootBytes()).toEqual(before);
+  expect(await trialLeftovers()).toBe("");
 
-  await onLab((host) => host.run(["systemd-run", "--on-active=1", "systemctl", "reboot"]));
-  await closeAllConnections();
-  for (let i = 0; i < 100 && (await bootId().catch(() => bootAfter)) === bootAfter; i++) {
-    await new Promise((r) => setTimeout(r, 3_000));
+  // Again without a change: the failure is reported, with no reboot and no write.
+  expect(await failingUp("up: same change, no retry")).toMatch(/Not retrying without a change/);
+  expect(await bootId()).toBe(fallbackBoot);
+  expect(await bootBytes()).toEqual(before);
+
+  // Without the cause there is nothing left to boot: the boot found passes, no reboot.
+  await setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt"], acknowledgeBootCriticalArgs: [] });
+  expect((await up("up: cause removed")).summary.result).toBe("succeeded");
+  expect(await bootId()).toBe(fallbackBoot);
+  expect(await bootBytes()).toEqual(before);
+});
+
+test("a trial that claims the SSH NIC hangs unreachable until the watchdog resets it into the previous configuration", async () => {
+  const before = await bootBytes();
+  await setConfig({ vfio: { devices: [...LAB_USB_CONTROLLER_IDS, LAB_NIC], allowHostCritical: [LAB_NIC] } });
+  const output = await failingUp("up: trial hangs, watchdog resets it");
+  expect(output).toMatch(FELL_BACK);
+  expect(output).toMatch(new RegExp(`raise vfio-host:trialWatchdogSeconds \\(now ${WATCHDOG_SECONDS}\\)`));
+  expect(fs.readFileSync(lab.serialLog, "utf8")).toContain("softdog: Initiating system reboot");
+  expect(await cmdline()).not.toContain("vfio_host.trial");
+  expect(await bootBytes()).toEqual(before);
+  expect(await trialLeftovers()).toBe("");
+
+  const bootNow = await bootId();
+  await setConfig({ vfio: USB_SELECTION });
+  expect((await up("up: NIC dropped again")).summary.result).toBe("succeeded");
+  expect(await bootId()).toBe(bootNow);
+});
+
+test("without a watchdog a hung trial waits for a power cycle, after which the host is on its previous configuration", async () => {
+  const before = await bootBytes();
+  // init=/bin/sh: the trial boots to a shell on the serial console that nobody answers, unreachable.
+  await setConfig({
+    kernelArgs: ["intel_iommu=on", "iommu=pt", "init=/bin/sh"],
+    acknowledgeBootCriticalArgs: ["init"],
+    trialWatchdogSeconds: "0",
+    rebootTimeoutSeconds: "60",
+  });
+  const output = await failingUp("up: trial hangs, no watchdog");
+  expect(output).toMatch(/did not come back within 60s after booting trial [0-9a-f]{12}\. Power-cycle it: it will boot the previous configuration/);
+  await timed("power cycle", async () => {
+    process.kill(lab.pid, "SIGKILL"); // the lab's QEMU, started by this suite
     await closeAllConnections();
+    labSh("up");
+    lab = readLabState(labStatePath(labEnv));
+    await setConfig({ port: String(lab.port) });
+  });
+  const poweredOn = await bootId();
+  expect(await cmdline()).not.toContain("vfio_host.trial");
+  const stillStaged = await bootBytes();
+  for (const f of [...SOURCES, "/boot/grub/grub.cfg", `/boot/initrd.img-${release}`]) expect(stillStaged[f]).toBe(before[f]);
+
+  // The next up finds the previous configuration: it reports the fallback and clears the trial, no reboot.
+  expect(await failingUp("up: after the power cycle")).toMatch(FELL_BACK);
+  expect(await bootId()).toBe(poweredOn);
+  expect(await bootBytes()).toEqual(before);
+  expect(await trialLeftovers()).toBe("");
+
+  await setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt"], acknowledgeBootCriticalArgs: [], trialWatchdogSeconds: String(WATCHDOG_SECONDS), rebootTimeoutSeconds: "900" });
+  expect((await up("up: cause removed")).summary.result).toBe("succeeded");
+  expect(await bootId()).toBe(poweredOn);
+  expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
+});
+
+test("destroy gives every source file its bytes back, and the next boot the host drivers", async () => {
+  const destroy = await timed("destroy", () => stack.destroy());
+  expect(destroy.summary.result).toBe("succeeded");
+  for (const f of SOURCES) {
+    const now = await readOnLab(f);
+    expect(now === undefined ? originalSources[f] === undefined : now.equals(originalSources[f]!)).toBe(true);
   }
+  await timed("plain reboot", rebootLab);
   expect(await driversOnLab()).toEqual(originalDrivers);
-  expect((await readOnLab("/proc/cmdline"))!.toString()).toContain("intel_iommu=off");
+  expect(await cmdline()).toContain("intel_iommu=off");
 });

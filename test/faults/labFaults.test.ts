@@ -169,6 +169,9 @@ beforeAll(async () => {
   failpointLog = path.join(backendDir, "failpoints.log");
   env = pulumiEnv(backendDir);
   writeLabStack(STACK, lab, env);
+  // These faults prove the direct path (files written, then one reboot), which hosts without a trial
+  // boot and stacks with trialBoot false take; trial boots have their own on the lab (test/e2e/labVfio).
+  setConfig("vfio-host:trialBoot", "false");
 });
 
 afterAll(async () => {
