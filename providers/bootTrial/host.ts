@@ -126,11 +126,7 @@ mkdir -p "$dir/files/etc/default"
 [ -f "$dir/files${GRUB_DEFAULTS_PATH}" ] || cp -p ${GRUB_DEFAULTS_PATH} "$dir/files${GRUB_DEFAULTS_PATH}"
 unshare -m sh -c 'mount --bind "$1/files${GRUB_DEFAULTS_PATH}" ${GRUB_DEFAULTS_PATH} && grub-mkconfig -o "$1/grub.cfg"' sh "$dir"`;
 
-/**
- * Stages a trial: staged files and the original custom.cfg kept in the trial's directory, the trial
- * initramfs, the entry in custom.cfg, and GRUB's one-shot pointing at it. The record is written last:
- * a trial without one was never armed.
- */
+/** Stages a trial: its files kept in the trial's directory, its initramfs, its menu entry armed (armTrial). */
 export async function stageTrial(host: RemoteHost, trial: Trial, previousBootId: string): Promise<void> {
   await cleanupTrials(host);
   const dir = trialDir(trial.id);
@@ -146,10 +142,19 @@ export async function stageTrial(host: RemoteHost, trial: Trial, previousBootId:
   if (!entry.some((l) => l.includes(`vmlinuz-${trial.release} `))) {
     throw new Error(`update-grub's first entry would not boot kernel ${trial.release}, the one the initramfs is for:\n${entry.join("\n")}`);
   }
-  const block = renderTrialEntry(entry, trial.id, trialOnlyArgs(trial.id, trial.options), trial.release, trial.buildImage);
+  await armTrial(host, trial, renderTrialEntry(entry, trial.id, trialOnlyArgs(trial.id, trial.options), trial.release, trial.buildImage), previousBootId);
+}
+
+/**
+ * The trial's entry into custom.cfg (the original saved beside the trial first), GRUB's one-shot
+ * pointing at it, and last the record: a trial without one was never armed.
+ */
+export async function armTrial(host: RemoteHost, trial: Trial, block: string, previousBootId: string): Promise<void> {
+  const dir = trialDir(trial.id);
   const custom = await host.readFile(CUSTOM_CFG_PATH);
+  // cp -p keeps the original's mode and owner: a custom.cfg holding password hashes is 0600.
   if (custom === undefined) await host.writeFileAtomic(`${dir}/custom.cfg.absent`, "");
-  else await host.writeFileAtomic(`${dir}/custom.cfg.orig`, custom);
+  else await host.run(["cp", "-p", CUSTOM_CFG_PATH, `${dir}/custom.cfg.orig`]);
   await host.writeFileAtomic(CUSTOM_CFG_PATH, customCfgWithTrial(custom?.toString("utf8"), block));
   await host.run(["grub-editenv", GRUBENV_PATH, "set", `next_entry=vfio-host-trial-${trial.id}`]);
   await host.writeFileAtomic(`${dir}/record.json`, JSON.stringify({ id: trial.id, previousBootId } satisfies TrialRecord));
@@ -159,9 +164,13 @@ export async function stageTrial(host: RemoteHost, trial: Trial, previousBootId:
 // Puts custom.cfg back from the saved original (or removes it), clears a one-shot we set (GRUB
 // leaves `next_entry=` behind when it used it: unset gives the block its bytes back) and removes
 // every trial's files and image. Each step can run again.
-const CLEANUP_TRIALS = `for dir in ${TRIAL_WORK_DIR}/*/; do
+// A restore that fails stops here, before the saved original is removed with the trial's directory.
+const CLEANUP_TRIALS = `set -e
+tmp=${CUSTOM_CFG_PATH}.vfio-host-tmp
+for dir in ${TRIAL_WORK_DIR}/*/; do
   [ -d "$dir" ] || continue
-  if [ -f "$dir/custom.cfg.orig" ]; then cp -p "$dir/custom.cfg.orig" ${CUSTOM_CFG_PATH}.vfio-host-tmp && mv -f ${CUSTOM_CFG_PATH}.vfio-host-tmp ${CUSTOM_CFG_PATH}
+  if [ -f "$dir/custom.cfg.orig" ]; then
+    cp -p "$dir/custom.cfg.orig" "$tmp" && sync -f "$tmp" && mv -f "$tmp" ${CUSTOM_CFG_PATH} || { rm -f "$tmp"; exit 1; }
   elif [ -f "$dir/custom.cfg.absent" ]; then rm -f ${CUSTOM_CFG_PATH}
   fi
 done

@@ -6,10 +6,9 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { commitTrial, cleanupTrials, readTrialRecord, readTrialUnsupported, stagedFile, Trial } from "../../providers/bootTrial/host";
+import { armTrial, commitTrial, cleanupTrials, readTrialRecord, readTrialUnsupported, stagedFile, Trial } from "../../providers/bootTrial/host";
 import {
   CUSTOM_CFG_PATH,
-  customCfgWithTrial,
   firstMenuEntry,
   GRUBENV_PATH,
   renderTrialEntry,
@@ -97,12 +96,7 @@ async function stageByHand(trial: Trial): Promise<void> {
     }
     await host.writeFileAtomic(`${dir}/grub.cfg`, bookwormGrubCfg);
     const block = renderTrialEntry(firstMenuEntry(bookwormGrubCfg), trial.id, trialOnlyArgs(trial.id, trial.options), trial.release, trial.buildImage);
-    const custom = await host.readFile(CUSTOM_CFG_PATH);
-    if (custom === undefined) await host.writeFileAtomic(`${dir}/custom.cfg.absent`, "");
-    else await host.writeFileAtomic(`${dir}/custom.cfg.orig`, custom);
-    await host.writeFileAtomic(CUSTOM_CFG_PATH, customCfgWithTrial(custom?.toString("utf8"), block));
-    await host.run(["grub-editenv", GRUBENV_PATH, "set", `next_entry=vfio-host-trial-${trial.id}`]);
-    await host.writeFileAtomic(`${dir}/record.json`, JSON.stringify({ id: trial.id, previousBootId: "4b0f8c1e-9d2a-4c55-a1e3-2f6d7c8b9a01" }));
+    await armTrial(host, trial, block, "4b0f8c1e-9d2a-4c55-a1e3-2f6d7c8b9a01");
   });
 }
 
@@ -252,12 +246,12 @@ describe("cleanupTrials", () => {
 });
 
 // Bugs in providers/bootTrial/host.ts: each test states the behaviour wanted and fails until it is fixed.
-describe("cleanupTrials: bugs found", () => {
+describe("cleanupTrials: what it once got wrong", () => {
   beforeEach(freshBootDir);
 
-  // custom.cfg often holds `password_pbkdf2` hashes, kept 0600; stageTrial saves the original with
-  // writeFileAtomic's default 0644, and cleanup's `cp -p` hands that mode to the file it puts back.
-  test.failing("a 0600 custom.cfg comes back 0600", async () => {
+  // custom.cfg often holds `password_pbkdf2` hashes, kept 0600; the saved original once had
+  // writeFileAtomic's default 0644, which cleanup's `cp -p` handed to the file it put back.
+  test("a 0600 custom.cfg comes back 0600", async () => {
     fs.writeFileSync(onHost(CUSTOM_CFG_PATH), "set superusers=root\npassword_pbkdf2 root grub.pbkdf2.sha512.10000.AB\n", { mode: 0o600 });
     await stageByHand(trialOf([grubFile], false));
     expect(fs.statSync(onHost(CUSTOM_CFG_PATH)).mode & 0o777).toBe(0o600);
@@ -265,9 +259,9 @@ describe("cleanupTrials: bugs found", () => {
     expect(fs.statSync(onHost(CUSTOM_CFG_PATH)).mode & 0o777).toBe(0o600);
   });
 
-  // CLEANUP_TRIALS has no `set -e`: when the put-back fails (here cp, as /boot fills up) the loop
-  // goes on, `rm -rf` deletes the only saved original, and the script exits 0 with sync's status.
-  test.failing("when custom.cfg cannot be put back, it fails and keeps the saved original", async () => {
+  // A put-back that fails (here cp, as /boot fills up) once let the loop go on: `rm -rf` deleted the
+  // only saved original, and the script exited 0 with sync's status.
+  test("when custom.cfg cannot be put back, it fails and keeps the saved original", async () => {
     fs.writeFileSync(onHost(CUSTOM_CFG_PATH), "# the admin's entries\n");
     const trial = trialOf([grubFile], false);
     await stageByHand(trial);
