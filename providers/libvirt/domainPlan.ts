@@ -1,5 +1,5 @@
 import { desiredDomain, diffDomain, observedDomain } from "./domainDiff";
-import type { DomainSpec } from "./domainSpec";
+import { SHUTDOWN_TIMEOUT_SECONDS, type DomainSpec } from "./domainSpec";
 import type { DomainHostFacts, ExistingDomain } from "./domainXml";
 import { virsh, type FieldChange, type HostStep } from "./hostStep";
 
@@ -16,9 +16,6 @@ export interface DomainPlan {
   readonly steps: readonly HostStep[];
 }
 
-/** How long a guest gets to power off after the ACPI request before the step fails. */
-export const SHUTDOWN_TIMEOUT_SECONDS = 300;
-
 function defineStep(name: string, xml: string): HostStep {
   // --validate checks the XML against libvirt's schema, so a mistake fails here and not at start.
   return { describe: `define domain ${name}`, argv: virsh("define", "--file", "/dev/stdin", "--validate"), stdin: xml };
@@ -31,16 +28,16 @@ function startStep(name: string, resetNvram: boolean): HostStep {
     : { describe: `start domain ${name}`, argv: virsh("start", "--domain", name) };
 }
 
-function shutdownStep(name: string): HostStep {
+function shutdownStep(name: string, timeoutSeconds: number): HostStep {
   return {
     describe: `shut down domain ${name}`,
     argv: virsh("shutdown", "--domain", name),
     waitFor: {
       argv: virsh("domstate", "--domain", name),
       until: "shut off",
-      timeoutSeconds: SHUTDOWN_TIMEOUT_SECONDS,
+      timeoutSeconds,
       timeoutMessage:
-        `domain ${name} did not shut down within ${SHUTDOWN_TIMEOUT_SECONDS} s of the ACPI request (virsh shutdown); ` +
+        `domain ${name} did not shut down within ${timeoutSeconds} s of the ACPI request (virsh shutdown); ` +
         `shut the guest down from inside, or power it off with virsh destroy ${name}, then run pulumi up again`,
     },
   };
@@ -97,7 +94,7 @@ export function planDomain(spec: DomainSpec, facts: DomainHostFacts, state?: Dom
 
   const steps: HostStep[] = [];
   if (definitionChanged) steps.push(defineStep(name, xml));
-  if (actual.running && (!spec.running || restart)) steps.push(shutdownStep(name));
+  if (actual.running && (!spec.running || restart)) steps.push(shutdownStep(name, spec.shutdownTimeoutSeconds));
   if (spec.running && (!actual.running || restart)) steps.push(startStep(name, resetNvram));
   if (actual.autostart !== spec.autostart) steps.push(autostartStep(name, spec.autostart));
   return { xml, changes, steps };
@@ -109,9 +106,9 @@ export function planDomain(spec: DomainSpec, facts: DomainHostFacts, state?: Dom
  * Storage volumes stay: they are resources of their own. A domain whose UUID is not the one in
  * `state` was replaced outside Pulumi and is left alone.
  */
-export function planDomainDelete(name: string, existing: ExistingDomain | undefined, state?: DomainState): HostStep[] {
+export function planDomainDelete(name: string, existing: ExistingDomain | undefined, state?: DomainState, shutdownTimeoutSeconds = SHUTDOWN_TIMEOUT_SECONDS): HostStep[] {
   if (!existing || (state !== undefined && existing.definition.uuid !== state.uuid)) return [];
-  const steps = observedDomain(existing).running ? [shutdownStep(name)] : [];
+  const steps = observedDomain(existing).running ? [shutdownStep(name, shutdownTimeoutSeconds)] : [];
   steps.push({ describe: `undefine domain ${name}`, argv: virsh("undefine", "--domain", name, "--nvram", "--managed-save") });
   return steps;
 }

@@ -8,7 +8,7 @@ import { HostResource, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import { planDomain, planDomainDelete, SHUTDOWN_TIMEOUT_SECONDS, type DomainPlan, type DomainState } from "./domainPlan";
+import { planDomain, planDomainDelete, type DomainPlan, type DomainState } from "./domainPlan";
 import { domainSpecSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
 import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./domainXml";
 import { virsh, type FieldChange } from "./hostStep";
@@ -152,13 +152,13 @@ export const libvirtDomainProvider = libvirtObjectProvider<DomainSpec, LibvirtDo
   },
   async revert(host, spec, state) {
     const { facts } = await readDomainFacts(host, spec);
-    for (const step of planDomainDelete(spec.name, facts.existing, state)) {
+    for (const step of planDomainDelete(spec.name, facts.existing, state, spec.shutdownTimeoutSeconds)) {
       try {
         await runStep(host, step);
       } catch (err) {
         if (!(err instanceof WaitTimeoutError)) throw err;
         // The guest ignored the ACPI request (no OS, or one that does not listen): power it off.
-        console.error(`${host.label}: domain ${spec.name} was still running ${SHUTDOWN_TIMEOUT_SECONDS} s after virsh shutdown; forcing it off (virsh destroy)`);
+        console.error(`${host.label}: domain ${spec.name} was still running ${spec.shutdownTimeoutSeconds} s after virsh shutdown; forcing it off (virsh destroy)`);
         await host.exec(virsh("destroy", "--domain", spec.name));
         const now = (await host.run(virsh("domstate", "--domain", spec.name))).stdout.trim();
         if (now !== "shut off") throw new Error(`domain ${spec.name} is still ${now} after virsh destroy`, { cause: err });

@@ -4,6 +4,9 @@ import { libvirtName, volumeName } from "./fieldSchemas";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import { isXmlText } from "./xml";
 
+/** How long a guest gets by default to power off after the ACPI request before the step fails. */
+export const SHUTDOWN_TIMEOUT_SECONDS = 300;
+
 // The inputs of a LibvirtDomain, the declarative form of the reference host's
 //   virt-install --name homeassistant --os-variant=generic --ram=4096 --vcpus=2 --cpu host
 //     --sysinfo host --import --disk vol=default/haos_ova-7.5.qcow2,bus=virtio --graphics none
@@ -117,6 +120,13 @@ const domainShape = {
   memballoon: none("the memory balloon"),
   autostart: z.boolean(expected("true or false", "true")).default(true),
   running: z.boolean(expected("true or false", "true")).default(true),
+  /** How long a shutdown (destroy, a restart for a boot-time change) waits for the guest to power off after the ACPI request. */
+  shutdownTimeoutSeconds: z
+    .number(expected("a number of seconds from 1 to 3600", "300"))
+    .int(expected("a number of seconds from 1 to 3600", "300"))
+    .min(1, expected("a number of seconds from 1 to 3600", "300"))
+    .max(3600, expected("a number of seconds from 1 to 3600", "300"))
+    .default(SHUTDOWN_TIMEOUT_SECONDS),
 };
 
 /** Reports the second and later occurrences of a value of `key[i]` (or of `key[i].field`). */

@@ -206,7 +206,7 @@ test("the guest starts under TCG with the controller passed through", async () =
 });
 
 test("destroy leaves no domain and no pool definition, and gives back the modules file", async () => {
-  const destroy = await timed("destroy (guest ignores ACPI: forced off after the timeout)", () => stack.destroy({ onOutput: (l) => process.stdout.write(l) }));
+  const destroy = await timed("destroy (guest ignores ACPI: forced off after shutdownTimeoutSeconds, 15 s)", () => stack.destroy({ onOutput: (l) => process.stdout.write(l) }));
   expect(destroy.summary.result).toBe("succeeded");
   expect((await virsh("list", "--all", "--name")).trim()).toBe("");
   expect(await virsh("pool-list", "--all", "--name")).not.toMatch(/\be2e\b/);

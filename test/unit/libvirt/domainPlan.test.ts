@@ -1,5 +1,6 @@
 import fc from "fast-check";
-import { planDomain, planDomainDelete, SHUTDOWN_TIMEOUT_SECONDS } from "../../../providers/libvirt/domainPlan";
+import { planDomain, planDomainDelete } from "../../../providers/libvirt/domainPlan";
+import { SHUTDOWN_TIMEOUT_SECONDS } from "../../../providers/libvirt/domainSpec";
 import { domainSpecSchema, type DomainSpec } from "../../../providers/libvirt/domainSpec";
 import { parseDomainXml, type DomainHostFacts, type ExistingDomain } from "../../../providers/libvirt/domainXml";
 import { domainCase } from "./domainArbitraries";
@@ -137,5 +138,12 @@ describe("planDomainDelete", () => {
   it("does nothing for a domain that is gone or is not the one it created", () => {
     expect(planDomainDelete("homeassistant", undefined, { uuid: UUID })).toEqual([]);
     expect(planDomainDelete("homeassistant", onHost("running").existing, { uuid: "00000000-0000-4000-8000-000000000000" })).toEqual([]);
+  });
+});
+
+describe("shutdownTimeoutSeconds", () => {
+  it("is how long destroy waits for the guest before the step fails", () => {
+    const [shutdown] = planDomainDelete("homeassistant", onHost("running").existing, { uuid: UUID }, 15);
+    expect(shutdown.waitFor).toMatchObject({ timeoutSeconds: 15, timeoutMessage: expect.stringContaining("within 15 s of the ACPI request") });
   });
 });

@@ -31,6 +31,7 @@ describe("LibvirtDomain inputs", () => {
       hostdevs: [],
       autostart: true,
       running: true,
+      shutdownTimeoutSeconds: 300,
     });
   });
 
@@ -117,7 +118,7 @@ describe("LibvirtDomain inputs", () => {
       "a virt-install option name",
       { ram: 4096 },
       "(inputs)",
-      "unknown key ram; the keys are name, description, adopt, vcpus, cpu, memoryMiB, sysinfoHost, osVariant, boot, disks, networks, hostdevs, graphics, video, sound, input, memballoon, autostart, running",
+      "unknown key ram; the keys are name, description, adopt, vcpus, cpu, memoryMiB, sysinfoHost, osVariant, boot, disks, networks, hostdevs, graphics, video, sound, input, memballoon, autostart, running, shutdownTimeoutSeconds",
     ],
     [
       "virt-install's cpu spelling",
