@@ -162,8 +162,8 @@ export function renderTrialEntry(entry: readonly string[], id: string, args: rea
 }
 
 /**
- * Pure: custom.cfg without any trial block. Only for a file whose original was not saved (a trial
- * directory lost); otherwise the saved original comes back byte for byte.
+ * Pure: custom.cfg without any trial block, so a new trial never stacks on an old one. The cleanup
+ * does not use it: it puts back the original saved beside the trial, byte for byte and with its mode.
  */
 export function customCfgWithoutTrial(text: string): string {
   return text.replace(/### BEGIN vfio-host trial [0-9a-f]+ [^\n]*\n[\s\S]*?### END vfio-host trial ###\n/g, "");
