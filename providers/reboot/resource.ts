@@ -13,7 +13,7 @@ import { missingKernelArgs } from "../kernelCmdline/kernelArgs";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
 import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { failpoint } from "../failpoint";
-import { RemoteHost, sha256Hex, withHost } from "../ssh/host";
+import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
 import { cleanupTrials, commitTrial, readTrialRecord, readTrialUnsupported, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
@@ -243,12 +243,8 @@ export function effectiveTrial(staged: readonly StagedFile[], options: NonNullab
 
 /** The trial left once the staged files the host already holds are taken out. */
 async function trialOnHost(host: RemoteHost, inputs: RebootInputs): Promise<Trial | undefined> {
-  const current = new Map<string, string | null>();
-  for (const file of inputs.staged) {
-    const bytes = await host.readFile(file.path);
-    current.set(file.path, bytes === undefined ? null : sha256Hex(bytes));
-  }
-  return effectiveTrial(inputs.staged, inputs.trial!, (f) => current.get(f.path) === sha256Hex(f.after));
+  const current = new Map(await Promise.all(inputs.staged.map(async (f) => [f.path, await host.readFile(f.path)] as const)));
+  return effectiveTrial(inputs.staged, inputs.trial!, (f) => current.get(f.path)?.equals(Buffer.from(f.after)) === true);
 }
 
 /** The error of a trial whose boot did not come back as the trial. */
