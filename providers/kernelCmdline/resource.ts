@@ -40,8 +40,6 @@ interface KernelCmdlinePlan {
   backend: Backend;
   path: string;
   before: string;
-  /** The source file existed (an absent one plans as empty text). */
-  existed: boolean;
   after: string;
   owned: KernelCmdlineState["owned"];
   changes: readonly string[];
@@ -118,7 +116,7 @@ export function planKernelCmdline(
     const before = facts.defaults ?? "";
     const plan = planGrubDefaults({ ...request, text: before, dropIns: facts.dropIns, previouslyOwned: previous as ShellListOwnership, backup: facts.backups?.grub });
     const stale = !grubCfgHasArgs(facts.grubCfg ?? "", inputs.args).ok;
-    return { backend, path: GRUB_DEFAULTS_PATH, before, existed: facts.defaults !== undefined, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale, staging };
+    return { backend, path: GRUB_DEFAULTS_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale, staging };
   }
   const before = facts.extlinuxDefaults ?? "";
   const plan = planUpdateExtlinuxConf({
@@ -130,7 +128,7 @@ export function planKernelCmdline(
   });
   const stale = !extlinuxCfgHasArgs(facts.extlinuxCfg ?? "", inputs.args, inputs.modules).ok;
   // Trial boots are GRUB's (its one-shot); extlinux changes are written as they always were.
-  return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, existed: facts.extlinuxDefaults !== undefined, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale, staging: { stage: false } };
+  return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale, staging: { stage: false } };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
@@ -199,7 +197,8 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
   async apply(host, plan, inputs) {
     const changed = plan.after !== plan.before;
     if (plan.staging.stage) {
-      const staged = changed || plan.stale ? [stagedFile(plan.path, plan.existed ? plan.before : undefined, plan.after)] : [];
+      // GRUB's source file exists (the backend refuses a host without it), so an empty one is staged as such.
+      const staged = changed || plan.stale ? [stagedFile(plan.path, plan.before, plan.after)] : [];
       return { backend: plan.backend, owned: plan.owned, staged };
     }
     if (changed) {

@@ -31,12 +31,6 @@ describe("planKernelCmdline with staging on GRUB", () => {
     ]);
   });
 
-  it("tells an empty /etc/default/grub from a missing one, so the commit's check of the staged file's old bytes holds", () => {
-    expect(planKernelCmdline(grubInputs, { ...grubFacts, defaults: "" }, undefined, staging).existed).toBe(true);
-    const onGrub = KernelCmdlineInputs.parse({ args: ARGS, trial: true, backend: "grub" });
-    expect(planKernelCmdline(onGrub, { ...grubFacts, defaults: undefined }, undefined, staging).existed).toBe(false);
-  });
-
   it("says, on a host without trial boots, that the change becomes permanent before the reboot", () => {
     const described = describeKernelCmdlinePlan(planKernelCmdline(grubInputs, grubFacts, undefined, unsupported));
     expect(count(described, unsupported.line)).toBe(1);
