@@ -2,6 +2,7 @@
 # Prints, one KEY=VALUE per line, the environment every Pulumi run of this project uses: the CLI that
 # setup built, Node 22 from node_modules, a local file backend, a passphrase, and no network look-ups.
 # scripts/pulumi.sh exports these; the tests read the same lines (test/e2e/pulumiEnv.ts).
+# VFIO_HOST_STATE_DIR moves the file backend elsewhere (each test suite has its own).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
