@@ -182,13 +182,16 @@ class RecordedFailure extends Error {
 
 type BootOutcome = { ok: true; observed: BootObservation } | { ok: false; failed: FailedVerification; message: string };
 
+/** Every step that changes the host's boot (stage, reboot, commit, cleanup) runs under the host lock. */
+const underHostLock = <T>(inputs: RebootInputs, fn: () => Promise<T>) => withHostLock(inputs.connection, lockOwner(undefined), fn);
+
 /** Reboots the host and waits for it to answer with a new boot_id; undefined when it did not in time. */
 async function rebootAndWait(host: RemoteHost, inputs: RebootInputs, before: string): Promise<BootObservation | undefined> {
   const started = Date.now();
   console.error(`${host.label}: rebooting (boot ${before.slice(0, 8)}), waiting up to ${inputs.timeoutSeconds}s`);
   // Under the host lock, so no other run is rewriting the boot files as the host goes down; the
   // lock itself ends with the boot.
-  await withHostLock(inputs.connection, lockOwner(undefined), () => host.run(["sh", "-c", DETACHED_REBOOT]));
+  await underHostLock(inputs, () => host.run(["sh", "-c", DETACHED_REBOOT]));
   await failpoint("reboot.issued");
   await host.disconnect();
   const deadline = started + inputs.timeoutSeconds * 1000;
@@ -271,7 +274,7 @@ export function trialNoNewBootMessage(label: string, trial: Trial, timeoutSecond
 }
 
 async function fellBack(host: RemoteHost, inputs: RebootInputs, trial: Trial, record: TrialRecord, observed: BootObservation): Promise<BootOutcome> {
-  await withHostLock(inputs.connection, lockOwner(undefined), () => cleanupTrials(host));
+  await underHostLock(inputs, () => cleanupTrials(host));
   const log = await trialBootLog(host, trial.id);
   const failed = { bootId: observed.bootId, previousBootId: record.previousBootId, problems: [`trial ${trial.id} fell back`], at: new Date().toISOString(), trial: trial.id };
   console.error(`${host.label}: trial ${trial.id} fell back to the previous configuration`);
@@ -283,12 +286,12 @@ async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, trial: Tri
   const problems = verifyBoot(observed, inputs.expectArgs, inputs.expectVfioDevices);
   if (problems.length === 0) {
     const started = Date.now();
-    await withHostLock(inputs.connection, lockOwner(undefined), () => commitTrial(host, trial, inputs.expectArgs));
+    await underHostLock(inputs, () => commitTrial(host, trial, inputs.expectArgs));
     console.error(`${host.label}: trial ${trial.id} committed in ${Math.round((Date.now() - started) / 1000)}s`);
     return { ok: true, observed };
   }
   // Nothing was committed: with the trial gone, the reboot lands on the previous configuration.
-  await withHostLock(inputs.connection, lockOwner(undefined), () => cleanupTrials(host));
+  await underHostLock(inputs, () => cleanupTrials(host));
   const back = await rebootAndWait(host, inputs, observed.bootId);
   const failed = { bootId: observed.bootId, previousBootId, problems, at: new Date().toISOString(), trial: trial.id };
   const where = back ? "it was rebooted back to its previous configuration" : `it was rebooted back, but did not answer within ${inputs.timeoutSeconds}s; power-cycle it`;
@@ -330,7 +333,7 @@ async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: Faile
     return { ok: false, failed: again, message: failedBootMessage(host.label, again, "again") + stillWaiting };
   }
   const started = Date.now();
-  await withHostLock(inputs.connection, lockOwner(undefined), () => stageTrial(host, trial, now.bootId));
+  await underHostLock(inputs, () => stageTrial(host, trial, now.bootId));
   console.error(`${host.label}: trial ${trial.id} staged in ${Math.round((Date.now() - started) / 1000)}s`);
   const observed = await rebootAndWait(host, inputs, now.bootId);
   if (!observed) {
@@ -416,7 +419,7 @@ export const hostRebootProvider: pulumi.dynamic.ResourceProvider = {
     // old configuration takes effect at the next boot the user chooses (see the README). A trial
     // still staged (a run cut short before its reboot) is taken away.
     const inputs = inputsOf(props);
-    if (inputs.trial) await withHost(inputs.connection, (host) => withHostLock(inputs.connection, lockOwner(undefined), () => cleanupTrials(host)));
+    if (inputs.trial) await withHost(inputs.connection, (host) => underHostLock(inputs, () => cleanupTrials(host)));
   },
 };
 
