@@ -14,6 +14,7 @@ import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../providers/ssh/host";
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
+import { rebootLab, StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(45 * 60_000);
@@ -37,7 +38,8 @@ let backendDir: string;
 let stack: Stack;
 let releaseLab: () => void;
 let release: string;
-const timings: string[] = [];
+const timings = new StageTimes();
+const timed = <T>(what: string, fn: () => Promise<T>) => timings.timed(what, fn);
 
 const labSh = (...args: string[]) =>
   execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
@@ -63,15 +65,6 @@ async function bootBytes(): Promise<Record<string, string>> {
 const trialLeftovers = () =>
   sh("ls -d /boot/grub/custom.cfg /boot/vfio-host-trial /var/lib/vfio-host/trial 2>/dev/null; grub-editenv /boot/grub/grubenv list | grep next_entry; true").then((s) => s.trim());
 
-async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings.push(`${what}: ${Math.round((Date.now() - started) / 1000)} s`);
-  }
-}
-
 async function setConfig(values: Record<string, unknown>) {
   await stack.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: typeof v === "string" ? v : JSON.stringify(v) }])));
 }
@@ -86,15 +79,7 @@ async function failingUp(what: string): Promise<string> {
 }
 
 /** A plain reboot, as a user would run one, and the wait for the new boot. */
-async function rebootLab(): Promise<void> {
-  const before = await bootId();
-  await onLab((host) => host.run(["systemd-run", "--on-active=1", "systemctl", "reboot"]));
-  await closeAllConnections();
-  for (let i = 0; i < 100 && (await bootId().catch(() => before)) === before; i++) {
-    await new Promise((r) => setTimeout(r, 3_000));
-    await closeAllConnections();
-  }
-}
+const plainReboot = () => rebootLab(onLab, bootId, 100);
 
 beforeAll(async () => {
   releaseLab = await lockLab(labStatePath(labEnv));
@@ -112,7 +97,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  console.log(`lab trial boot timings (lab: ${lab?.accel}):\n  ${timings.join("\n  ")}`);
+  timings.print(`lab trial boot timings (lab: ${lab?.accel})`);
   await closeAllConnections();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
   fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
@@ -168,7 +153,7 @@ test("the controllers go to vfio-pci through one trial boot, which is then made 
   expect(await bootId()).toBe(trialBoot);
 
   // The commit is real: a plain reboot comes back with the arguments and the drivers, without the trial's.
-  await timed("plain reboot", rebootLab);
+  await timed("plain reboot", plainReboot);
   const line = await cmdline();
   expect(line).toContain("intel_iommu=on");
   expect(line).toContain("iommu=pt");
@@ -264,7 +249,7 @@ test("destroy gives every source file its bytes back, and the next boot the host
     const now = await readOnLab(f);
     expect(now === undefined ? originalSources[f] === undefined : now.equals(originalSources[f]!)).toBe(true);
   }
-  await timed("plain reboot", rebootLab);
+  await timed("plain reboot", plainReboot);
   expect(await driversOnLab()).toEqual(originalDrivers);
   expect(await cmdline()).toContain("intel_iommu=off");
 });

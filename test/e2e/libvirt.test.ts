@@ -11,6 +11,7 @@ import { Stack } from "@pulumi/pulumi/automation";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
 import { LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
+import { rebootLab, StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(60 * 60_000);
@@ -34,7 +35,6 @@ let releaseLab: (() => void) | undefined;
 let env: Record<string, string>;
 let backendDir: string;
 let stack: Stack;
-const timings: string[] = [];
 
 const labSh = (...args: string[]) =>
   execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
@@ -48,14 +48,8 @@ const bootId = () => sh("cat /proc/sys/kernel/random/boot_id").then((s) => s.tri
 const hostSnapshot = () =>
   sh(`virsh list --all --name; echo ---; virsh pool-list --all --name; echo ---; ls /etc/modules-load.d; echo ---; ls -d ${POOL_DIR} 2>&1; lsmod | grep -c '^tun ' || true`);
 
-async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings.push(`${what}: ${Math.round((Date.now() - started) / 1000)} s`);
-  }
-}
+const timings = new StageTimes();
+const timed = <T>(what: string, fn: () => Promise<T>) => timings.timed(what, fn);
 
 /**
  * Turns the IOMMU on (the pristine lab boots with intel_iommu=off), hands the USB controllers to
@@ -63,14 +57,8 @@ async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
  * KVM guest with a passed-through device brings the lab's QEMU down within a minute.
  */
 async function prepareLab(): Promise<void> {
-  const before = await bootId();
   await sh("sed -i 's/intel_iommu=off/intel_iommu=on/' /etc/default/grub && update-grub 2>/dev/null");
-  await onLab((host) => host.run(["systemd-run", "--on-active=1", "systemctl", "reboot"]));
-  await closeAllConnections();
-  for (let i = 0; i < 200 && (await bootId().catch(() => before)) === before; i++) {
-    await new Promise((r) => setTimeout(r, 3_000));
-    await closeAllConnections();
-  }
+  await rebootLab(onLab, bootId, 200);
   await sh(
     `modprobe vfio-pci; for a; do d=/sys/bus/pci/devices/$a; echo vfio-pci > $d/driver_override
 [ -e $d/driver ] && echo $a > $d/driver/unbind; echo $a > /sys/bus/pci/drivers_probe; done
@@ -115,7 +103,7 @@ beforeAll(async () => {
 }, 30 * 60_000);
 
 afterAll(async () => {
-  console.log(`libvirt e2e timings (lab: ${lab?.accel}):\n  ${timings.join("\n  ")}`);
+  timings.print(`libvirt e2e timings (lab: ${lab?.accel})`);
   await closeAllConnections();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
   labSh("down");
