@@ -36,13 +36,18 @@ export interface HostResourceDefinition<I, P, S> {
   identity(inputs: I): string;
   /** Inputs whose change means a new resource (old one reverted first). */
   replaceOnChange?: readonly (keyof I & string)[];
+  /**
+   * What the plan decided that other resources need before this one is applied: the `planned`
+   * output, known at preview (check computes it), where `state` is only known after the apply.
+   */
+  planned?(plan: P): Record<string, unknown>;
 }
 
 export function hostResourceProvider<I extends object, P, S>(
   definition: HostResourceDefinition<I, P, S>,
 ): pulumi.dynamic.ResourceProvider {
   const parse = (props: Record<string, unknown>) => {
-    const { connection, plannedChanges: _p, state: _s, __provider: _v, stackName, ...rest } = props;
+    const { connection, plannedChanges: _p, planned: _d, state: _s, __provider: _v, stackName, ...rest } = props;
     return {
       connection: ConnectionSchema.parse(connection),
       inputs: definition.schema.parse(rest),
@@ -50,15 +55,20 @@ export function hostResourceProvider<I extends object, P, S>(
       stackName,
     };
   };
-  const outputs = (connection: Connection, inputs: I, state: S, stackName: unknown) =>
-    plainOutputs({ ...inputs, connection, plannedChanges: [], state, stackName });
+  const planned = (plan: P) => (definition.planned ? { planned: definition.planned(plan) } : {});
+  const outputs = (connection: Connection, inputs: I, plan: P, state: S, stackName: unknown) =>
+    plainOutputs({ ...inputs, connection, plannedChanges: [], ...planned(plan), state, stackName });
+  const applyPlan = async (host: RemoteHost, inputs: I, previous: S | undefined) => {
+    const plan = await definition.plan(host, inputs, previous);
+    return { plan, state: await definition.apply(host, plan, inputs) };
+  };
   // Every change happens under the host lock, from reading the host to the last write.
   const locked = <T>(connection: Connection, owner: string, fn: (host: RemoteHost) => Promise<T>) =>
     withHostLock(connection, owner, () => withHost(connection, fn));
 
   return {
     async check(_olds, news) {
-      const { connection, plannedChanges: _p, __provider: _v, stackName, ...rest } = news;
+      const { connection, plannedChanges: _p, planned: _d, __provider: _v, stackName, ...rest } = news;
       const checkedConnection = validate(ConnectionSchema, connection, "connection");
       const checkedInputs = validate(definition.schema, rest);
       const failures = [checkedConnection, checkedInputs].flatMap((r) => (r.ok ? [] : r.failures));
@@ -69,12 +79,12 @@ export function hostResourceProvider<I extends object, P, S>(
       // Inputs still unknown (another resource's output) only make the plan partial, not wrong.
       const partial = hasUnknown(rest);
       try {
-        const plannedChanges = await withHost(checkedConnection.data, async (host) => {
-          const plan = await definition.plan(host, checkedInputs.data, undefined);
-          for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
-          return definition.describe(plan);
-        });
-        return { inputs: { ...checked, plannedChanges: partial ? [...plannedChanges, later] : plannedChanges } };
+        const plan = await withHost(checkedConnection.data, (host) => definition.plan(host, checkedInputs.data, undefined));
+        for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
+        const plannedChanges = definition.describe(plan);
+        // A plan from partly unknown inputs plans the known part only: what it decided stays unknown.
+        if (partial) return { inputs: { ...checked, plannedChanges: [...plannedChanges, later] } };
+        return { inputs: { ...checked, plannedChanges, ...planned(plan) } };
       } catch (err) {
         if (partial) return { inputs: { ...checked, plannedChanges: [later] } };
         const property = err instanceof InputError ? err.property : "(host)";
@@ -101,19 +111,14 @@ export function hostResourceProvider<I extends object, P, S>(
 
     async create(props: Record<string, unknown>) {
       const { connection, inputs, owner, stackName } = parse(props);
-      const state = await locked(connection, owner, async (host) =>
-        definition.apply(host, await definition.plan(host, inputs, undefined), inputs),
-      );
-      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, state, stackName) };
+      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, undefined));
+      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, plan, state, stackName) };
     },
 
     async update(_id, olds: Record<string, unknown>, news: Record<string, unknown>) {
       const { connection, inputs, owner, stackName } = parse(news);
-      const previous = olds.state as S;
-      const state = await locked(connection, owner, async (host) =>
-        definition.apply(host, await definition.plan(host, inputs, previous), inputs),
-      );
-      return { outs: outputs(connection, inputs, state, stackName) };
+      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, olds.state as S));
+      return { outs: outputs(connection, inputs, plan, state, stackName) };
     },
 
     async read(id, props: Record<string, unknown>) {
@@ -147,7 +152,7 @@ export abstract class HostResource extends pulumi.dynamic.Resource {
 
   protected constructor(kind: string, name: string, args: object, opts?: pulumi.CustomResourceOptions) {
     // stackName only names this run to another run that finds the host locked (see hostLock.ts).
-    super(dynamicProvider(kind), name, { ...args, plannedChanges: undefined, state: undefined, stackName: pulumi.getStack() }, {
+    super(dynamicProvider(kind), name, { ...args, plannedChanges: undefined, planned: undefined, state: undefined, stackName: pulumi.getStack() }, {
       ...opts,
       additionalSecretOutputs: ["connection"],
     });

@@ -89,6 +89,8 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
       ? []
       : [...(plan.changes.length > 0 ? plan.changes : [`${plan.path}: rewrite`]), ...(plan.staging.line ? [plan.staging.line] : [])],
   warnings: (plan) => plan.warnings,
+  // Known at preview, so a guest can be checked against the devices this binding will own.
+  planned: (plan) => ({ addresses: plan.addresses }),
   async apply(host, plan) {
     if (plan.refusal) throw new Error(plan.refusal);
     const { changes: _c, warnings: _w, current: _p, refusal: _r, staging, ...state } = plan;
@@ -120,6 +122,7 @@ export interface VfioBindingArgs {
 
 export class VfioBinding extends HostResource {
   declare readonly state: pulumi.Output<VfioBindingState>;
+  declare readonly planned: pulumi.Output<{ addresses: string[] }>;
 
   constructor(name: string, args: VfioBindingArgs, opts?: pulumi.CustomResourceOptions) {
     super("VfioBinding", name, args, opts);
