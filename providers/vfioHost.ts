@@ -38,7 +38,7 @@ export interface VfioHostArgs {
 }
 
 export class VfioHost extends pulumi.ComponentResource {
-  /** PCI addresses handed to vfio-pci, their ids and IOMMU groups. */
+  /** PCI addresses handed to vfio-pci (known at preview: a guest's hostdevs are checked against them), their ids and IOMMU groups. */
   readonly boundDevices: pulumi.Output<string[]>;
   readonly boundIds: pulumi.Output<string[]>;
   readonly iommuGroups: pulumi.Output<number[]>;
@@ -92,7 +92,7 @@ export class VfioHost extends pulumi.ComponentResource {
             ...(trial ? trialInputs(cmdline, binding, initramfs, args) : {}),
           }, { ...parent, dependsOn: this.bootResources });
 
-    this.boundDevices = binding.state.apply((s) => s.addresses);
+    this.boundDevices = binding.planned.apply((p) => p.addresses);
     this.boundIds = binding.state.apply((s) => s.ids);
     // Before the first reboot the groups are unknown to the binding; the verified boot knows them.
     this.iommuGroups = reboot

@@ -1,15 +1,16 @@
 // LibvirtDomain: a headless guest defined, started and autostarted as planDomain says, its
 // definition compared with `virsh dumpxml --inactive` (so a `virsh edit` shows up as drift). A
-// passed-through device must already be on vfio-pci: preview refuses one that is not. A new name
-// replaces the domain (the old one goes first); delete shuts the guest down, forces it off if it
-// does not go in time, and undefines it with its UEFI variables.
+// passed-through device must be on vfio-pci, or be one the stack's VfioBinding claims at its boot
+// (vfioDevices): preview refuses any other. A new name replaces the domain (the old one goes
+// first); delete shuts the guest down, forces it off if it does not go in time, and undefines it
+// with its UEFI variables.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import { planDomain, planDomainDelete, type DomainPlan, type DomainState } from "./domainPlan";
-import { domainSpecSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
+import { domainResourceSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
 import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./domainXml";
 import { virsh, type FieldChange } from "./hostStep";
 import { libvirtObjectProvider, nameInStack, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
@@ -75,23 +76,42 @@ export function explicitFirmware(domcapabilities: string, ovmfFiles: readonly st
   return pair && { loader: pair[0], nvramTemplate: pair[1] };
 }
 
+/** Why hostdevs cannot go to the guest now: refused outright, or waiting for the stack's boot. */
+export interface HostdevProblems {
+  readonly refusals: string[];
+  /** Devices the stack's VfioBinding claims at its next boot, still on their host driver. */
+  readonly awaitingBoot: string[];
+}
+
 /**
- * Why each passed-through device cannot go to the guest: it must exist and be bound to vfio-pci
- * already, which is the VfioBinding's job (at boot, before any host driver takes it).
+ * Each passed-through device must exist and be on vfio-pci, which is a VfioBinding's job (at boot,
+ * before any host driver takes it). With `vfioDevices` (the stack's binding), a device must be one
+ * of them, and may still be on its host driver until the stack's reboot.
  */
-export function hostdevProblems(hostdevs: readonly string[], drivers: PciDrivers): string[] {
-  return hostdevs.flatMap((address, i) => {
-    if (!(address in drivers) || drivers[address] === undefined) {
-      return [`hostdevs[${i}]: there is no PCI device ${address} on the host (lspci -D lists the addresses); correct the address`];
-    }
+export function hostdevProblems(hostdevs: readonly string[], drivers: PciDrivers, vfioDevices?: readonly string[]): HostdevProblems {
+  const refusals: string[] = [];
+  const awaitingBoot: string[] = [];
+  hostdevs.forEach((address, i) => {
     const driver = drivers[address];
-    if (driver === "vfio-pci") return [];
-    return [
-      `hostdevs[${i}]: ${address} is ${driver ? `driven by ${driver}` : "not bound to any driver"} on the host, not vfio-pci, so the guest cannot own it. ` +
-        `Declare a VfioBinding (or VfioHost) whose selection includes it, e.g. vfio: { devices: ["${address}"] }, let its reboot happen, ` +
-        `and give this domain hostdevs from its boundDevices output (or dependsOn it); or remove ${address} from hostdevs`,
-    ];
+    if (driver === undefined) {
+      refusals.push(`hostdevs[${i}]: there is no PCI device ${address} on the host (lspci -D lists the addresses); correct the address`);
+    } else if (vfioDevices && !vfioDevices.includes(address)) {
+      refusals.push(
+        `hostdevs[${i}]: ${address} is not one of the devices the stack's VfioBinding puts on vfio-pci (${vfioDevices.join(", ") || "none"}), ` +
+          `so nothing keeps the host's drivers off it at boot. Add it to the binding's selection (vfio-host:vfio in a host stack), or remove it from hostdevs`,
+      );
+    } else if (driver !== "vfio-pci") {
+      if (vfioDevices) awaitingBoot.push(address);
+      else {
+        refusals.push(
+          `hostdevs[${i}]: ${address} is ${driver ? `driven by ${driver}` : "not bound to any driver"} on the host, not vfio-pci, so the guest cannot own it. ` +
+            `Declare a VfioBinding (or VfioHost) whose selection includes it, e.g. vfio: { devices: ["${address}"] }, ` +
+            `and give this domain its planned addresses as vfioDevices (a host stack does); or remove ${address} from hostdevs`,
+        );
+      }
+    }
   });
+  return { refusals, awaitingBoot };
 }
 
 async function readDomainFacts(host: RemoteHost, spec: DomainSpec): Promise<{ facts: DomainHostFacts; drivers: PciDrivers }> {
@@ -123,30 +143,38 @@ export function describeFieldChange(change: FieldChange): string {
   return `${change.field}: ${shown(change.from)} -> ${shown(change.to)}${restart}`;
 }
 
-type LibvirtDomainPlan = { readonly plan: DomainPlan } | { readonly pending: { readonly problem: string; readonly change: string } };
+/** A plan, unless something this update does first is missing (`blocked`): then apply fails with its problem. */
+type LibvirtDomainPlan = { readonly plan?: DomainPlan; readonly blocked: readonly { readonly problem: string; readonly change: string }[] };
 
 export const libvirtDomainProvider = libvirtObjectProvider<DomainSpec, LibvirtDomainPlan, DomainState>({
-  schema: domainSpecSchema,
+  schema: domainResourceSchema,
   identity: (spec) => `domain/${spec.name}`,
   replaceOnChange: ["name"],
   async plan(host, spec, state) {
     const { facts, drivers } = await readDomainFacts(host, spec);
-    const problems = hostdevProblems(spec.hostdevs, drivers);
-    if (problems.length > 0) throw new InputError("hostdevs", `LibvirtDomain ${spec.name}:\n- ${problems.join("\n- ")}`);
+    const { refusals, awaitingBoot } = hostdevProblems(spec.hostdevs, drivers, spec.vfioDevices);
+    if (refusals.length > 0) throw new InputError("hostdevs", `LibvirtDomain ${spec.name}:\n- ${refusals.join("\n- ")}`);
+    const blocked = [];
+    if (awaitingBoot.length > 0) {
+      blocked.push({
+        problem: `LibvirtDomain ${spec.name}: ${awaitingBoot.join(", ")} still not on vfio-pci; the stack's reboot should have put ${awaitingBoot.length === 1 ? "it" : "them"} there (see its verification)`,
+        change: `pass ${awaitingBoot.join(", ")} through once the stack's reboot has put ${awaitingBoot.length === 1 ? "it" : "them"} on vfio-pci`,
+      });
+    }
     const found = facts.existing?.definition.uuid;
     const recorded = state ?? (found && nameInStack() === spec.name ? { uuid: found } : undefined);
     const missing = spec.disks.filter((d) => !facts.volumes.some((v) => v.pool === d.pool && v.name === d.volume)).map((d) => `${d.pool}/${d.volume}`);
     try {
-      return { plan: planDomain(spec, facts, recorded) };
+      return { plan: planDomain(spec, facts, recorded), blocked };
     } catch (err) {
       // At preview the volumes may be ones this update imports first; create fails with the problem.
       if (missing.length === 0) throw err;
-      return { pending: { problem: (err as Error).message, change: `define domain ${spec.name} once its Volumes have imported ${missing.join(", ")}` } };
+      return { blocked: [...blocked, { problem: (err as Error).message, change: `define domain ${spec.name} once its Volumes have imported ${missing.join(", ")}` }] };
     }
   },
-  describe: (p) => ("pending" in p ? [p.pending.change] : [...p.plan.changes.map(describeFieldChange), ...p.plan.steps.map((s) => s.describe)]),
+  describe: (p) => [...p.blocked.map((b) => b.change), ...(p.plan ? [...p.plan.changes.map(describeFieldChange), ...p.plan.steps.map((s) => s.describe)] : [])],
   async apply(host, p, spec) {
-    if ("pending" in p) throw new Error(p.pending.problem);
+    if (!p.plan || p.blocked.length > 0) throw new Error(p.blocked.map((b) => b.problem).join("\n"));
     for (const step of p.plan.steps) await runStep(host, step);
     return { uuid: (await host.run(virsh("domuuid", "--domain", spec.name))).stdout.trim() };
   },

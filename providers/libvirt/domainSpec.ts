@@ -140,14 +140,26 @@ function refuseRepeats(values: readonly (string | undefined)[], key: string, fie
   });
 }
 
-export const domainSpecSchema = z.strictObject(domainShape, strictKeys).superRefine((spec, ctx) => {
+function refuseRepeatsOfSpec(spec: z.output<z.ZodObject<typeof domainShape>>, ctx: z.RefinementCtx): void {
   refuseRepeats(spec.hostdevs, "hostdevs", undefined, "a device can be passed through once", ctx);
   refuseRepeats(spec.networks.map((n) => n.mac), "networks", "mac", "each interface needs its own MAC address", ctx);
   refuseRepeats(spec.disks.map((d) => `${d.pool}/${d.volume}`), "disks", undefined, "attach each volume once", ctx);
-});
+}
+
+/** A guest as a stack describes it. */
+export const domainSpecSchema = z.strictObject(domainShape, strictKeys).superRefine(refuseRepeatsOfSpec);
+
+/**
+ * LibvirtDomain's inputs: the guest, and the devices the stack's VfioBinding puts on vfio-pci at
+ * its boot (its `planned` addresses). Those hostdevs may still be on their host driver at preview;
+ * any other hostdev is refused.
+ */
+export const domainResourceSchema = z
+  .strictObject({ ...domainShape, vfioDevices: z.array(pciAddress, expected("a list of PCI addresses", '["0000:00:1a.0"]')).optional() }, strictKeys)
+  .superRefine(refuseRepeatsOfSpec);
 
 /** LibvirtDomain inputs as written in a stack. */
-export type DomainInputs = z.input<typeof domainSpecSchema>;
+export type DomainInputs = z.input<typeof domainResourceSchema>;
 /** LibvirtDomain inputs with defaults filled in and values normalised. */
-export type DomainSpec = z.output<typeof domainSpecSchema>;
+export type DomainSpec = z.output<typeof domainResourceSchema>;
 export type DomainDiskSpec = DomainSpec["disks"][number];

@@ -19,14 +19,15 @@ export interface LibvirtHostArgs {
   volumes?: VolumeInputs[];
   /**
    * Guests by a key of their own, which names the Pulumi resource: changing a guest's name then
-   * replaces it rather than adding a second one. hostdevs may be an output, e.g. a VfioHost's
-   * boundDevices, so the guest waits for the binding's reboot.
+   * replaces it rather than adding a second one.
    */
   domains?: Record<string, LibvirtHostDomain>;
+  /** The addresses a VfioHost binds (its boundDevices): every guest's hostdevs must be among them. */
+  vfioDevices?: pulumi.Input<string[]>;
 }
 
 /** A guest's inputs; its disks are plain values, which the assertions check. */
-export type LibvirtHostDomain = Omit<LibvirtDomainArgs, "connection" | "disks"> & Pick<DomainInputs, "disks">;
+export type LibvirtHostDomain = Omit<LibvirtDomainArgs, "connection" | "disks" | "vfioDevices"> & Pick<DomainInputs, "disks">;
 
 /** The assertions: one message per problem, empty when the description hangs together. */
 export function checkLibvirtHost(args: Pick<LibvirtHostArgs, "pools" | "volumes" | "domains">): string[] {
@@ -73,7 +74,10 @@ export class LibvirtHost extends pulumi.ComponentResource {
     }
     for (const [key, domain] of Object.entries(args.domains ?? {})) {
       const disks = (domain.disks ?? []).map((d) => this.volumes[`${d.pool}/${d.volume}`]);
-      this.domains[key] = new LibvirtDomain(`${name}-domain-${key}`, { connection, ...domain }, { parent: this, dependsOn: [...first, ...disks] });
+      this.domains[key] = new LibvirtDomain(`${name}-domain-${key}`, { connection, ...domain, vfioDevices: args.vfioDevices }, {
+        parent: this,
+        dependsOn: [...first, ...disks],
+      });
     }
     this.registerOutputs({});
   }

@@ -75,20 +75,40 @@ describe("fact sections", () => {
 
 describe("hostdevProblems", () => {
   const drivers = { "0000:00:1d.0": "vfio-pci", "0000:00:1d.1": "uhci_hcd", "0000:00:1d.2": "", "0000:00:1e.5": undefined };
+  const none = { refusals: [], awaitingBoot: [] };
 
   it("accepts devices on vfio-pci", () => {
-    expect(hostdevProblems(["0000:00:1d.0"], drivers)).toEqual([]);
+    expect(hostdevProblems(["0000:00:1d.0"], drivers)).toEqual(none);
+    expect(hostdevProblems(["0000:00:1d.0"], drivers, ["0000:00:1d.0", "0000:00:1d.1"])).toEqual(none);
   });
 
-  it("refuses a device on another driver or none, pointing to the VfioBinding it needs, and one that does not exist", () => {
-    expect(hostdevProblems(["0000:00:1d.1", "0000:00:1d.2", "0000:00:1e.5", "0000:00:1f.7"], drivers)).toEqual([
-      "hostdevs[0]: 0000:00:1d.1 is driven by uhci_hcd on the host, not vfio-pci, so the guest cannot own it. Declare a VfioBinding (or VfioHost) " +
-        'whose selection includes it, e.g. vfio: { devices: ["0000:00:1d.1"] }, let its reboot happen, and give this domain hostdevs from its ' +
-        "boundDevices output (or dependsOn it); or remove 0000:00:1d.1 from hostdevs",
-      expect.stringContaining("hostdevs[1]: 0000:00:1d.2 is not bound to any driver on the host, not vfio-pci"),
-      "hostdevs[2]: there is no PCI device 0000:00:1e.5 on the host (lspci -D lists the addresses); correct the address",
-      "hostdevs[3]: there is no PCI device 0000:00:1f.7 on the host (lspci -D lists the addresses); correct the address",
-    ]);
+  it("without the stack's binding, refuses a device on another driver or none, pointing to the VfioBinding it needs, and one that does not exist", () => {
+    expect(hostdevProblems(["0000:00:1d.1", "0000:00:1d.2", "0000:00:1e.5", "0000:00:1f.7"], drivers)).toEqual({
+      refusals: [
+        "hostdevs[0]: 0000:00:1d.1 is driven by uhci_hcd on the host, not vfio-pci, so the guest cannot own it. Declare a VfioBinding (or VfioHost) " +
+          'whose selection includes it, e.g. vfio: { devices: ["0000:00:1d.1"] }, and give this domain its planned addresses as vfioDevices ' +
+          "(a host stack does); or remove 0000:00:1d.1 from hostdevs",
+        expect.stringContaining("hostdevs[1]: 0000:00:1d.2 is not bound to any driver on the host, not vfio-pci"),
+        "hostdevs[2]: there is no PCI device 0000:00:1e.5 on the host (lspci -D lists the addresses); correct the address",
+        "hostdevs[3]: there is no PCI device 0000:00:1f.7 on the host (lspci -D lists the addresses); correct the address",
+      ],
+      awaitingBoot: [],
+    });
+  });
+
+  it("with the stack's binding, lets its devices wait for the boot and refuses any other, even one already on vfio-pci", () => {
+    expect(hostdevProblems(["0000:00:1d.1", "0000:00:1d.2"], drivers, ["0000:00:1d.1", "0000:00:1d.2"])).toEqual({
+      refusals: [],
+      awaitingBoot: ["0000:00:1d.1", "0000:00:1d.2"],
+    });
+    expect(hostdevProblems(["0000:00:1d.0", "0000:00:1d.1"], drivers, ["0000:00:1d.1"])).toEqual({
+      refusals: [
+        "hostdevs[0]: 0000:00:1d.0 is not one of the devices the stack's VfioBinding puts on vfio-pci (0000:00:1d.1), so nothing keeps the host's " +
+          "drivers off it at boot. Add it to the binding's selection (vfio-host:vfio in a host stack), or remove it from hostdevs",
+      ],
+      awaitingBoot: ["0000:00:1d.1"],
+    });
+    expect(hostdevProblems(["0000:00:1e.5"], drivers, ["0000:00:1e.5"]).refusals).toEqual([expect.stringContaining("there is no PCI device 0000:00:1e.5")]);
   });
 });
 
