@@ -101,9 +101,12 @@ export function hostResourceProvider<I extends object, P, S>(
       ];
       // news: what check planned now; olds: drift that a refresh found (an apply leaves none).
       const pending = [news, olds].some((p) => ((p.plannedChanges as string[] | undefined) ?? []).length > 0);
+      // State recorded before the `planned` output existed gets it through an update that changes nothing.
+      const unplanned = definition.planned !== undefined && olds.planned === undefined;
       const changes =
         replaces.length > 0 ||
         pending ||
+        unplanned ||
         !isDeepStrictEqual(before.inputs, after.inputs) ||
         !isDeepStrictEqual(before.connection, after.connection);
       return { changes, replaces, deleteBeforeReplace: true };
