@@ -3,8 +3,9 @@
 # qcow2 base for throwaway overlays. Called by `lab.sh up` (which keys OUT by a hash of this file,
 # guest/ and the apt sources), not directly:
 #   build-image.sh OUT APT_SOURCES QEMU_ACCEL_ARGS...
-# OUT appears only when complete: base.qcow2, ssh_host_ed25519_key.pub (the key lab.json pins) and
-# firstboot.log (the serial log of the boot that installed GRUB).
+# OUT appears only when complete: base.qcow2, ssh_host_ed25519_key.pub (the key lab.json pins),
+# lab-guest.sha256 (of the guest image inside, see below) and firstboot.log (the serial log of the
+# boot that installed GRUB).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1 sources=$2
@@ -16,6 +17,7 @@ packages=(
   linux-image-amd64 grub-pc initramfs-tools systemd-sysv kmod
   openssh-server sudo zstd pciutils usbutils iproute2
   libvirt-daemon-system qemu-system-x86 qemu-utils ovmf virtinst
+  dosfstools mtools
 )
 disk_mib=8192
 
@@ -48,6 +50,27 @@ echo 'LABEL=lab-root / ext4 errors=remount-ro 0 1' >"$root/etc/fstab"
 systemctl --quiet --root="$root" enable systemd-networkd.service lab-authorized-keys.service lab-firstboot.service
 # apt cannot reach a mirror from the lab (restrict=on); its timers would only burn emulated CPU.
 systemctl --quiet --root="$root" mask apt-daily.timer apt-daily-upgrade.timer
+# The libvirt guest never uses nested KVM: under TCG the lab's CPU has no svm/vmx anyway, and under
+# KVM a nested guest holding a passed-through emulated controller brought the lab's QEMU down.
+printf 'blacklist kvm_intel\nblacklist kvm_amd\ninstall kvm_intel /bin/false\ninstall kvm_amd /bin/false\n' >"$root/etc/modprobe.d/lab-no-nested-kvm.conf"
+
+# The lab guest's disk image, made here, nothing downloaded: an EFI system partition whose
+# startup.nsh makes OVMF's shell list the PCI devices the guest sees on its serial console (`virsh
+# console`; type `pci` there to list them again), then idle at the shell's prompt, which halts the
+# CPU. The lab stack imports it compressed, checked against the sha256 recorded beside the image.
+guest="$work/lab-guest.raw"
+truncate -s 32M "$guest"
+echo 'start=2048, size=61440, type=U' | sfdisk --quiet --label gpt "$guest"
+printf '%s\r\n' '@echo -off' 'echo "vfio-host lab guest: the PCI devices it sees"' 'pci' >"$root/startup.nsh"
+chroot "$root" sh -c 'mkfs.vfat -C -n LABGUEST /esp.img 30720 >/dev/null && mcopy -i /esp.img /startup.nsh ::/startup.nsh'
+dd if="$root/esp.img" of="$guest" bs=1M seek=1 conv=notrunc status=none
+rm "$root/esp.img" "$root/startup.nsh"
+mkdir -p "$root/srv/vfio-host"
+qemu-img convert -O qcow2 "$guest" "$work/lab-guest.qcow2"
+xz -9 -c "$work/lab-guest.qcow2" >"$root/srv/vfio-host/lab-guest.qcow2.xz"
+rm "$guest" "$work/lab-guest.qcow2"
+sha256sum <"$root/srv/vfio-host/lab-guest.qcow2.xz" | cut -d' ' -f1 >"$work/lab-guest.sha256"
+
 rm -f "$root"/etc/ssh/ssh_host_*
 ssh-keygen -q -t ed25519 -N '' -C root@vfio-lab -f "$root/etc/ssh/ssh_host_ed25519_key"
 cp "$root/etc/ssh/ssh_host_ed25519_key.pub" "$work/"

@@ -1,10 +1,14 @@
-// Boot-time isolation end to end on the lab VM's real kernel, through the real Pulumi CLI, every
+// The whole passthrough host end to end on the lab VM's real kernel, through the real Pulumi CLI and
+// the project's own program with the stack `npm run demo` writes (scripts/labStack.ts): every boot
 // change booted once as a trial first (GRUB's one-shot) and made permanent only after its boot was
-// verified. Bad selections fail at preview; the USB controllers go to vfio-pci through a trial that
-// is committed (a plain reboot keeps them); a trial that panics, one that hangs until the watchdog
-// resets it and one that hangs until the VM is power-cycled all land on the previous configuration
-// with every boot file byte for byte as before, are reported and not retried, and converge once the
-// cause is gone; destroy gives every file its bytes back. One lab boot is shared by all of it.
+// verified, then libvirt. Bad selections and bad guests fail at preview; from the pristine lab one
+// `up` puts the USB controllers on vfio-pci through a committed trial and starts a guest that owns
+// one (a plain reboot keeps both); the guest changes in place, is replaced on a new name, and a
+// hand edit shows in refresh; a trial that panics, one that hangs until the watchdog resets it and
+// one that hangs until the VM is power-cycled all land on the previous configuration with every
+// boot file byte for byte as before, are reported and not retried, and converge once the cause is
+// gone; destroy removes the guest, its volume and the pool, gives every file its bytes back, and
+// the next boot gives the controllers back to their drivers. One lab instance serves all of it.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -13,7 +17,7 @@ import { Stack, UpResult } from "@pulumi/pulumi/automation";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../providers/ssh/host";
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
-import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
+import { LAB_GUEST, LAB_GUEST_HOSTDEV, LAB_USB_CONTROLLER_IDS, labLibvirt, writeLabStack } from "../../scripts/labStack";
 import { rebootLab, StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
@@ -48,6 +52,14 @@ const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
 const readOnLab = (file: string) => onLab((host) => host.readFile(file));
 const sh = (script: string, ...args: string[]) => onLab(async (host) => (await host.run(["sh", "-c", script, "sh", ...args])).stdout);
 const bootId = () => sh("cat /proc/sys/kernel/random/boot_id").then((s) => s.trim());
+const virsh = (...args: string[]) => sh('exec env LC_ALL=C virsh --connect qemu:///system "$@"', ...args);
+/** The lab stack's libvirt half with the guest changed as given. */
+const libvirtWith = (guest: Record<string, unknown>) => {
+  const libvirt = labLibvirt(lab);
+  return { ...libvirt, domains: { guest: { ...libvirt.domains.guest, ...guest } } };
+};
+const POOL_DIR = "/var/lib/libvirt/images";
+const MODULES_FILE = "/etc/modules-load.d/vfio-host.conf";
 const cmdline = () => sh("cat /proc/cmdline");
 const driversOnLab = () =>
   onLab(async (host) => {
@@ -120,13 +132,37 @@ test("bad selections fail at preview, before anything is written", async () => {
   const disk = (await sh("basename $(readlink -f /sys/class/block/vda/device/..)")).trim();
   await setConfig({ vfio: { devices: [disk] } });
   await expect(stack.preview()).rejects.toThrow(/the controller of the root filesystem/);
+  await setConfig({ vfio: USB_SELECTION });
+
+  const guests = await sh(`virsh list --all --name; virsh pool-list --all --name; ls -A ${POOL_DIR}; ls /etc/modules-load.d`);
+  await setConfig({ libvirt: libvirtWith({ hostdevs: ["0000:00:1f.2"] }) });
+  await expect(stack.preview()).rejects.toThrow(/0000:00:1f\.2 is not one of the devices the stack's VfioBinding puts on vfio-pci/);
+  await setConfig({ libvirt: libvirtWith({ hostdevs: ["0000:00:1e.5"] }) });
+  await expect(stack.preview()).rejects.toThrow(/there is no PCI device 0000:00:1e\.5 on the host/);
+  await setConfig({ libvirt: libvirtWith({ networks: [{ type: "user", mac: "52:54:00:zz:00:01" }] }) });
+  await expect(stack.preview()).rejects.toThrow(/"52:54:00:zz:00:01" is not a MAC address/);
+  await setConfig({ libvirt: { ...labLibvirt(lab), pools: [{ name: "default", path: '/var/lib/libvirt/im"ages' }] } });
+  await expect(stack.preview()).rejects.toThrow(/contains a quote, backslash, newline/);
+  await setConfig({ libvirt: labLibvirt(lab) });
   expect(await bootBytes()).toEqual(original);
+  expect(await sh(`virsh list --all --name; virsh pool-list --all --name; ls -A ${POOL_DIR}; ls /etc/modules-load.d`)).toBe(guests);
 });
 
-test("the controllers go to vfio-pci through one trial boot, which is then made permanent", async () => {
-  await setConfig({ vfio: USB_SELECTION });
+test("one up from the pristine lab: the controllers go to vfio-pci through one trial boot, made permanent, then the guest starts with one", async () => {
   const preview = await stack.preview({ diff: true });
-  for (const expected of ["intel_iommu=off -> intel_iommu=on", "+ iommu=pt", "/etc/modprobe.d/vfio.conf", "/etc/initramfs-tools/modules", "update-grub", "boot once with these changes"]) {
+  for (const expected of [
+    "intel_iommu=off -> intel_iommu=on",
+    "+ iommu=pt",
+    "/etc/modprobe.d/vfio.conf",
+    "/etc/initramfs-tools/modules",
+    "update-grub",
+    "boot once with these changes",
+    `${MODULES_FILE}: + tun`,
+    `define pool default (dir at ${POOL_DIR})`,
+    "import /srv/vfio-host/lab-guest.qcow2.xz as default/lab-guest.qcow2 once its StoragePool has created pool default",
+    `pass ${LAB_GUEST_HOSTDEV} through once the stack's reboot has put it on vfio-pci`,
+    `define domain ${LAB_GUEST} once its Volumes have imported default/lab-guest.qcow2`,
+  ]) {
     expect(preview.stdout).toContain(expected);
   }
 
@@ -147,6 +183,7 @@ test("the controllers go to vfio-pci through one trial boot, which is then made 
   expect(await sh('lsinitramfs "/boot/initrd.img-$1" | grep -E "vfio-pci.ko|modprobe.d/vfio.conf"', release)).toMatch(/vfio-pci\.ko[\s\S]*vfio\.conf|vfio\.conf[\s\S]*vfio-pci\.ko/);
   expect(await trialLeftovers()).toBe("");
   expect(sha256Hex((await readOnLab("/boot/grub/grubenv"))!)).toBe(original["/boot/grub/grubenv"]);
+  await expectGuestOwnsController();
 
   const again = await up("no-op up");
   expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
@@ -160,6 +197,43 @@ test("the controllers go to vfio-pci through one trial boot, which is then made 
   expect(line).not.toContain("intel_iommu=off");
   expect(line).not.toContain("vfio_host.trial");
   expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
+  await expectGuestOwnsController(); // autostarted
+});
+
+/** The guest runs, its definition passes the controller through, and its QEMU holds the controller's VFIO group. */
+async function expectGuestOwnsController(name = LAB_GUEST): Promise<void> {
+  expect((await virsh("domstate", name)).trim()).toBe("running");
+  const live = await virsh("dumpxml", name);
+  expect(live).toMatch(/<hostdev mode='subsystem' type='pci' managed='yes'>[\s\S]*slot='0x1d' function='0x0'[\s\S]*<alias name='hostdev0'\/>/);
+  expect(live).toMatch(/^<domain type='qemu'/); // no KVM in the lab: TCG
+  expect(live).toContain("<memballoon model='none'/>");
+  expect(live).not.toContain("<graphics");
+  const group = path.basename((await sh(`readlink /sys/bus/pci/devices/${LAB_GUEST_HOSTDEV}/iommu_group`)).trim());
+  expect(await sh(`for f in /proc/$(pgrep -f "guest=${name}," | head -n 1)/fd/*; do readlink "$f"; done`)).toContain(`/dev/vfio/${group}`);
+}
+
+test("the guest changes in place, is replaced on a new name, and a hand edit shows in refresh", async () => {
+  const uuid = (await virsh("domuuid", LAB_GUEST)).trim();
+  await setConfig({ libvirt: libvirtWith({ memoryMiB: 160 }) });
+  const preview = await stack.preview({ diff: true });
+  expect(preview.changeSummary).toMatchObject({ update: 1 });
+  expect(preview.stdout).toContain("memoryMiB: 128 -> 160");
+  await up("guest memory (restart: forced off after 15 s)");
+  expect((await virsh("domuuid", LAB_GUEST)).trim()).toBe(uuid);
+  expect(await virsh("dumpxml", "--inactive", LAB_GUEST)).toContain("<memory unit='KiB'>163840</memory>");
+
+  await setConfig({ libvirt: libvirtWith({ memoryMiB: 160, name: `${LAB_GUEST}2` }) });
+  expect((await stack.preview()).changeSummary).toMatchObject({ replace: 1 });
+  await up("guest renamed (replaced)");
+  expect((await virsh("list", "--all", "--name")).trim()).toBe(`${LAB_GUEST}2`);
+
+  await virsh("setmaxmem", `${LAB_GUEST}2`, "150M", "--config");
+  const refresh = await timed("refresh", () => stack.refresh());
+  expect(refresh.summary.resourceChanges).toMatchObject({ update: 1 });
+  await setConfig({ libvirt: labLibvirt(lab) });
+  await up("guest back as it was (replaced)");
+  expect((await virsh("list", "--all", "--name")).trim()).toBe(LAB_GUEST);
+  await expectGuestOwnsController();
 });
 
 test("a trial that panics reboots itself into the previous configuration: reported, every byte as before, not retried, converges without the cause", async () => {
@@ -242,9 +316,14 @@ test("without a watchdog a hung trial waits for a power cycle, after which the h
   expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
 });
 
-test("destroy gives every source file its bytes back, and the next boot the host drivers", async () => {
-  const destroy = await timed("destroy", () => stack.destroy());
+test("destroy removes the guest, its volume and the pool, gives every source file its bytes back, and the next boot the host drivers", async () => {
+  const destroy = await timed("destroy", () => stack.destroy({ onOutput: (line) => process.stdout.write(line) }));
   expect(destroy.summary.result).toBe("succeeded");
+  expect((await virsh("list", "--all", "--name")).trim()).toBe("");
+  expect(await virsh("pool-list", "--all", "--name")).not.toMatch(/\bdefault\b/);
+  expect(await sh(`ls -A ${POOL_DIR}; [ -e ${MODULES_FILE} ] && echo modules-file-left || true`)).toBe("");
+  // Packages stay installed and libvirtd (enabled before) stays enabled.
+  expect((await sh("systemctl is-enabled libvirtd; dpkg-query -W -f='${db:Status-Abbrev}' libvirt-daemon-system")).trim()).toBe("enabled\nii");
   for (const f of SOURCES) {
     const now = await readOnLab(f);
     expect(now === undefined ? originalSources[f] === undefined : now.equals(originalSources[f]!)).toBe(true);
