@@ -2,7 +2,7 @@
 # The lab host: a Debian VM under QEMU shaped like a VFIO passthrough host (q35, emulated Intel
 # IOMMU, four ICH9 USB controllers in one PCI slot), so host tests run against a real kernel.
 #
-#   npm run lab -- up | down | ssh [-- CMD...] | reset | status | build
+#   npm run lab -- up | down | ssh [-- CMD...] | reset | status | build | apt-sources
 #
 # up      build the image if needed, boot, wait until SSH answers, write lab.json
 # down    power the VM off (SIGTERM/SIGKILL by its recorded PID if it does not go)
@@ -10,19 +10,21 @@
 # reset   discard all changes and the key pair: a fresh overlay, rebooted if it was running
 # status  say whether it runs and print lab.json
 # build   only build (or find) the cached image and print its directory
+# apt-sources  print the apt sources file the image is built from (see apt_sources)
 #
 # Image:  ${VFIO_HOST_CACHE:-~/.cache/vfio-host}/lab-<hash>/base.qcow2, keyed by build-image.sh,
 #         guest/ and the apt sources it installs from.
 # State:  $cache/lab-state/: id_ed25519 (this instance's key), overlay.qcow2, qemu.pid, serial.log,
 #         and while the VM runs lab.json: {host, port, user, privateKeyPath, hostKey, pid, accel,
 #         overlay, image, serialLog, bootSeconds, startedAt}.
-# Env:    LAB_STATE (instance dir, default $cache/lab-state), LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds), LAB_APT_SOURCES (deb822 file).
+# Env:    LAB_STATE (instance dir, default $cache/lab-state), LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds),
+#         LAB_APT_SOURCES (a Debian bookworm sources file, deb822 .sources or one-line .list, used as it is),
+#         LAB_APT_ROOT (the root whose etc/apt and etc/os-release are read, default /; tests point it at fixtures).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
 # LAB_STATE picks another instance (its own key, overlay, port and lock) over the same cached image.
 state=${LAB_STATE:-$cache/lab-state}
-apt_sources=${LAB_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 boot_timeout=${LAB_BOOT_TIMEOUT:-600}
 log() { echo "[lab] $*" >&2; }
 die() {
@@ -30,11 +32,106 @@ die() {
   exit 1
 }
 
+# Prints the entries of one apt sources file (FORMAT deb822 or one-line, see sources.list(5)) that
+# name the Debian bookworm archive: a `deb` entry, enabled, not a cdrom, every suite bookworm or
+# bookworm-*, component main. Exits 0 when every entry does, 1 when some do, 2 when none.
+# With WANT=suites it prints the suites of every entry instead, and exits 0.
+bookworm_entries() {
+  local want=$1 file=$2 format=one-line
+  [ "${file##*.}" = sources ] && format=deb822
+  awk -v want="$want" -v format="$format" '
+    function words(s) { gsub(/[ \t]+/, " ", s); return " " s " " }
+    function entry(text, types, uris, suites, components, enabled,    n, s, i, usable) {
+      entries++
+      if (want == "suites") { printf "%s", words(suites); return }
+      n = split(suites, s, /[ \t]+/)
+      usable = tolower(enabled) != "no" && words(types) ~ / deb / && words(components) ~ / main / &&
+        words(uris) !~ / cdrom:/ && n > 0
+      for (i = 1; i <= n; i++) if (s[i] !~ /^bookworm([-\/].*)?$/) usable = 0
+      # deb822 stanzas need the empty line between them.
+      if (usable) printf "%s%s", (ok++ && format == "deb822" ? "\n" : ""), text
+    }
+    function stanza_end() {
+      if (fields) entry(text, field["types"], field["uris"], field["suites"], field["components"], field["enabled"])
+      text = ""; fields = 0; key = ""; split("", field)
+    }
+    # deb822: stanzas apart by empty lines; "#" starts a comment line; indented lines continue a field.
+    format == "deb822" {
+      if ($0 ~ /^[ \t]*$/) { stanza_end(); next }
+      text = text $0 "\n"
+      if ($0 ~ /^#/) next
+      if ($0 ~ /^[ \t]/) { if (key != "") field[key] = field[key] " " $0; next }
+      key = tolower($0); sub(/:.*/, "", key)
+      value = $0; sub(/^[^:]*:[ \t]*/, "", value)
+      field[key] = value; fields++
+      next
+    }
+    # One-line: TYPE [OPTIONS] URI SUITE COMPONENT...; "#" anywhere starts a comment.
+    {
+      line = $0; sub(/#.*/, "", line); gsub(/^[ \t]+|[ \t]+$/, "", line)
+      if (line == "") next
+      n = split(line, w, /[ \t]+/)
+      i = 2
+      if (w[2] ~ /^\[/) { while (i < n && w[i] !~ /\]$/) i++; i++ }
+      components = ""
+      for (c = i + 2; c <= n; c++) components = components " " w[c]
+      entry($0 "\n", w[1], w[i], w[i + 1], components, "")
+    }
+    END {
+      if (format == "deb822") stanza_end()
+      exit want == "suites" ? 0 : ok == 0 ? 2 : ok < entries ? 1 : 0
+    }' "$file"
+}
+
+# The image is Debian bookworm from this machine's own mirror. apt reads deb822
+# sources.list.d/*.sources (Debian 12 containers, Debian 13, Ubuntu 24.04), the one-line
+# sources.list (Debian 12's installer) and sources.list.d/*.list; the first of these files with a
+# bookworm entry is used. A file that holds nothing else goes to mmdebstrap as it is, so the image
+# key stays the hash of the same bytes; otherwise only its bookworm entries, copied into the cache,
+# since mmdebstrap's apt would fail on a cdrom, another release or a repository without its key.
+# mmdebstrap(1) reads a .sources file as deb822 and a .list file as one-line.
+apt_sources() {
+  if [ -n "${LAB_APT_SOURCES:-}" ]; then
+    [ -r "$LAB_APT_SOURCES" ] || die "LAB_APT_SOURCES=$LAB_APT_SOURCES is not a readable file"
+    echo "$LAB_APT_SOURCES"
+    return
+  fi
+  local etc=${LAB_APT_ROOT:-}/etc file entries rc copy found=() suites ubuntu=""
+  for file in "$etc"/apt/sources.list.d/*.sources "$etc"/apt/sources.list "$etc"/apt/sources.list.d/*.list; do
+    [ -f "$file" ] || continue
+    found+=("$file")
+    rc=0
+    entries=$(bookworm_entries entries "$file") || rc=$?
+    case $rc in
+      0)
+        echo "$file"
+        return
+        ;;
+      1)
+        mkdir -p "$cache"
+        copy="$cache/lab-apt-sources.${file##*.}"
+        printf '%s\n' "$entries" >"$copy.$$"
+        mv "$copy.$$" "$copy"
+        echo "$copy"
+        return
+        ;;
+    esac
+  done
+  suites=$(for file in "${found[@]}"; do bookworm_entries suites "$file"; done | tr -s ' ' '\n' | sed '/^$/d' | sort -u | paste -sd' ')
+  grep -Eqs '^(ID|ID_LIKE)=.*ubuntu' "$etc/os-release" &&
+    ubuntu=" This is Ubuntu: an Ubuntu mirror cannot build the lab's Debian bookworm image."
+  die "no apt source on this machine names Debian bookworm, which the lab image is built from (read: ${found[*]:-nothing in $etc/apt}; suites: ${suites:-none}).$ubuntu
+Set LAB_APT_SOURCES to a file naming a Debian bookworm mirror (deb822 .sources or one-line .list), e.g.${ubuntu:+ after apt install debian-archive-keyring}:
+  echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main' >~/bookworm.list
+  LAB_APT_SOURCES=~/bookworm.list npm run lab -- up"
+}
+
+# The image key covers the recipe and the bytes of the apt sources file $1 (from apt_sources).
 image_dir() {
   local key
   key=$({
     tar -C "$here" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -c build-image.sh guest
-    cat "$apt_sources"
+    cat "$1"
   } | sha256sum | cut -c1-16)
   echo "$cache/lab-$key"
 }
@@ -66,16 +163,17 @@ set_ssh_args() {
 }
 
 ensure_image() {
-  local dir
-  dir=$(image_dir)
+  local sources dir
+  # `|| exit`: bash clears errexit inside $(...), and cmd_up calls this through one.
+  sources=$(apt_sources) || exit
+  dir=$(image_dir "$sources")
   if [ ! -f "$dir/base.qcow2" ]; then
-    [ -r "$apt_sources" ] || die "no apt sources at $apt_sources: set LAB_APT_SOURCES to a deb822 .sources file"
     for tool in mmdebstrap sfdisk mke2fs qemu-system-x86_64 qemu-img ssh-keygen; do
       command -v "$tool" >/dev/null || die "$tool is missing: run npm run setup (scripts/debian-packages.txt)"
     done
     log "building the lab image into $dir (about 5 minutes under TCG, cached afterwards)"
     set_accel_args "$(choose_accel)"
-    bash "$here/build-image.sh" "$dir" "$apt_sources" "${accel_args[@]}"
+    bash "$here/build-image.sh" "$dir" "$sources" "${accel_args[@]}"
     find "$cache" -maxdepth 1 -type d -regextype posix-extended -regex '.*/lab-[0-9a-f]{16}' ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
   fi
   echo "$dir"
@@ -234,13 +332,15 @@ cmd_reset() {
 }
 
 cmd_status() {
-  local pid
+  local pid sources image
   if pid=$(running_pid); then
     echo "running (pid $pid)"
     cat "$state/lab.json" 2>/dev/null || echo "booting: lab.json appears once SSH answers"
   else
     echo "stopped"
-    [ -f "$(image_dir)/base.qcow2" ] && echo "image: $(image_dir)/base.qcow2" || echo "image: not built yet"
+    sources=$(apt_sources)
+    image=$(image_dir "$sources")/base.qcow2
+    [ -f "$image" ] && echo "image: $image" || echo "image: not built yet"
   fi
 }
 
@@ -261,6 +361,7 @@ chmod 700 "$state"
 case $command in
   ssh) cmd_ssh "$@" ;;
   status) cmd_status ;;
+  apt-sources) apt_sources ;;
   up | down | reset | build)
     # One lab per cache: a second caller waits instead of racing on the same overlay and PID.
     exec 9>"$state/lock"
@@ -272,5 +373,5 @@ case $command in
       build) ensure_image ;;
     esac
     ;;
-  *) die "usage: npm run lab -- up | down | ssh [-- CMD...] | reset | status | build" ;;
+  *) die "usage: npm run lab -- up | down | ssh [-- CMD...] | reset | status | build | apt-sources" ;;
 esac
