@@ -21,11 +21,22 @@ export class InputError extends Error {
   }
 }
 
+/**
+ * The resource's own properties as the engine recorded them before this run, without the ones this
+ * base adds: its inputs in check (the engine's olds) and in update (the recorded outputs, which hold
+ * them); undefined on a create and in read. As recorded, not parsed: an older version may have
+ * written them under other rules, so a plan reads what it needs leniently.
+ */
+export type PreviousInputs = Readonly<Record<string, unknown>>;
+
 export interface HostResourceDefinition<I, P, S> {
   /** The resource's own inputs; `connection` is added and checked here. */
   schema: z.ZodType<I>;
-  /** Reads the host and plans; `state` is what the last apply recorded (undefined on create and in check). */
-  plan(host: RemoteHost, inputs: I, state: S | undefined): Promise<P>;
+  /**
+   * Reads the host and plans; `state` is what the last apply recorded (undefined on create and in
+   * check), `previous` what a plan compares with when the state alone cannot say what changed.
+   */
+  plan(host: RemoteHost, inputs: I, state: S | undefined, previous: PreviousInputs | undefined): Promise<P>;
   /** One line per change the plan makes on the host; none means the host is as wanted. */
   describe(plan: P): string[];
   /** What the user should know but that changes nothing; shown on the provider's stderr. */
@@ -43,14 +54,26 @@ export interface HostResourceDefinition<I, P, S> {
   planned?(plan: P): Record<string, unknown>;
 }
 
+/** The properties this base adds (the connection, its outputs, the serialized provider) apart from the resource's own. */
+function ownProperties(props: Record<string, unknown>) {
+  const { connection, plannedChanges: _p, planned: _d, state: _s, __provider: _v, stackName, ...own } = props;
+  return { connection, stackName, own };
+}
+
+/** The engine's olds as `previous`: a create's olds are empty. */
+function previousInputs(olds: Record<string, unknown> | undefined): PreviousInputs | undefined {
+  const { own } = ownProperties(olds ?? {});
+  return Object.keys(own).length > 0 ? own : undefined;
+}
+
 export function hostResourceProvider<I extends object, P, S>(
   definition: HostResourceDefinition<I, P, S>,
 ): pulumi.dynamic.ResourceProvider {
   const parse = (props: Record<string, unknown>) => {
-    const { connection, plannedChanges: _p, planned: _d, state: _s, __provider: _v, stackName, ...rest } = props;
+    const { connection, stackName, own } = ownProperties(props);
     return {
       connection: ConnectionSchema.parse(connection),
-      inputs: definition.schema.parse(rest),
+      inputs: definition.schema.parse(own),
       owner: lockOwner(typeof stackName === "string" ? stackName : undefined),
       stackName,
     };
@@ -58,8 +81,8 @@ export function hostResourceProvider<I extends object, P, S>(
   const planned = (plan: P) => (definition.planned ? { planned: definition.planned(plan) } : {});
   const outputs = (connection: Connection, inputs: I, plan: P, state: S, stackName: unknown) =>
     plainOutputs({ ...inputs, connection, plannedChanges: [], ...planned(plan), state, stackName });
-  const applyPlan = async (host: RemoteHost, inputs: I, previous: S | undefined) => {
-    const plan = await definition.plan(host, inputs, previous);
+  const applyPlan = async (host: RemoteHost, inputs: I, state: S | undefined, previous: PreviousInputs | undefined) => {
+    const plan = await definition.plan(host, inputs, state, previous);
     return { plan, state: await definition.apply(host, plan, inputs) };
   };
   // Every change happens under the host lock, from reading the host to the last write.
@@ -67,19 +90,19 @@ export function hostResourceProvider<I extends object, P, S>(
     withHostLock(connection, owner, () => withHost(connection, fn));
 
   return {
-    async check(_olds, news) {
-      const { connection, plannedChanges: _p, planned: _d, __provider: _v, stackName, ...rest } = news;
+    async check(olds, news) {
+      const { connection, stackName, own } = ownProperties(news);
       const checkedConnection = validate(ConnectionSchema, connection, "connection");
-      const checkedInputs = validate(definition.schema, rest);
+      const checkedInputs = validate(definition.schema, own);
       const failures = [checkedConnection, checkedInputs].flatMap((r) => (r.ok ? [] : r.failures));
       if (!checkedConnection.ok || !checkedInputs.ok) return { failures };
       const checked = { ...checkedInputs.data, connection: checkedConnection.data, stackName };
       const later = "(more once values known after apply are known)";
       if (hasUnknown(connection)) return { inputs: { ...checked, plannedChanges: [later] } };
       // Inputs still unknown (another resource's output) only make the plan partial, not wrong.
-      const partial = hasUnknown(rest);
+      const partial = hasUnknown(own);
       try {
-        const plan = await withHost(checkedConnection.data, (host) => definition.plan(host, checkedInputs.data, undefined));
+        const plan = await withHost(checkedConnection.data, (host) => definition.plan(host, checkedInputs.data, undefined, previousInputs(olds)));
         for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
         const plannedChanges = definition.describe(plan);
         // A plan from partly unknown inputs plans the known part only: what it decided stays unknown.
@@ -114,13 +137,13 @@ export function hostResourceProvider<I extends object, P, S>(
 
     async create(props: Record<string, unknown>) {
       const { connection, inputs, owner, stackName } = parse(props);
-      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, undefined));
+      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, undefined, undefined));
       return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, plan, state, stackName) };
     },
 
     async update(_id, olds: Record<string, unknown>, news: Record<string, unknown>) {
       const { connection, inputs, owner, stackName } = parse(news);
-      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, olds.state as S));
+      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, olds.state as S, previousInputs(olds)));
       return { outs: outputs(connection, inputs, plan, state, stackName) };
     },
 
@@ -128,7 +151,7 @@ export function hostResourceProvider<I extends object, P, S>(
       const { connection, inputs } = parse(props);
       const state = props.state as S;
       const plannedChanges = await withHost(connection, async (host) =>
-        definition.describe(await definition.plan(host, inputs, state)),
+        definition.describe(await definition.plan(host, inputs, state, undefined)),
       );
       return { id, props: { ...props, plannedChanges } };
     },

@@ -5,7 +5,7 @@
 // first); delete shuts the guest down, forces it off if it does not go in time, and undefines it
 // with its UEFI variables.
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource, InputError } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
@@ -13,7 +13,7 @@ import { planDomain, planDomainDelete, type DomainPlan, type DomainState } from 
 import { domainResourceSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
 import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./domainXml";
 import { virsh, type FieldChange } from "./hostStep";
-import { libvirtObjectProvider, nameInStack, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
+import { namedBefore, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
 import { parseOsinfoQuery, parseVirshFields } from "./toolOutput";
 import { find, parseXml, textOf } from "./xml";
 
@@ -146,11 +146,11 @@ export function describeFieldChange(change: FieldChange): string {
 /** A plan, unless something this update does first is missing (`blocked`): then apply fails with its problem. */
 type LibvirtDomainPlan = { readonly plan?: DomainPlan; readonly blocked: readonly { readonly problem: string; readonly change: string }[] };
 
-export const libvirtDomainProvider = libvirtObjectProvider<DomainSpec, LibvirtDomainPlan, DomainState>({
+export const libvirtDomainProvider = hostResourceProvider<DomainSpec, LibvirtDomainPlan, DomainState>({
   schema: domainResourceSchema,
   identity: (spec) => `domain/${spec.name}`,
   replaceOnChange: ["name"],
-  async plan(host, spec, state) {
+  async plan(host, spec, state, previous) {
     const { facts, drivers } = await readDomainFacts(host, spec);
     const { refusals, awaitingBoot } = hostdevProblems(spec.hostdevs, drivers, spec.vfioDevices);
     if (refusals.length > 0) throw new InputError("hostdevs", `LibvirtDomain ${spec.name}:\n- ${refusals.join("\n- ")}`);
@@ -162,7 +162,7 @@ export const libvirtDomainProvider = libvirtObjectProvider<DomainSpec, LibvirtDo
       });
     }
     const found = facts.existing?.definition.uuid;
-    const recorded = state ?? (found && nameInStack() === spec.name ? { uuid: found } : undefined);
+    const recorded = state ?? (found && namedBefore(previous, spec.name) ? { uuid: found } : undefined);
     const missing = spec.disks.filter((d) => !facts.volumes.some((v) => v.pool === d.pool && v.name === d.volume)).map((d) => `${d.pool}/${d.volume}`);
     try {
       return { plan: planDomain(spec, facts, recorded), blocked };

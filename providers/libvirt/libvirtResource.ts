@@ -1,8 +1,6 @@
-// What the libvirt resources share at run time: running the pure layer's HostSteps over SSH,
-// reading the host's pools, and a hostResourceProvider whose check knows an update from a create.
-import { AsyncLocalStorage } from "node:async_hooks";
-import type * as pulumi from "@pulumi/pulumi";
-import { HostResourceDefinition, hostResourceProvider } from "../hostResource";
+// What the libvirt resources share at run time: running the pure layer's HostSteps over SSH and
+// reading the host's pools.
+import type { PreviousInputs } from "../hostResource";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import { virsh, type HostStep } from "./hostStep";
@@ -52,32 +50,9 @@ export async function readPools(host: RemoteHost): Promise<ExistingPool[]> {
   return parsePoolsSection((await readSections(host, { pools: POOLS_SNIPPET })).pools);
 }
 
-// The engine's olds during check (the inputs recorded last time) and update (the outputs, which
-// hold those inputs): what a plan compares with when the state alone cannot say what changed.
-const previous = new AsyncLocalStorage<{ readonly during: "check" | "update"; readonly olds: Record<string, unknown> }>();
-
 /**
- * In `check`, the name this resource had in the stack before this update; undefined on a create and
- * outside check. check only gets the old inputs, not the uuid the state recorded, so a pool or
- * domain of that name is taken to be the stack's own there; create, update and read compare uuids.
+ * Whether the stack had this resource under this name before this run. check only gets the old
+ * inputs, not the uuid the state recorded, so there a pool or domain of that name is taken to be
+ * the stack's own; create, update and read compare uuids.
  */
-export function nameInStack(): string | undefined {
-  const store = previous.getStore();
-  const name = store?.during === "check" ? store.olds.name : undefined;
-  return typeof name === "string" ? name : undefined;
-}
-
-/** In `check` and `update`, the properties the engine recorded for this resource before; undefined elsewhere. */
-export function previousInputs(): Record<string, unknown> | undefined {
-  return previous.getStore()?.olds;
-}
-
-/** hostResourceProvider whose plan can ask `nameInStack()` during check and `previousInputs()` during check and update. */
-export function libvirtObjectProvider<I extends object, P, S>(definition: HostResourceDefinition<I, P, S>): pulumi.dynamic.ResourceProvider {
-  const provider = hostResourceProvider(definition);
-  return {
-    ...provider,
-    check: (olds, news) => previous.run({ during: "check", olds: olds ?? {} }, () => provider.check!(olds, news)),
-    update: (id, olds, news) => previous.run({ during: "update", olds }, () => provider.update!(id, olds, news)),
-  };
-}
+export const namedBefore = (previous: PreviousInputs | undefined, name: string): boolean => previous?.name === name;

@@ -2,13 +2,13 @@
 // that name or directory that this stack did not create is refused unless adopt is true. Delete
 // stops and undefines it; the directory stays unless removeDirectoryOnDelete.
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource } from "../hostResource";
+import { HostResource, hostResourceProvider } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import type { HostStep } from "./hostStep";
 import { virsh } from "./hostStep";
-import { libvirtObjectProvider, nameInStack, parsePoolsSection, POOLS_SNIPPET, runSteps } from "./libvirtResource";
+import { namedBefore, parsePoolsSection, POOLS_SNIPPET, runSteps } from "./libvirtResource";
 import { planPool, planPoolDelete, POOL_FIELD_RULES, storagePoolSchema, type PoolHostFacts, type PoolState, type StoragePoolInputs, type StoragePoolSpec } from "./pool";
 
 async function readPoolFacts(host: RemoteHost, spec: StoragePoolSpec): Promise<PoolHostFacts> {
@@ -19,14 +19,14 @@ async function readPoolFacts(host: RemoteHost, spec: StoragePoolSpec): Promise<P
 /** The replace-on-change keys are the pure layer's: name, type and path. */
 const replaceOnChange = (Object.keys(POOL_FIELD_RULES) as (keyof StoragePoolSpec)[]).filter((k) => POOL_FIELD_RULES[k].replaces);
 
-export const storagePoolProvider = libvirtObjectProvider<StoragePoolSpec, HostStep[], PoolState>({
+export const storagePoolProvider = hostResourceProvider<StoragePoolSpec, HostStep[], PoolState>({
   schema: storagePoolSchema,
   identity: (spec) => `pool/${spec.name}`,
   replaceOnChange,
-  async plan(host, spec, state) {
+  async plan(host, spec, state, previous) {
     const facts = await readPoolFacts(host, spec);
     const found = facts.pools.find((p) => p.name === spec.name);
-    return planPool(spec, facts, state ?? (found && nameInStack() === spec.name ? { uuid: found.uuid } : undefined));
+    return planPool(spec, facts, state ?? (found && namedBefore(previous, spec.name) ? { uuid: found.uuid } : undefined));
   },
   describe: (steps) => steps.map((s) => s.describe),
   async apply(host, steps, spec) {

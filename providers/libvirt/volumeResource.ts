@@ -5,11 +5,11 @@
 // kept beside it, and never under a libvirt domain unless allowReplaceInUse. Delete removes only a
 // file this resource imported, and refuses while a domain still has it as a disk.
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource, InputError } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError, type PreviousInputs } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import { libvirtObjectProvider, nameInStack, previousInputs, readPools, runSteps, virshSh } from "./libvirtResource";
+import { namedBefore, readPools, runSteps, virshSh } from "./libvirtResource";
 import type { ExistingPool } from "./pool";
 import {
   checkDeleteInUse,
@@ -76,13 +76,13 @@ async function readVolumeFacts(host: RemoteHost, spec: VolumeSpec): Promise<Volu
 }
 
 /**
- * What was declared for this file before, when this stack imported it: from the engine's olds (in
+ * What was declared for this file before, when this stack imported it: from the previous inputs (in
  * check, where the state is not available, a volume of this pool and name in the stack is taken
  * to be one it imported; a file found on the host is then only known in update, which leaves it).
  */
-function importedBefore(spec: VolumeSpec, state: VolumeState | undefined): ImportedFrom | undefined {
+function importedBefore(spec: VolumeSpec, state: VolumeState | undefined, previous: PreviousInputs | undefined): ImportedFrom | undefined {
   if (state && !state.imported) return undefined;
-  const parsed = importedFromSchema.safeParse(previousInputs() ?? {});
+  const parsed = importedFromSchema.safeParse(previous ?? {});
   if (!parsed.success || parsed.data.pool !== spec.pool || parsed.data.name !== spec.name) return undefined;
   return parsed.data;
 }
@@ -91,11 +91,11 @@ const describeSource = (spec: VolumeSpec) => ("url" in spec.source ? spec.source
 
 const replaceOnChange = (Object.keys(VOLUME_FIELD_RULES) as (keyof VolumeSpec)[]).filter((k) => VOLUME_FIELD_RULES[k].replaces);
 
-export const volumeProvider = libvirtObjectProvider<VolumeSpec, VolumePlan, VolumeState>({
+export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, VolumeState>({
   schema: volumeSchema,
   identity: (spec) => `volume/${spec.pool}/${spec.name}`,
   replaceOnChange,
-  async plan(host, spec, state) {
+  async plan(host, spec, state, previousInputs) {
     const facts = await readVolumeFacts(host, spec);
     if (!facts.pool) {
       // At preview the pool may be one this update creates first; create fails with this problem.
@@ -106,7 +106,7 @@ export const volumeProvider = libvirtObjectProvider<VolumeSpec, VolumePlan, Volu
         return { kind: "pending", problem: (err as Error).message, change };
       }
     }
-    const previous = importedBefore(spec, state);
+    const previous = importedBefore(spec, state, previousInputs);
     const steps = planVolumeImport(spec, facts, previous);
     if (steps) {
       const reasons = steps.previousPath ? reimportReasons(previous!, spec) : [];
@@ -116,7 +116,7 @@ export const volumeProvider = libvirtObjectProvider<VolumeSpec, VolumePlan, Volu
     }
     const problem = checkStagedImage(spec, facts.info!);
     if (problem) throw new InputError("format", problem.replace("the image", `${volumePath(spec, facts)}, which is already on the host,`));
-    const ours = state?.imported ?? nameInStack() === spec.name;
+    const ours = state?.imported ?? namedBefore(previousInputs, spec.name);
     const outputs = volumeOutputs(volumePath(spec, facts), facts.info!);
     return {
       kind: "present",
