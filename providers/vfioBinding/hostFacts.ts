@@ -36,9 +36,8 @@ export interface HostFacts {
    */
   readonly hostNeeds: readonly HostNeed[];
   /**
-   * Whether the boot configuration the host will boot next turns the IOMMU on (for example
-   * KernelCmdline's grubCfgHasArgs(..., ["intel_iommu=on"]) is ok). Only read when the running
-   * kernel shows no IOMMU groups.
+   * Whether the boot configuration the host will boot next turns the IOMMU on (the stack's kernel
+   * args do, see commandLine.ts turnsIommuOn). Only read when the running kernel shows no IOMMU groups.
    */
   readonly iommuEnabledAtNextBoot: boolean;
 }

@@ -73,7 +73,11 @@ function logicalLines(text: string): string[] {
     .filter((line) => line !== "" && !line.startsWith("#"));
 }
 
-const TRUE_PARAMETER = new Set(["1", "y", "Y", "true", "on"]);
+/**
+ * Whether every kernel reads a bool module parameter as true (kstrtobool, lib/kstrtox.c: y, 1 or on,
+ * in either case; t and true count only on newer kernels, older ones refuse them).
+ */
+export const isTrueParameter = (value: string): boolean => /^([yY1]|[oO][nN])/.test(value);
 
 export function parseModprobeConf(text: string): ParsedModprobeConf {
   const options: Record<string, string[]> = {};
@@ -112,7 +116,7 @@ export function parseModprobeConf(text: string): ParsedModprobeConf {
     ids: ids ? ids.split(",").filter((id) => id !== "").map((id) => id.toLowerCase()) : [],
     addresses,
     softdepDrivers: softdeps.filter((s) => s.pre.map(normalizeModuleName).includes("vfio_pci")).map((s) => s.module),
-    allowUnsafeInterrupts: TRUE_PARAMETER.has(lastValue("vfio_iommu_type1", "allow_unsafe_interrupts") ?? ""),
+    allowUnsafeInterrupts: isTrueParameter(lastValue("vfio_iommu_type1", "allow_unsafe_interrupts") ?? ""),
     options,
     softdeps,
     installs,

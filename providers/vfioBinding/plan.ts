@@ -1,6 +1,8 @@
 // The whole VfioBinding plan: the selection checked against the host, then whether the kernel can
-// let vfio-pci claim those devices before their host drivers, then the file to write.
+// let vfio-pci claim those devices before their host drivers, then whether the stack's kernel
+// command line agrees with it, then the file to write.
 import { KernelModules } from "../initramfsModules/kernelModules";
+import { commandLineProblems } from "./commandLine";
 import { HostFacts } from "./hostFacts";
 import { describeModprobeChanges, renderModprobeConf } from "./modprobeConf";
 import { VfioBindingInputs } from "./schema";
@@ -15,6 +17,8 @@ export interface VfioBindingRequest {
   readonly modprobe: "kmod" | "busybox";
   /** /etc/modprobe.d/vfio.conf as read from the host; undefined when absent. */
   readonly currentConf?: string;
+  /** The stack's kernel args (vfio-host:kernelArgs): what the next boot's command line gets from the stack. */
+  readonly kernelArgs: readonly string[];
 }
 
 export type VfioBindingPlan =
@@ -23,14 +27,15 @@ export type VfioBindingPlan =
       readonly selection: SelectedDevices;
       readonly content: string;
       readonly changes: readonly string[];
-      /**
-       * Module options that must go on the kernel command line because the module is built in
-       * (modprobe.d never reaches it): feed them to KernelCmdline's args.
-       */
-      readonly kernelArgs: readonly string[];
       readonly warnings: readonly string[];
     }
-  | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
+  | {
+      readonly ok: false;
+      /** The input the errors are about: the selection, or the stack's kernel args. */
+      readonly key: "selection" | "kernelArgs";
+      readonly errors: readonly string[];
+      readonly warnings: readonly string[];
+    };
 
 export function planVfioBinding(request: VfioBindingRequest): VfioBindingPlan {
   const { inputs, kernel } = request;
@@ -51,7 +56,7 @@ export function planVfioBinding(request: VfioBindingRequest): VfioBindingPlan {
         `kernel ${kernel.release} builds it in, so use bindBy: "ids"`,
     );
   }
-  if (!selection.ok) return { ok: false, errors, warnings };
+  if (!selection.ok) return { ok: false, key: "selection", errors, warnings };
 
   if (!vfioBuiltIn) {
     for (const driver of selection.softdepDrivers.filter((d) => kernel.builtin[d] !== undefined)) {
@@ -63,22 +68,20 @@ export function planVfioBinding(request: VfioBindingRequest): VfioBindingPlan {
       );
     }
   }
-  if (errors.length > 0) return { ok: false, errors, warnings };
+  if (errors.length > 0) return { ok: false, key: "selection", errors, warnings };
 
-  // Options of a built-in module only come from the kernel command line (module.param=value).
-  const builtInOptions = [
-    ...(vfioBuiltIn ? [{ module: "vfio_pci", arg: `vfio_pci.ids=${selection.ids.join(",")}` }] : []),
-    ...(inputs.allowUnsafeInterrupts && kernel.builtin["vfio_iommu_type1"] !== undefined
-      ? [{ module: "vfio_iommu_type1", arg: "vfio_iommu_type1.allow_unsafe_interrupts=1" }]
-      : []),
-  ];
-  const kernelArgs = builtInOptions.map((o) => o.arg);
-  if (builtInOptions.length > 0) {
-    warnings.push(
-      `kernel ${kernel.release} builds in ${builtInOptions.map((o) => o.module).join(" and ")}, so /etc/modprobe.d options ` +
-        `do not reach ${builtInOptions.length === 1 ? "it" : "them"}; KernelCmdline's args must carry ${kernelArgs.join(" ")}`,
-    );
-  }
+  const commandLine = commandLineProblems({
+    kernel,
+    ids: inputs.bindBy === "ids" ? selection.ids : undefined,
+    allowUnsafeInterrupts: inputs.allowUnsafeInterrupts,
+    kernelArgs: request.kernelArgs,
+  });
+  if (commandLine.length > 0) return { ok: false, key: "kernelArgs", errors: commandLine, warnings };
+
+  // Written even when vfio is built in and its options come from the command line alone: modprobe
+  // passes over the options of a built-in module, so the file is harmless there, and writing it
+  // keeps one behaviour on every kernel: a later kernel that builds vfio-pci as a module reads it,
+  // destroy gives the file back either way, and InitramfsModules and HostReboot stay triggered by it.
   const common = { softdepDrivers: selection.softdepDrivers, allowUnsafeInterrupts: inputs.allowUnsafeInterrupts };
   const content = renderModprobeConf(
     inputs.bindBy === "address" ? { ...common, bindBy: "address", addresses: selection.addresses } : { ...common, ids: selection.ids },
@@ -88,7 +91,6 @@ export function planVfioBinding(request: VfioBindingRequest): VfioBindingPlan {
     selection,
     content,
     changes: describeModprobeChanges(request.currentConf, content),
-    kernelArgs,
     warnings,
   };
 }

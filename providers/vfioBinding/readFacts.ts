@@ -19,7 +19,7 @@ import {
 export type ModprobeKind = "kmod" | "busybox";
 
 export interface VfioHostReading {
-  /** iommuEnabledAtNextBoot is the boot configuration's business: KernelCmdline supplies it. */
+  /** iommuEnabledAtNextBoot is the boot configuration's business: the stack's kernel args decide it. */
   readonly facts: Omit<HostFacts, "iommuEnabledAtNextBoot">;
   /** The kernel that boots next (see NEXT_KERNEL), whose modules the initramfs will hold. */
   readonly kernel: KernelModules;

@@ -8,9 +8,11 @@ import { readStaging, stagedFile, Staging } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { rebuildInitramfs } from "../initramfsModules/resource";
+import { describeInput } from "../kernelCmdline/schema";
 import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
 import { ConnectionInput } from "../ssh/connection";
 import { sha256Hex } from "../ssh/host";
+import { turnsIommuOn } from "./commandLine";
 import { MODPROBE_CONF_PATH } from "./modprobeConf";
 import { planVfioBinding } from "./plan";
 import { readVfioHostFacts } from "./readFacts";
@@ -23,7 +25,18 @@ const ResourceInputs = z.strictObject({
     .string()
     .regex(/^\/etc\/modprobe\.d\/[A-Za-z0-9_.-]+\.conf$/, "path must be a .conf file directly in /etc/modprobe.d, e.g. /etc/modprobe.d/vfio.conf")
     .default(MODPROBE_CONF_PATH),
-  /** The stack's KernelCmdline turns the IOMMU on at the next boot (groups are checked after it). */
+  /**
+   * The stack's kernel args (vfio-host:kernelArgs, KernelCmdline's args): whether the next boot
+   * turns the IOMMU on (groups are checked after it), and the options a built-in vfio_pci or
+   * vfio_iommu_type1 can only read from the command line.
+   */
+  kernelArgs: z
+    .array(
+      z.string({ error: (issue) => `kernelArgs: ${describeInput(issue.input)} is not a string; write a kernel argument such as "vfio_pci.ids=8086:3a67"` }),
+      { error: 'kernelArgs: must be a list of kernel arguments, e.g. ["intel_iommu=on", "iommu=pt"]' },
+    )
+    .default([]),
+  /** Something other than kernelArgs turns the IOMMU on at the next boot (a boot entry the stack does not manage). */
   iommuAtNextBoot: z.boolean().default(false),
   /** The stack boots changes once as a trial first: stage the file for HostReboot instead of writing it. */
   trial: z.boolean().default(false),
@@ -57,18 +70,13 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
     const hasGroups = reading.facts.pciDevices.some((d) => d.iommuGroup !== undefined);
     const plan = planVfioBinding({
       inputs: inputs.selection,
-      facts: { ...reading.facts, iommuEnabledAtNextBoot: hasGroups || inputs.iommuAtNextBoot },
+      facts: { ...reading.facts, iommuEnabledAtNextBoot: hasGroups || inputs.iommuAtNextBoot || turnsIommuOn(inputs.kernelArgs) },
       kernel: reading.kernel,
       modprobe: reading.modprobe,
       currentConf: current,
+      kernelArgs: inputs.kernelArgs,
     });
-    if (!plan.ok) throw new InputError("selection", plan.errors.join("\n"));
-    if (plan.kernelArgs.length > 0) {
-      throw new InputError(
-        "selection",
-        `kernel ${reading.kernel.release} builds vfio in, so its options must be kernel arguments: add ${plan.kernelArgs.join(" ")} to kernelArgs`,
-      );
-    }
+    if (!plan.ok) throw new InputError(plan.key, plan.errors.join("\n"));
     const s = plan.selection;
     return {
       path: inputs.path,
@@ -116,6 +124,8 @@ export interface VfioBindingArgs {
   /** What to hand to vfio-pci: devices (ids or addresses), iommuGroups, usbDevices, and the safety overrides. */
   selection: pulumi.Input<z.input<typeof VfioBindingInputs>>;
   path?: pulumi.Input<string>;
+  /** The stack's kernel args, as KernelCmdline gets them. */
+  kernelArgs?: pulumi.Input<pulumi.Input<string>[]>;
   iommuAtNextBoot?: pulumi.Input<boolean>;
   trial?: pulumi.Input<boolean>;
 }

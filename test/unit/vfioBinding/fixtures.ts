@@ -1,6 +1,8 @@
 import { readFileSync } from "fs";
 import { join } from "path";
+import { KernelModules, parseModulesBuiltin } from "../../../providers/initramfsModules/kernelModules";
 import { HostFacts, parseIommuGroups, parseLspci, parseUsbDevices, withIommuGroups } from "../../../providers/vfioBinding/hostFacts";
+import { debianKernel } from "../initramfsModules/fixtures";
 
 const read = (name: string) => readFileSync(join(__dirname, "fixtures", name), "utf8");
 
@@ -42,3 +44,20 @@ export const labFactsBeforeReboot = (iommuEnabledAtNextBoot: boolean): HostFacts
   pciDevices: parseLspci(labLspci),
   iommuEnabledAtNextBoot,
 });
+
+/**
+ * Debian 12's kernel built with CONFIG_VFIO=y, CONFIG_VFIO_PCI=y and CONFIG_VFIO_IOMMU_TYPE1=y, as
+ * Ubuntu 20.04 ships its kernel: the fixture is Debian's modules.builtin
+ * (initramfsModules/fixtures/debian12-modules.builtin) plus the VFIO lines of Ubuntu 20.04's, as
+ * `grep vfio /lib/modules/5.4.0-126-generic/modules.builtin` prints them (kernel/drivers/vfio/vfio.ko,
+ * vfio_virqfd.ko, vfio_iommu_type1.ko, pci/vfio-pci.ko; quoted in github.com/ARD92/ard92.github.io,
+ * _posts/2022-10-7-JCNR-with-vrouter.md), and pci/vfio-pci-core.ko, which 6.1 splits out of vfio-pci
+ * and builds in with it (drivers/vfio/pci/Kconfig: VFIO_PCI selects VFIO_PCI_CORE). What is built in
+ * is no longer a file in modules.dep.
+ */
+const vfioBuiltin = parseModulesBuiltin(read("debian12-vfio-builtin-modules.builtin"));
+export const vfioBuiltInKernel: KernelModules = {
+  release: debianKernel.release,
+  loadable: Object.fromEntries(Object.entries(debianKernel.loadable).filter(([name]) => vfioBuiltin[name] === undefined)),
+  builtin: vfioBuiltin,
+};
