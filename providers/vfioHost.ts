@@ -4,13 +4,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { InitramfsModules } from "./initramfsModules/resource";
 import { KernelCmdline } from "./kernelCmdline/resource";
-import { kernelArgKey } from "./kernelCmdline/kernelArgs";
 import { HostReboot } from "./reboot/resource";
 import { ConnectionInput } from "./ssh/connection";
 import { VfioBinding, VfioBindingArgs } from "./vfioBinding/resource";
-
-/** Arguments that turn an IOMMU on at boot (intel_iommu(7)/amd_iommu in kernel-parameters.txt). */
-const IOMMU_ON = ["intel_iommu=on", "amd_iommu=on", "amd_iommu=force_isolation"];
 
 export interface VfioHostArgs {
   connection: pulumi.Input<ConnectionInput>;
@@ -67,7 +63,8 @@ export class VfioHost extends pulumi.ComponentResource {
     const binding = new VfioBinding(`${name}-vfio`, {
       connection,
       selection: args.vfio,
-      iommuAtNextBoot: args.kernelArgs.some((a) => IOMMU_ON.includes(a) || kernelArgKey(a) === "vfio_pci.ids"),
+      // Where vfio_pci is built in, its options must be among these; they also say whether the IOMMU is on at the next boot.
+      kernelArgs: args.kernelArgs,
       trial,
     }, parent);
     const initramfs = new InitramfsModules(`${name}-initramfs`, {
