@@ -1,43 +1,66 @@
 // How a resource reaches its host: validated once, in `check`, before anything touches the host.
+// Messages do not start with the key: the issue's path names it (`connection.port` in a resource's
+// check, `vfio-host:port` in a host stack, stacks/config.ts).
 import { createHash } from "crypto";
+import { utils as sshUtils } from "ssh2";
 import { z } from "zod";
 
 export const escalations = ["auto", "none", "sudo", "doas"] as const;
 
 const hostKeyPattern = /^(SHA256:[A-Za-z0-9+/]{43}=?|(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|rsa-sha2-(256|512)) [A-Za-z0-9+/]+={0,2}( .*)?)$/;
 
+const trueOrFalse = { error: "must be true or false" };
+const hostMessage = "is not set; give the host's name or address, e.g. 192.0.2.10";
+const portMessage = "must be a port number from 1 to 65535, e.g. 22";
+const timeoutMessage = "must be a whole number of seconds from 1 to 3600, e.g. 300";
+
 export const ConnectionSchema = z
   .object({
-    host: z.string().min(1, "connection.host is empty: give the host name or address, e.g. 192.0.2.10"),
-    port: z.number().int().min(1).max(65535).default(22),
+    host: z.string({ error: hostMessage }).min(1, hostMessage),
+    port: z.number({ error: portMessage }).int(portMessage).min(1, portMessage).max(65535, portMessage).default(22),
     user: z
-      .string()
-      .regex(/^[a-z_][a-z0-9_.-]*$/i, "connection.user must be a login name such as root or deploy")
+      .string({ error: "must be a login name such as root or deploy" })
+      .regex(/^[a-z_][a-z0-9_.-]*$/i, "must be a login name such as root or deploy")
       .default("root"),
     privateKey: z.string().optional(),
+    /** Decrypts an encrypted privateKey (`ssh-keygen -p` sets one). */
+    passphrase: z.string().optional(),
     password: z.string().optional(),
+    /**
+     * Log in with the keys of the ssh-agent at $SSH_AUTH_SOCK, read where the command runs: the
+     * socket is the machine's, so it is not part of the connection (nor of the stack's state).
+     */
+    agent: z.boolean(trueOrFalse).default(false),
     hostKey: z
       .string()
       .trim()
       .regex(
         hostKeyPattern,
-        "connection.hostKey must be the host's OpenSSH public key line (ssh-ed25519 AAAA...) " +
+        "must be the host's OpenSSH public key line (ssh-ed25519 AAAA...) " +
           "or its fingerprint (SHA256:...), e.g. from `ssh-keyscan -t ed25519 HOST`",
       )
       .optional(),
-    insecureTrustOnFirstUse: z.boolean().default(false),
-    escalation: z.enum(escalations).default("auto"),
-    readyTimeoutSeconds: z.number().int().min(1).max(3600).default(300),
+    insecureTrustOnFirstUse: z.boolean(trueOrFalse).default(false),
+    escalation: z.enum(escalations, { error: 'must be "auto", "none", "sudo" or "doas"' }).default("auto"),
+    readyTimeoutSeconds: z.number({ error: timeoutMessage }).int(timeoutMessage).min(1, timeoutMessage).max(3600, timeoutMessage).default(300),
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (!c.privateKey && !c.password) {
+    if (!c.privateKey && !c.password && !c.agent) {
       ctx.addIssue({
         code: "custom",
         path: ["privateKey"],
         message:
-          "connection needs a credential: set the secret `sshPrivateKey` " +
-          "(pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519) or `sshPassword`",
+          "is not set, and there is no other way to log in: set the secret `sshPrivateKey` " +
+          "(pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519), the secret `sshPassword`, " +
+          "or `sshAgent: true` to use the keys of your ssh-agent (SSH_AUTH_SOCK)",
+      });
+    }
+    if (c.passphrase && !c.privateKey) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["passphrase"],
+        message: "is set but there is no private key for it to decrypt; set the private key too, or drop the passphrase",
       });
     }
     if (!c.hostKey && !c.insecureTrustOnFirstUse) {
@@ -45,11 +68,12 @@ export const ConnectionSchema = z
         code: "custom",
         path: ["hostKey"],
         message:
-          "connection.hostKey is required so the host is pinned: set it to the output of " +
-          "`ssh-keyscan -t ed25519 HOST` (or set insecureTrustOnFirstUse: true to accept any key)",
+          "is not set; pin the host with its key, the output of `ssh-keyscan -t ed25519 HOST` " +
+          "(or set insecureTrustOnFirstUse: true to accept any key)",
       });
     }
-  });
+    // Also when a key is malformed, so that a new stack learns everything it lacks at once.
+  }, { when: ({ value }) => typeof value === "object" && value !== null });
 
 export type ConnectionInput = z.input<typeof ConnectionSchema>;
 export type Connection = z.output<typeof ConnectionSchema>;
@@ -72,4 +96,36 @@ export function pinnedHostKey(hostKey: string): { fingerprint: string; keyType?:
   }
   const [keyType, base64] = value.split(/\s+/);
   return { fingerprint: fingerprintOfKeyBlob(Buffer.from(base64, "base64")), keyType };
+}
+
+/** What is wrong with a private key and its passphrase, on the field at fault; undefined when the key decrypts. */
+export interface CredentialProblem {
+  field: "privateKey" | "passphrase";
+  message: string;
+}
+
+/**
+ * ssh2 reads the key as it connects; this reads it the same way beforehand, so a key that cannot be
+ * used is reported as such, not as a failed login. An encrypted OpenSSH key takes about 0.2 s
+ * (bcrypt, 16 rounds), so it is called once per program or failed connection, not per parse.
+ */
+export function privateKeyProblem(privateKey: string, passphrase: string | undefined): CredentialProblem | undefined {
+  const parsed = sshUtils.parseKey(privateKey, passphrase);
+  if (!(parsed instanceof Error)) return undefined;
+  // ssh2's reasons: "Encrypted private OpenSSH key detected, but no passphrase given",
+  // "OpenSSH key integrity check failed -- bad passphrase?", "Unsupported key format".
+  if (/passphrase/i.test(parsed.message)) {
+    return passphrase === undefined
+      ? {
+          field: "privateKey",
+          message:
+            "is encrypted and has no passphrase; set it as a secret (`pulumi config set --secret sshPrivateKeyPassphrase`), " +
+            "or load the key into your ssh-agent and use it (sshAgent: true)",
+        }
+      : { field: "passphrase", message: `does not decrypt the private key (${parsed.message}); set the key's own passphrase` };
+  }
+  return {
+    field: "privateKey",
+    message: `is not a private key ssh2 can read (${parsed.message}); give the whole key file, e.g. \`pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519\``,
+  };
 }

@@ -2,7 +2,7 @@
 // and backups. Every resource reaches its host through `withHost`, nothing else speaks SSH.
 import { createHash } from "crypto";
 import { Client, ClientChannel, ConnectConfig } from "ssh2";
-import { Connection, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey } from "./connection";
+import { Connection, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "./connection";
 import { describeCommand, shellCommand, ShellArg } from "./quote";
 
 export interface ExecOptions {
@@ -73,6 +73,8 @@ export class RemoteCommandError extends Error {
 }
 
 export class HostKeyMismatchError extends Error {}
+/** The credentials cannot log in as given (a key that does not decrypt, no agent, a refused login): waiting will not help. */
+export class CredentialError extends Error {}
 /** The command was never started: the connection would not open a channel for it. */
 class ChannelOpenError extends Error {}
 
@@ -379,8 +381,8 @@ async function withChannel<T>(connection: Connection, fn: (client: Client) => Pr
 
 /** Errors worth waiting out: the host is rebooting, sshd is not up yet, the network blipped. */
 function isTransient(err: Error & { code?: string; level?: string }): boolean {
-  if (err instanceof HostKeyMismatchError) return false;
-  if (err.level === "client-authentication") return false;
+  if (err instanceof HostKeyMismatchError || err instanceof CredentialError) return false;
+  if (err.level === "client-authentication" || err.level === "agent") return false;
   return (
     ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EPIPE"].includes(err.code ?? "") ||
     err.level === "client-timeout" ||
@@ -396,7 +398,8 @@ async function connectWithRetry(connection: Connection): Promise<Client> {
   for (;;) {
     attempts++;
     try {
-      return await connectOnce(connection);
+      // The handshake of one attempt may not outlast the whole wait (ssh2's default is 20 s).
+      return await connectOnce(connection, Math.min(HANDSHAKE_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())));
     } catch (err) {
       const e = err as Error;
       if (!isTransient(e)) throw e;
@@ -414,7 +417,40 @@ async function connectWithRetry(connection: Connection): Promise<Client> {
   }
 }
 
-function connectOnce(connection: Connection): Promise<Client> {
+const HANDSHAKE_TIMEOUT_MS = 20_000;
+
+/** The ssh-agent's socket, where the command runs (ssh-agent(1) exports SSH_AUTH_SOCK). */
+function agentSocket(label: string): string {
+  const socket = process.env.SSH_AUTH_SOCK;
+  if (!socket) {
+    throw new CredentialError(
+      `${label}: the ssh-agent is to be used (vfio-host:sshAgent) but SSH_AUTH_SOCK is not set where pulumi runs; ` +
+        "start one and add the key in that shell (eval \"$(ssh-agent)\"; ssh-add ~/.ssh/id_ed25519), or set sshPrivateKey instead",
+    );
+  }
+  return socket;
+}
+
+/** What a refused login tried, in the stack's terms. */
+function loginMethods(connection: Connection): string {
+  return [
+    connection.privateKey ? "the private key (vfio-host:sshPrivateKey)" : undefined,
+    connection.password ? "the password (vfio-host:sshPassword)" : undefined,
+    connection.agent ? `the keys of the ssh-agent at ${process.env.SSH_AUTH_SOCK} (vfio-host:sshAgent)` : undefined,
+  ]
+    .filter((m) => m !== undefined)
+    .join(", ");
+}
+
+/** Why the key of `connection` cannot be used, naming the stack's key at fault; undefined when it can. */
+function privateKeyError(connection: Connection, label: string): CredentialError | undefined {
+  const problem = connection.privateKey === undefined ? undefined : privateKeyProblem(connection.privateKey, connection.passphrase);
+  if (!problem) return undefined;
+  const name = problem.field === "passphrase" ? "the private key's passphrase (vfio-host:sshPrivateKeyPassphrase)" : "the private key (vfio-host:sshPrivateKey)";
+  return new CredentialError(`${label}: ${name} ${problem.message}`);
+}
+
+function connectOnce(connection: Connection, handshakeTimeoutMs: number): Promise<Client> {
   const label = connectionLabel(connection);
   const pin = connection.hostKey ? pinnedHostKey(connection.hostKey) : undefined;
   let presented: string | undefined;
@@ -425,8 +461,10 @@ function connectOnce(connection: Connection): Promise<Client> {
       port: connection.port,
       username: connection.user,
       privateKey: connection.privateKey,
+      passphrase: connection.passphrase,
       password: connection.password,
-      readyTimeout: 20_000,
+      agent: connection.agent ? agentSocket(label) : undefined,
+      readyTimeout: handshakeTimeoutMs,
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
       hostVerifier: (key: Buffer) => {
@@ -455,11 +493,32 @@ function connectOnce(connection: Connection): Promise<Client> {
                 "`ssh-keyscan -t ed25519 HOST`; otherwise someone may be intercepting the connection.",
             ),
           );
+        } else if ((err as { level?: string }).level === "agent") {
+          reject(
+            new CredentialError(
+              `${label}: the ssh-agent at SSH_AUTH_SOCK=${process.env.SSH_AUTH_SOCK} (vfio-host:sshAgent) failed: ${err.message}; ` +
+                "is it running? `ssh-add -l` in the shell that runs pulumi lists its keys",
+              { cause: err },
+            ),
+          );
+        } else if ((err as { level?: string }).level === "client-authentication") {
+          reject(
+            new CredentialError(
+              `${label}: the host refused the login with ${loginMethods(connection)}; ` +
+                `check that its public key is in ~${connection.user}/.ssh/authorized_keys on the host (or that the password is right)`,
+              { cause: err },
+            ),
+          );
         } else {
           reject(err);
         }
-      })
-      .connect(config);
+      });
+    try {
+      client.connect(config);
+    } catch (err) {
+      // ssh2 reads the private key before connecting and throws when it cannot.
+      reject(privateKeyError(connection, label) ?? err);
+    }
   });
 }
 

@@ -1,6 +1,9 @@
 // The SSH layer against a real OpenSSH server (its own namespace and root filesystem): every
 // assertion reads the test host's files or the remote command's own output.
+import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
+import * as net from "net";
+import * as os from "os";
 import * as path from "path";
 import fc from "fast-check";
 import { ConnectionSchema } from "../../providers/ssh/connection";
@@ -235,4 +238,110 @@ test("sections come back by name in one round trip, whatever the files contain",
   expect(facts.tricky).toBe("line\n--vfio-host-fake-- os\n\n");
   expect(facts.missing).toBe("");
   expect(sshStats().connectionsOpened - before).toBeLessThanOrEqual(1);
+});
+
+test("a handshake that never comes is given up at readyTimeoutSeconds, not after ssh2's 20 s per attempt", async () => {
+  // A server that accepts the connection and never says a word (a host whose sshd hangs while booting).
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((socket) => void sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const { port } = silent.address() as net.AddressInfo;
+  const started = Date.now();
+  try {
+    await expect(
+      withHost(connect({ host: "127.0.0.1", port, readyTimeoutSeconds: 2 }), (host) => host.run(["true"])),
+    ).rejects.toThrow(/root@127\.0\.0\.1:\d+: no SSH connection after \d+ attempts in 2s \(last error: Timed out while waiting for handshake\)/);
+    expect(Date.now() - started).toBeLessThan(8_000);
+  } finally {
+    sockets.forEach((s) => s.destroy());
+    await new Promise((resolve) => silent.close(resolve));
+  }
+});
+
+describe("credentials as people keep them", () => {
+  const passphrase = "correct horse battery staple";
+  let dir: string;
+  /** The test host's client key, unencrypted and encrypted with `passphrase`, as files (0600). */
+  let plainKeyFile: string;
+  let encryptedKey: string;
+
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-credentials-"));
+    plainKeyFile = path.join(dir, "id_ed25519");
+    fs.writeFileSync(plainKeyFile, testHost.privateKey, { mode: 0o600 });
+    const encryptedFile = path.join(dir, "id_ed25519_encrypted");
+    fs.copyFileSync(plainKeyFile, encryptedFile);
+    execFileSync("ssh-keygen", ["-q", "-p", "-P", "", "-N", passphrase, "-f", encryptedFile]);
+    encryptedKey = fs.readFileSync(encryptedFile, "utf8");
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // The pool is keyed by user@host:port: each test logs in afresh, with its own credentials.
+  beforeEach(() => closeAllConnections());
+
+  /** Logs in with `extra` instead of the test host's plain key; the login user's name, and how many logins the host accepted. */
+  const loginWith = async (extra: Record<string, unknown>) => {
+    const before = testHost.acceptedLogins();
+    const user = await withHost(connect({ privateKey: undefined, ...extra }), async (host) => (await host.run(["id", "-un"], { escalate: false })).stdout.trim());
+    return { user, logins: testHost.acceptedLogins() - before };
+  };
+
+  test("a passphrase-protected private key logs in with its passphrase", async () => {
+    expect(encryptedKey).not.toBe(testHost.privateKey);
+    expect(await loginWith({ privateKey: encryptedKey, passphrase })).toEqual({ user: "root", logins: 1 });
+  });
+
+  test("a wrong or missing passphrase fails at once, naming the key at fault", async () => {
+    const started = Date.now();
+    const failure = (extra: Record<string, unknown>) => withHost(connect({ privateKey: encryptedKey, ...extra }), (host) => host.run(["true"]));
+    await expect(failure({ passphrase: "not it" })).rejects.toThrow(
+      /: the private key's passphrase \(vfio-host:sshPrivateKeyPassphrase\) does not decrypt the private key \(OpenSSH key integrity check failed -- bad passphrase\?\)/,
+    );
+    await expect(failure({})).rejects.toThrow(/: the private key \(vfio-host:sshPrivateKey\) is encrypted and has no passphrase; set it as a secret/);
+    // Not retried until readyTimeoutSeconds (300 s): waiting cannot make a key decrypt.
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  describe("through a real ssh-agent", () => {
+    let agent: ReturnType<typeof spawn>;
+    let socket: string;
+    const savedSocket = process.env.SSH_AUTH_SOCK;
+
+    beforeAll(async () => {
+      socket = path.join(dir, "agent.sock");
+      // -D: in the foreground, so this PID is the agent's and it is ended by it.
+      agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
+      const deadline = Date.now() + 10_000;
+      while (!fs.existsSync(socket)) {
+        if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`ssh-agent did not create ${socket}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      process.env.SSH_AUTH_SOCK = socket;
+    });
+    afterAll(() => {
+      if (savedSocket === undefined) delete process.env.SSH_AUTH_SOCK;
+      else process.env.SSH_AUTH_SOCK = savedSocket;
+      if (agent.pid !== undefined && agent.exitCode === null) process.kill(agent.pid, "SIGTERM");
+    });
+    const sshAdd = (...args: string[]) => execFileSync("ssh-add", args, { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: "pipe" });
+
+    test("an agent without the key is refused, and the message names the agent's socket", async () => {
+      await expect(loginWith({ agent: true })).rejects.toThrow(
+        new RegExp(`: the host refused the login with the keys of the ssh-agent at ${socket.replace(/[.]/g, "\\.")} \\(vfio-host:sshAgent\\); check that its public key is in ~root/\\.ssh/authorized_keys`),
+      );
+    });
+
+    test("the agent's key logs in, with no private key in the connection", async () => {
+      sshAdd(plainKeyFile);
+      expect(await loginWith({ agent: true })).toEqual({ user: "root", logins: 1 });
+      sshAdd("-D");
+    });
+
+    test("an agent that is not there, or not named, fails at once with what to do", async () => {
+      process.env.SSH_AUTH_SOCK = path.join(dir, "no-agent.sock");
+      await expect(loginWith({ agent: true })).rejects.toThrow(/: the ssh-agent at SSH_AUTH_SOCK=.*no-agent\.sock \(vfio-host:sshAgent\) failed: Failed to connect to agent; is it running\?/);
+      delete process.env.SSH_AUTH_SOCK;
+      await expect(loginWith({ agent: true })).rejects.toThrow(/: the ssh-agent is to be used \(vfio-host:sshAgent\) but SSH_AUTH_SOCK is not set where pulumi runs/);
+      process.env.SSH_AUTH_SOCK = socket;
+    });
+  });
 });
