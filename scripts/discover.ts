@@ -11,16 +11,19 @@ import { renderGroupConfig, renderIommuGroups, renderUsbTable, suggestedGroup } 
 import { HostDiscovery } from "../providers/discovery/inventory";
 import { ConnectionInput } from "../providers/ssh/connection";
 import { closeAllConnections } from "../providers/ssh/host";
+import { parseConnectionConfig } from "../stacks/config";
 import { readLabState } from "./lab/labState";
 
-export const USAGE = `Usage: npm run discover -- (--stack NAME | --lab | --host HOST --key FILE --host-key KEY) [options]
+export const USAGE = `Usage: npm run discover -- (--stack NAME | --lab | --host HOST (--key FILE | --agent) --host-key KEY) [options]
 
 Where to connect (one of):
-  --stack NAME          the stack's config: host, port, user, hostKey and the secret sshPrivateKey
-                        (read with \`npm run pulumi -- config --show-secrets --json -s NAME\`)
+  --stack NAME          the stack's connection keys (host, port, user, hostKey, sshPrivateKey, sshAgent...,
+                        read with \`npm run pulumi -- config --show-secrets --json -s NAME\`)
   --lab                 the lab VM, from ~/.cache/vfio-host/lab-state/lab.json (\`npm run lab -- up\`)
-  --host HOST           with --key FILE (private key), --host-key "ssh-ed25519 AAAA..." or SHA256:...
-                        (from \`ssh-keyscan -t ed25519 HOST\`), and optionally --port (22), --user (root)
+  --host HOST           with --key FILE (a private key without passphrase) or --agent (the keys of the
+                        ssh-agent at SSH_AUTH_SOCK, e.g. a key with a passphrase after \`ssh-add\`),
+                        --host-key "ssh-ed25519 AAAA..." or SHA256:... (from \`ssh-keyscan -t ed25519 HOST\`),
+                        and optionally --port (22), --user (root)
 
 Options:
   --group N             print the stack config for IOMMU group N (default: the first group of USB controllers)
@@ -35,6 +38,7 @@ const options = {
   port: { type: "string" },
   user: { type: "string" },
   key: { type: "string" },
+  agent: { type: "boolean" },
   "host-key": { type: "string" },
   "insecure-trust-on-first-use": { type: "boolean" },
   group: { type: "string" },
@@ -42,7 +46,7 @@ const options = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-export type Target = { kind: "stack"; stack: string } | { kind: "lab" } | { kind: "flags"; connection: ConnectionInput; keyFile: string };
+export type Target = { kind: "stack"; stack: string } | { kind: "lab" } | { kind: "flags"; connection: ConnectionInput; keyFile?: string };
 
 export interface DiscoverArgs {
   readonly target: Target;
@@ -69,7 +73,7 @@ export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help
   if (values.help) return "help";
   const chosen = [values.stack !== undefined, values.lab === true, values.host !== undefined].filter(Boolean).length;
   if (chosen !== 1) throw usageError("Say where to connect: exactly one of --stack NAME, --lab or --host HOST");
-  const hostOnly = (["port", "user", "key", "host-key", "insecure-trust-on-first-use"] as const).filter((flag) => values[flag] !== undefined);
+  const hostOnly = (["port", "user", "key", "agent", "host-key", "insecure-trust-on-first-use"] as const).filter((flag) => values[flag] !== undefined);
   if (values.host === undefined && hostOnly.length > 0) {
     throw usageError(`--${hostOnly[0]} goes with --host; --stack and --lab bring their own connection`);
   }
@@ -77,14 +81,17 @@ export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help
   if (values.stack !== undefined) target = { kind: "stack", stack: values.stack };
   else if (values.lab) target = { kind: "lab" };
   else {
-    if (values.key === undefined) throw usageError("--host needs --key FILE, the SSH private key to log in with");
+    if (values.key === undefined && !values.agent) {
+      throw usageError("--host needs --key FILE, the SSH private key to log in with, or --agent to use your ssh-agent's keys");
+    }
     target = {
       kind: "flags",
-      keyFile: values.key,
+      ...(values.key !== undefined ? { keyFile: values.key } : {}),
       connection: {
         host: values.host as string,
         port: wholeNumber("--port", values.port) ?? 22,
         user: values.user ?? "root",
+        ...(values.agent ? { agent: true } : {}),
         ...(values["host-key"] !== undefined ? { hostKey: values["host-key"] } : {}),
         ...(values["insecure-trust-on-first-use"] ? { insecureTrustOnFirstUse: true } : {}),
       },
@@ -97,27 +104,16 @@ export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help
 /** `pulumi config --json`: every value is a string (secrets in clear with --show-secrets). */
 const StackConfigJson = z.record(z.string(), z.object({ value: z.string().optional(), secret: z.boolean().optional() }));
 
-/** The connection a stack's config describes, the same keys stacks/connection.ts reads. */
+/** The connection a stack's config describes, checked by the schema the stack's program uses (stacks/config.ts). */
 export function connectionFromStackConfig(json: unknown, stack: string): ConnectionInput {
   const config = StackConfigJson.parse(json);
-  const get = (key: string) => config[`vfio-host:${key}`]?.value;
-  const host = get("host");
-  if (!host) {
-    throw new Error(`Stack ${stack} has no vfio-host:host; set it with \`npm run pulumi -- config set host 192.0.2.10 -s ${stack}\``);
+  const values = Object.fromEntries(Object.entries(config).flatMap(([key, entry]) => (entry.value === undefined ? [] : [[key, entry.value]])));
+  const secrets = new Set(Object.keys(config).filter((key) => config[key].secret === true));
+  try {
+    return parseConnectionConfig(values, secrets);
+  } catch (error) {
+    throw new Error(`stack ${stack}: ${(error as Error).message}\n(set a key with \`npm run pulumi -- config set KEY VALUE -s ${stack}\`)`, { cause: error });
   }
-  const port = get("port");
-  if (port !== undefined && !/^\d+$/.test(port)) throw new Error(`Stack ${stack}: vfio-host:port "${port}" is not a port number`);
-  const escalation = get("escalation");
-  return {
-    host,
-    port: port === undefined ? 22 : Number(port),
-    user: get("user") ?? "root",
-    ...(get("hostKey") !== undefined ? { hostKey: get("hostKey") } : {}),
-    ...(get("sshPrivateKey") !== undefined ? { privateKey: get("sshPrivateKey") } : {}),
-    ...(get("sshPassword") !== undefined ? { password: get("sshPassword") } : {}),
-    ...(escalation !== undefined ? { escalation: escalation as ConnectionInput["escalation"] } : {}),
-    ...(get("insecureTrustOnFirstUse") === "true" ? { insecureTrustOnFirstUse: true } : {}),
-  };
 }
 
 async function connectionFor(target: Target): Promise<ConnectionInput> {
@@ -127,7 +123,7 @@ async function connectionFor(target: Target): Promise<ConnectionInput> {
       return { host: lab.host, port: lab.port, user: lab.user, hostKey: lab.hostKey, privateKey: readFileSync(lab.privateKeyPath, "utf8") };
     }
     case "flags":
-      return { ...target.connection, privateKey: readFileSync(target.keyFile, "utf8") };
+      return { ...target.connection, ...(target.keyFile !== undefined ? { privateKey: readFileSync(target.keyFile, "utf8") } : {}) };
     case "stack": {
       // The project's wrapper gives the CLI its backend and passphrase (scripts/pulumi-env.sh).
       const root = path.resolve(__dirname, "../..");

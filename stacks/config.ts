@@ -1,76 +1,176 @@
-// A host stack's whole configuration, checked by one schema before any resource is declared, so a
-// typo in a key, a missing secret or a malformed value stops `pulumi preview` with one message per
-// problem that names the key, the value and an example, before anything touches the host.
+// A host stack's whole configuration, checked before any resource is declared, so a typo in a key,
+// a missing secret or a malformed value stops `pulumi preview` with one message per problem that
+// names the key (down to `vfio-host:libvirt.domains.homeassistant.memoryMiB`), before anything
+// touches the host. The values are checked by the resources' own schemas: the keys that make one
+// resource input (the connection, the kernel command line) are handed to that schema together, so
+// its cross-checks run here too, and its findings are reported under the stack's key names.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { HostPackagesInputs } from "../providers/hostPackages/plan";
+import { KernelCmdlineInputs } from "../providers/kernelCmdline/schema";
+import { domainSpecSchema } from "../providers/libvirt/domainSpec";
+import { expected, shown, strictKeys } from "../providers/libvirt/inputErrors";
+import { checkLibvirtHost } from "../providers/libvirt/libvirtHostResource";
+import { storagePoolSchema } from "../providers/libvirt/pool";
+import { volumeSchema } from "../providers/libvirt/volume";
+import { Connection, ConnectionSchema, privateKeyProblem } from "../providers/ssh/connection";
+import { VfioBindingInputs } from "../providers/vfioBinding/schema";
 
 export const CONFIG_NAMESPACE = "vfio-host";
 
-/** Values that must be set with `pulumi config set --secret`. */
-const SECRET_KEYS = ["sshPrivateKey", "sshPassword"] as const;
+/** Values that must be set with `pulumi config set --secret`; never shown in a message. */
+const SECRET_KEYS: readonly string[] = ["sshPrivateKey", "sshPrivateKeyPassphrase", "sshPassword"];
 
-const example: Record<string, string> = {
-  host: "vfio-host:host: 192.0.2.10",
-  port: "vfio-host:port: 22",
-  user: "vfio-host:user: root",
-  hostKey: "vfio-host:hostKey: ssh-ed25519 AAAAC3Nz... (from `ssh-keyscan -t ed25519 HOST`)",
-  kernelArgs: 'vfio-host:kernelArgs: ["intel_iommu=on", "iommu=pt"]',
-  acknowledgeBootCriticalArgs: 'vfio-host:acknowledgeBootCriticalArgs: ["root"]',
-  vfio: 'vfio-host:vfio: { "iommuGroups": [4] }',
-  reboot: 'vfio-host:reboot: "auto" (or "never")',
-  rebootTimeoutSeconds: "vfio-host:rebootTimeoutSeconds: 900",
-  trialBoot: "vfio-host:trialBoot: true (or false)",
+// Config values arrive as text. "false" is false and "22" is 22 (z.coerce would read "false" as
+// true and "" as 0); any other text is left as it is, for the schema to refuse by name.
+const flag = (value: unknown) => (value === "true" ? true : value === "false" ? false : value);
+const wholeNumber = (value: unknown) => (typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : value);
+
+/**
+ * Config keys that together make one input object of a resource schema: `fields` maps each key to
+ * the schema's field, `text` reads the keys whose text stands for a number or a boolean.
+ */
+interface KeyGroup<S extends z.ZodType> {
+  readonly schema: S;
+  readonly fields: Readonly<Record<string, string>>;
+  readonly text?: Readonly<Record<string, (value: unknown) => unknown>>;
+}
+
+const connectionKeys = {
+  schema: ConnectionSchema,
+  fields: {
+    host: "host",
+    port: "port",
+    user: "user",
+    hostKey: "hostKey",
+    insecureTrustOnFirstUse: "insecureTrustOnFirstUse",
+    escalation: "escalation",
+    readyTimeoutSeconds: "readyTimeoutSeconds",
+    sshPrivateKey: "privateKey",
+    sshPrivateKeyPassphrase: "passphrase",
+    sshPassword: "password",
+    /** Log in with the keys of the ssh-agent at SSH_AUTH_SOCK, where pulumi runs. */
+    sshAgent: "agent",
+  },
+  text: { port: wholeNumber, readyTimeoutSeconds: wholeNumber, insecureTrustOnFirstUse: flag, sshAgent: flag },
+} satisfies KeyGroup<typeof ConnectionSchema>;
+
+const kernelCmdlineKeys = {
+  schema: KernelCmdlineInputs,
+  fields: {
+    kernelArgs: "args",
+    removeKernelArgs: "remove",
+    /** extlinux (Alpine) only: modules appended to modules=, loaded first by the initramfs. */
+    extlinuxModules: "modules",
+    bootBackend: "backend",
+    /** Boot-critical keys (root, init, rd.*, ...) that kernelArgs may set or removeKernelArgs take off. */
+    acknowledgeBootCriticalArgs: "acknowledgeBootCritical",
+  },
+} satisfies KeyGroup<typeof KernelCmdlineInputs>;
+
+const seconds = (min: number, max: number, fallback: number) => {
+  const message = `must be a whole number of seconds from ${min} to ${max}`;
+  return z.number({ error: message }).int(message).min(min, message).max(max, message).default(fallback);
 };
 
-const list = () => z.array(z.string());
-// Config values arrive as strings: "false" must read as false (z.coerce.boolean reads it as true).
-const flag = () =>
-  z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { error: `must be true or false, e.g. ${example.trialBoot}` });
-
-export const StackConfigSchema = z
-  .strictObject({
-    host: z.string().min(1),
-    port: z.coerce.number().int().min(1).max(65535).default(22),
-    user: z.string().default("root"),
-    hostKey: z.string().optional(),
-    insecureTrustOnFirstUse: flag().default(false),
-    escalation: z.enum(["auto", "none", "sudo", "doas"]).default("auto"),
-    readyTimeoutSeconds: z.coerce.number().int().positive().default(300),
-    sshPrivateKey: z.string().optional(),
-    sshPassword: z.string().optional(),
-    kernelArgs: list().min(1),
-    removeKernelArgs: list().default([]),
-    /** Boot-critical keys (root, init, rd.*, ...) that kernelArgs may set or removeKernelArgs take off. */
-    acknowledgeBootCriticalArgs: list().default([]),
-    bootBackend: z.enum(["auto", "grub", "extlinux"]).default("auto"),
-    /** extlinux (Alpine) only: modules appended to modules=, loaded first by the initramfs. */
-    extlinuxModules: list().default([]),
-    vfio: z.record(z.string(), z.unknown()),
-    reboot: z.enum(["auto", "never"]).default("auto"),
-    /** How long a reboot may take before the run fails and says to power-cycle the host. */
-    rebootTimeoutSeconds: z.coerce.number().int().min(30).max(3600).default(900),
-    /** Boot a change once (GRUB's one-shot) and make it permanent only after that boot passed verification. */
-    trialBoot: flag().default(true),
-    /** softdog's margin during a trial boot: a trial not verified within it is reset (0: no watchdog). */
-    trialWatchdogSeconds: z.coerce.number().int().min(0).max(3600).default(300),
-    /** How long a panicking trial waits before it reboots into the previous configuration. */
-    trialPanicSeconds: z.coerce.number().int().min(1).max(300).default(10),
-    libvirt: z.record(z.string(), z.unknown()).optional(),
-  })
-  .superRefine((c, ctx) => {
-    if (!c.sshPrivateKey && !c.sshPassword) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["sshPrivateKey"],
-        message: "is not set; run `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519` (or set sshPassword as a secret)",
-      });
-    }
-    if (!c.hostKey && !c.insecureTrustOnFirstUse) {
-      ctx.addIssue({ code: "custom", path: ["hostKey"], message: "is not set; pin the host with its key, e.g. " + example.hostKey });
-    }
+/** The libvirt half: LibvirtHost's inputs, each checked by its resource's schema, then LibvirtHost's own assertions. */
+const LibvirtConfig = z
+  .strictObject(
+    {
+      packages: HostPackagesInputs.optional(),
+      pools: z.array(storagePoolSchema, expected("a list of storage pools", '[{ "name": "default", "path": "/var/lib/libvirt/images" }]')).optional(),
+      volumes: z.array(volumeSchema, expected("a list of volumes", '[{ "pool": "default", "name": "haos.qcow2", "source": { "url": "https://..." }, "format": "qcow2" }]')).optional(),
+      domains: z.record(z.string(), domainSpecSchema, expected("guests by a key of their own", '{ "homeassistant": { "name": "homeassistant", ... } }')).optional(),
+    },
+    strictKeys,
+  )
+  .superRefine((libvirt, ctx) => {
+    for (const message of checkLibvirtHost(libvirt)) ctx.addIssue({ code: "custom", message });
   });
 
-export type StackConfig = z.output<typeof StackConfigSchema>;
+const HostSchema = z.object({
+  vfio: VfioBindingInputs,
+  reboot: z.enum(["auto", "never"], { error: 'must be "auto" or "never"' }).default("auto"),
+  /** How long a reboot may take before the run fails and says to power-cycle the host. */
+  rebootTimeoutSeconds: seconds(30, 3600, 900),
+  /** Boot a change once (GRUB's one-shot) and make it permanent only after that boot passed verification. */
+  trialBoot: z.boolean({ error: "must be true or false" }).default(true),
+  /** softdog's margin during a trial boot: a trial not verified within it is reset (0: no watchdog). */
+  trialWatchdogSeconds: seconds(0, 3600, 300),
+  /** How long a panicking trial waits before it reboots into the previous configuration. */
+  trialPanicSeconds: seconds(1, 300, 10),
+  libvirt: LibvirtConfig.optional(),
+});
+
+const hostKeys = {
+  schema: HostSchema,
+  fields: Object.fromEntries(Object.keys(HostSchema.shape).map((key) => [key, key])),
+  text: { rebootTimeoutSeconds: wholeNumber, trialBoot: flag, trialWatchdogSeconds: wholeNumber, trialPanicSeconds: wholeNumber },
+} satisfies KeyGroup<typeof HostSchema>;
+
+const STACK_KEYS = [connectionKeys, kernelCmdlineKeys, hostKeys].flatMap((group) => Object.keys(group.fields));
+
+export type StackConfig = {
+  /** The SSH connection every resource of the stack uses (stacks/connection.ts makes it a secret). */
+  connection: Connection;
+  kernelArgs: string[];
+  removeKernelArgs: string[];
+  extlinuxModules: string[];
+  bootBackend: KernelCmdlineInputs["backend"];
+  acknowledgeBootCriticalArgs: string[];
+} & z.output<typeof HostSchema>;
+
+/** A problem with one config key: `path` in the stack's terms, `fieldPath` as the schema saw it. */
+interface Problem {
+  path: readonly PropertyKey[];
+  fieldPath: readonly PropertyKey[];
+  message: string;
+}
+
+type Checked<T> = { data: T; problems: [] } | { data?: undefined; problems: Problem[] };
+
+function parseKeys<S extends z.ZodType>(group: KeyGroup<S>, values: Record<string, unknown>): Checked<z.output<S>> {
+  const input: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(group.fields)) {
+    if (key in values) input[field] = (group.text?.[key] ?? ((v: unknown) => v))(values[key]);
+  }
+  const parsed = group.schema.safeParse(input);
+  if (parsed.success) return { data: parsed.data, problems: [] };
+  const keyOf = new Map(Object.entries(group.fields).map(([key, field]) => [field, key]));
+  return {
+    problems: parsed.error.issues.map((issue) => ({
+      path: [keyOf.get(String(issue.path[0])) ?? String(issue.path[0]), ...issue.path.slice(1)],
+      fieldPath: issue.path,
+      message: issue.message,
+    })),
+  };
+}
+
+/** The connection keys, and whether the private key decrypts (only worth asking once the keys are sound). */
+function parseConnection(values: Record<string, unknown>): Checked<Connection> {
+  const checked = parseKeys(connectionKeys, values);
+  const key = checked.data?.privateKey;
+  const problem = key === undefined ? undefined : privateKeyProblem(key, checked.data!.passphrase);
+  if (!problem) return checked;
+  const path = problem.field === "passphrase" ? "sshPrivateKeyPassphrase" : "sshPrivateKey";
+  return { problems: [{ path: [path], fieldPath: [problem.field], message: problem.message }] };
+}
+
+/** `libvirt.domains.homeassistant.memoryMiB`, `kernelArgs[1]`: as `pulumi config set --path` takes it. */
+function keyPath(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join("");
+}
+
+function describeProblem(namespace: string, problem: Problem, values: Record<string, unknown>): string {
+  const top = String(problem.path[0] ?? "");
+  // The resources' messages start with their own field's name ("args: ...", "devices: ..."), which the key already says.
+  const leadingField = /^([A-Za-z]+)(?: \([^)]*\))?: /.exec(problem.message);
+  const message = leadingField && problem.fieldPath.includes(leadingField[1]) ? problem.message.slice(leadingField[0].length) : problem.message;
+  // A text value the message does not quote is shown; lists, objects and secrets are not.
+  const raw = problem.path.length === 1 && !SECRET_KEYS.includes(top) ? values[top] : undefined;
+  const value = typeof raw === "string" && !message.includes(shown(raw)) ? ` = ${shown(raw)}` : "";
+  return `${namespace}:${keyPath(problem.path)}${value}: ${message}`;
+}
 
 /** Config values are strings; lists and objects are JSON (as `pulumi config set --path` writes them). */
 function parseValue(raw: string): unknown {
@@ -85,45 +185,69 @@ function parseValue(raw: string): unknown {
   return raw;
 }
 
-/** Pure: the stack's config (key -> raw string, as `allConfig` gives it) checked, or every problem in one message. */
-export function parseStackConfig(all: Record<string, string>, secretKeys: ReadonlySet<string>): StackConfig {
-  const ours: Record<string, unknown> = {};
+/**
+ * The keys of `namespace` in the stack's config (key -> raw string, as `allConfig` gives it), and
+ * the problems every key has whatever it means: a secret stored in plain text.
+ */
+function namespaceValues(all: Record<string, string>, secretKeys: ReadonlySet<string>, namespace: string) {
+  const values: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const [fullKey, raw] of Object.entries(all)) {
-    const [namespace, key] = fullKey.split(":");
-    if (namespace !== CONFIG_NAMESPACE) continue;
-    ours[key] = parseValue(raw);
-    if ((SECRET_KEYS as readonly string[]).includes(key) && !secretKeys.has(fullKey)) {
+    const [ns, key] = fullKey.split(":");
+    if (ns !== namespace) continue;
+    values[key] = parseValue(raw);
+    if (SECRET_KEYS.includes(key) && !secretKeys.has(fullKey)) {
       problems.push(`${fullKey} is stored in plain text; set it again with \`pulumi config set --secret ${key} ...\``);
     }
   }
-  const parsed = StackConfigSchema.safeParse(ours);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      if (issue.code === "unrecognized_keys") {
-        for (const key of issue.keys) {
-          const known = Object.keys(StackConfigSchema.shape);
-          const near = known.find((k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2);
-          problems.push(
-            `${CONFIG_NAMESPACE}:${key} is not a config key of this project` +
-              (near ? `; did you mean ${CONFIG_NAMESPACE}:${near}?` : `; the keys are ${known.join(", ")}`),
-          );
-        }
-        continue;
-      }
-      const key = issue.path.map(String).join(".");
-      const top = String(issue.path[0] ?? "");
-      const value = issue.path.length > 0 ? JSON.stringify(ours[top]) : undefined;
-      problems.push(
-        `${CONFIG_NAMESPACE}:${key}${value !== undefined ? ` = ${value}` : ""}: ${issue.message}` +
-          (example[top] && !issue.message.includes(example[top]) ? `; e.g. ${example[top]}` : ""),
-      );
-    }
-  }
-  if (problems.length > 0) {
-    throw new Error(`The stack config has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n  ${problems.join("\n  ")}`);
-  }
-  return parsed.data!;
+  return { values, problems };
+}
+
+/** A RunError: the CLI prints its message alone, without a JavaScript stack (@pulumi/pulumi errors.js). */
+function configError(problems: readonly string[]): pulumi.RunError {
+  return new pulumi.RunError(`The stack config has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n  ${problems.join("\n  ")}`);
+}
+
+function unknownKeys(values: Record<string, unknown>, namespace: string): string[] {
+  return Object.keys(values)
+    .filter((key) => !STACK_KEYS.includes(key))
+    .map((key) => {
+      const near = STACK_KEYS.find((k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2);
+      return `${namespace}:${key} is not a config key of this project` + (near ? `; did you mean ${namespace}:${near}?` : `; the keys are ${STACK_KEYS.join(", ")}`);
+    });
+}
+
+/** Pure: the stack's config (key -> raw string, as `allConfig` gives it) checked, or every problem in one RunError. */
+export function parseStackConfig(all: Record<string, string>, secretKeys: ReadonlySet<string>): StackConfig {
+  const { values, problems } = namespaceValues(all, secretKeys, CONFIG_NAMESPACE);
+  problems.push(...unknownKeys(values, CONFIG_NAMESPACE));
+  const connection = parseConnection(values);
+  const kernel = parseKeys(kernelCmdlineKeys, values);
+  const host = parseKeys(hostKeys, values);
+  problems.push(...[connection, kernel, host].flatMap((c) => c.problems.map((p) => describeProblem(CONFIG_NAMESPACE, p, values))));
+  if (problems.length > 0) throw configError(problems);
+  const k = kernel.data!;
+  return {
+    connection: connection.data!,
+    kernelArgs: k.args,
+    removeKernelArgs: k.remove,
+    extlinuxModules: k.modules,
+    bootBackend: k.backend,
+    acknowledgeBootCriticalArgs: k.acknowledgeBootCritical,
+    ...host.data!,
+  };
+}
+
+/**
+ * Pure: only the connection keys of `namespace`, checked as parseStackConfig checks them; the other
+ * keys are not looked at (`npm run discover -- --stack` runs before the stack is written).
+ */
+export function parseConnectionConfig(all: Record<string, string>, secretKeys: ReadonlySet<string>, namespace = CONFIG_NAMESPACE): Connection {
+  const { values, problems } = namespaceValues(all, secretKeys, namespace);
+  const connection = parseConnection(values);
+  problems.push(...connection.problems.map((p) => describeProblem(namespace, p, values)));
+  if (problems.length > 0) throw configError(problems);
+  return connection.data!;
 }
 
 function editDistance(a: string, b: string): number {
@@ -137,10 +261,15 @@ function editDistance(a: string, b: string): number {
   return d[a.length][b.length];
 }
 
-/** The running stack's config, checked. */
-export function readStackConfig(): StackConfig {
+/** The running program's config, as the engine gave it, with the keys that were set as secrets. */
+export function runningConfig(): { all: Record<string, string>; secretKeys: Set<string> } {
   const runtimeConfig = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
   const all = pulumi.runtime.allConfig();
-  const secrets = new Set(Object.keys(all).filter((k) => runtimeConfig.isConfigSecret(k)));
-  return parseStackConfig(all, secrets);
+  return { all, secretKeys: new Set(Object.keys(all).filter((k) => runtimeConfig.isConfigSecret(k))) };
+}
+
+/** The running stack's config, checked. */
+export function readStackConfig(): StackConfig {
+  const { all, secretKeys } = runningConfig();
+  return parseStackConfig(all, secretKeys);
 }

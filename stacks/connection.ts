@@ -1,19 +1,16 @@
-// The SSH connection of a host stack, from its config. The private key and password are secrets
-// (`pulumi config set --secret sshPrivateKey < key`), so the whole connection travels as a secret.
+// The SSH connection of a host stack, from its config (stacks/config.ts checks the keys). The
+// private key, its passphrase and the password are secrets, so the whole connection travels as
+// one secret: encrypted in the state, never shown by preview.
 import * as pulumi from "@pulumi/pulumi";
-import type { ConnectionInput } from "../providers/ssh/connection";
+import type { Connection } from "../providers/ssh/connection";
+import { parseConnectionConfig, runningConfig } from "./config";
 
-export function connectionFromConfig(config: pulumi.Config): pulumi.Output<ConnectionInput> {
-  const privateKey = config.getSecret("sshPrivateKey");
-  const password = config.getSecret("sshPassword");
-  return pulumi.all([privateKey, password]).apply(([key, pass]) => ({
-    host: config.require("host"),
-    port: config.getNumber("port") ?? 22,
-    user: config.get("user") ?? "root",
-    hostKey: config.get("hostKey"),
-    escalation: config.get("escalation") as ConnectionInput["escalation"],
-    insecureTrustOnFirstUse: config.getBoolean("insecureTrustOnFirstUse"),
-    ...(key ? { privateKey: key } : {}),
-    ...(pass ? { password: pass } : {}),
-  }));
+export function secretConnection(connection: Connection): pulumi.Output<Connection> {
+  return pulumi.secret(connection);
+}
+
+/** The connection keys of a program's own namespace (`config.name`), checked as a host stack's are. */
+export function connectionFromConfig(config: pulumi.Config): pulumi.Output<Connection> {
+  const { all, secretKeys } = runningConfig();
+  return secretConnection(parseConnectionConfig(all, secretKeys, config.name));
 }

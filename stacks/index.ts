@@ -1,12 +1,12 @@
 // The program of every host stack: its config, checked by one schema, becomes one VfioHost.
 import * as pulumi from "@pulumi/pulumi";
-import { LibvirtHost, LibvirtHostArgs } from "../providers/libvirt/libvirtHostResource";
+import { LibvirtHost } from "../providers/libvirt/libvirtHostResource";
 import { VfioHost } from "../providers/vfioHost";
-import { CONFIG_NAMESPACE, readStackConfig } from "./config";
-import { connectionFromConfig } from "./connection";
+import { readStackConfig } from "./config";
+import { secretConnection } from "./connection";
 
 const config = readStackConfig();
-const connection = connectionFromConfig(new pulumi.Config(CONFIG_NAMESPACE));
+const connection = secretConnection(config.connection);
 const host = new VfioHost(pulumi.getStack(), {
   connection,
   kernelArgs: config.kernelArgs,
@@ -30,6 +30,6 @@ export const drivers = host.drivers;
 
 // The guests come after the verified boot: their hostdevs must already be on vfio-pci.
 const libvirt = config.libvirt
-  ? new LibvirtHost(`${pulumi.getStack()}-libvirt`, { connection, ...(config.libvirt as Omit<LibvirtHostArgs, "connection">) }, { dependsOn: [host] })
+  ? new LibvirtHost(`${pulumi.getStack()}-libvirt`, { connection, ...config.libvirt }, { dependsOn: [host] })
   : undefined;
 export const domains = libvirt ? Object.keys(libvirt.domains) : [];

@@ -1,3 +1,4 @@
+import { utils } from "ssh2";
 import { buildHostDiscovery } from "../../../providers/discovery/inventory";
 import { parseVfioHostSections } from "../../../providers/vfioBinding/readFacts";
 import { ConnectionSchema } from "../../../providers/ssh/connection";
@@ -14,6 +15,10 @@ describe("parseDiscoverArgs", () => {
       target: { kind: "flags", keyFile: "/k", connection: { host: "192.0.2.10", port: 2222, user: "deploy", hostKey } },
       json: false,
     });
+    expect(parseDiscoverArgs(["--host", "192.0.2.10", "--agent", "--host-key", hostKey])).toEqual({
+      target: { kind: "flags", connection: { host: "192.0.2.10", port: 22, user: "root", agent: true, hostKey } },
+      json: false,
+    });
     expect(parseDiscoverArgs(["-h"])).toBe("help");
   });
 
@@ -21,7 +26,8 @@ describe("parseDiscoverArgs", () => {
     expect(() => parseDiscoverArgs([])).toThrow("Say where to connect: exactly one of --stack NAME, --lab or --host HOST");
     expect(() => parseDiscoverArgs(["--lab", "--stack", "x"])).toThrow("exactly one of");
     expect(() => parseDiscoverArgs(["--lab", "--port", "22"])).toThrow("--port goes with --host; --stack and --lab bring their own connection");
-    expect(() => parseDiscoverArgs(["--host", "h"])).toThrow("--host needs --key FILE");
+    expect(() => parseDiscoverArgs(["--host", "h"])).toThrow("--host needs --key FILE, the SSH private key to log in with, or --agent");
+    expect(() => parseDiscoverArgs(["--lab", "--agent"])).toThrow("--agent goes with --host");
     expect(() => parseDiscoverArgs(["--lab", "--group", "four"])).toThrow('--group "four" is not a whole number');
     expect(() => parseDiscoverArgs(["--lab", "--grup", "4"])).toThrow("Unknown option '--grup'");
   });
@@ -29,35 +35,53 @@ describe("parseDiscoverArgs", () => {
 
 describe("connectionFromStackConfig", () => {
   // `pulumi config --show-secrets --json -s reference`: every value a string.
+  const privateKey = utils.generateKeyPairSync("ed25519").private;
   const stackConfig = {
     "vfio-host:host": { value: "192.0.2.10", secret: false },
     "vfio-host:port": { value: "2222", secret: false },
     "vfio-host:user": { value: "deploy", secret: false },
     "vfio-host:hostKey": { value: hostKey, secret: false },
-    "vfio-host:sshPrivateKey": { value: "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n-----END OPENSSH PRIVATE KEY-----\n", secret: true },
+    "vfio-host:readyTimeoutSeconds": { value: "45", secret: false },
+    "vfio-host:sshPrivateKey": { value: privateKey, secret: true },
     "vfio-host:vfio": { value: '{"devices":["8086:3a67"]}', objectValue: { devices: ["8086:3a67"] }, secret: false },
   };
 
-  it("reads the keys stacks/connection.ts reads into a valid connection", () => {
+  it("reads the stack's connection keys with the program's schema, readyTimeoutSeconds included", () => {
     const connection = connectionFromStackConfig(stackConfig, "reference");
     expect(connection).toEqual({
       host: "192.0.2.10",
       port: 2222,
       user: "deploy",
       hostKey,
-      privateKey: stackConfig["vfio-host:sshPrivateKey"].value,
+      privateKey,
+      agent: false,
+      insecureTrustOnFirstUse: false,
+      escalation: "auto",
+      readyTimeoutSeconds: 45,
     });
     expect(ConnectionSchema.safeParse(connection).success).toBe(true);
   });
 
-  it("defaults the port and user, and names the missing host key with the command that sets it", () => {
+  it('reads booleans as the program does: "false" is false, "yes" is refused', () => {
+    const { "vfio-host:hostKey": _k, ...unpinned } = stackConfig;
+    expect(connectionFromStackConfig({ ...stackConfig, "vfio-host:insecureTrustOnFirstUse": { value: "false" } }, "reference").insecureTrustOnFirstUse).toBe(false);
+    expect(connectionFromStackConfig({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": { value: "true" } }, "reference").insecureTrustOnFirstUse).toBe(true);
+    expect(() => connectionFromStackConfig({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": { value: "yes" } }, "reference")).toThrow(
+      'vfio-host:insecureTrustOnFirstUse = "yes": must be true or false',
+    );
+  });
+
+  it("defaults the port and user, and names each problem with the command that sets a key", () => {
     const { "vfio-host:port": _p, "vfio-host:user": _u, ...rest } = stackConfig;
     expect(connectionFromStackConfig(rest, "reference")).toMatchObject({ port: 22, user: "root" });
     expect(() => connectionFromStackConfig({}, "reference")).toThrow(
-      "Stack reference has no vfio-host:host; set it with `npm run pulumi -- config set host 192.0.2.10 -s reference`",
+      /^stack reference: The stack config has 3 problems:\n {2}vfio-host:host: is not set; give the host's name or address, e\.g\. 192\.0\.2\.10\n.*sshPrivateKey.*\n.*hostKey.*\n\(set a key with `npm run pulumi -- config set KEY VALUE -s reference`\)$/,
     );
     expect(() => connectionFromStackConfig({ ...stackConfig, "vfio-host:port": { value: "ssh" } }, "reference")).toThrow(
-      'Stack reference: vfio-host:port "ssh" is not a port number',
+      'vfio-host:port = "ssh": must be a port number from 1 to 65535, e.g. 22',
+    );
+    expect(() => connectionFromStackConfig({ ...stackConfig, "vfio-host:sshPrivateKey": { value: privateKey, secret: false } }, "reference")).toThrow(
+      "vfio-host:sshPrivateKey is stored in plain text",
     );
   });
 });
