@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 import { hasUnknown, validate } from "./check";
-import { dynamicProvider } from "./dynamic";
+import { KindResource } from "./dynamic";
 import { Connection, ConnectionSchema, connectionLabel } from "./ssh/connection";
 import { RemoteHost, withHost } from "./ssh/host";
 import { lockOwner, withHostLock } from "./ssh/hostLock";
@@ -173,12 +173,12 @@ export function plainOutputs<T>(outputs: T): T {
 }
 
 /** The program side of a host resource: its provider by kind, and the connection kept secret in the state. */
-export abstract class HostResource extends pulumi.dynamic.Resource {
+export abstract class HostResource extends KindResource {
   declare readonly plannedChanges: pulumi.Output<string[]>;
 
   protected constructor(kind: string, name: string, args: object, opts?: pulumi.CustomResourceOptions) {
     // stackName only names this run to another run that finds the host locked (see hostLock.ts).
-    super(dynamicProvider(kind), name, { ...args, plannedChanges: undefined, planned: undefined, state: undefined, stackName: pulumi.getStack() }, {
+    super(kind, name, { ...args, plannedChanges: undefined, planned: undefined, state: undefined, stackName: pulumi.getStack() }, {
       ...opts,
       additionalSecretOutputs: ["connection"],
     });

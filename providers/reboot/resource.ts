@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 import { checkInputs, parseChecked } from "../check";
-import { dynamicProvider } from "../dynamic";
+import { KindResource } from "../dynamic";
 import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernelCmdline/kernelArgs";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
@@ -433,13 +433,13 @@ export interface HostRebootArgs {
   trial?: pulumi.Input<{ release: pulumi.Input<string>; buildImage: pulumi.Input<boolean>; options: z.input<typeof TrialOptionsSchema> }>;
 }
 
-export class HostReboot extends pulumi.dynamic.Resource {
+export class HostReboot extends KindResource {
   declare readonly observed: pulumi.Output<BootObservation>;
   /** Set while the last boot failed verification; the next up checks the boot again without rebooting. */
   declare readonly failedVerification: pulumi.Output<FailedVerification | undefined>;
 
   constructor(name: string, args: HostRebootArgs, opts?: pulumi.CustomResourceOptions) {
-    super(dynamicProvider("HostReboot"), name, { ...args, observed: undefined, failedVerification: undefined }, {
+    super("HostReboot", name, { ...args, observed: undefined, failedVerification: undefined }, {
       ...opts,
       additionalSecretOutputs: ["connection"],
     });

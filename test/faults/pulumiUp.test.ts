@@ -54,7 +54,7 @@ const firstError = (output: string) => output.split("\n").find((line) => /error:
 function phaseOf(output: string): string {
   const finished = new Set<string>();
   const started: string[] = [];
-  for (const match of output.matchAll(/dynamic:Resource \S+-(\w+) (creating|created)\b/g)) {
+  for (const match of output.matchAll(/dynamic\/vfio-host:\w+ \S+-(\w+) (creating|created)\b/g)) {
     if (match[2] === "creating") started.push(match[1]);
     else finished.add(match[1]);
   }
@@ -159,7 +159,7 @@ function howEnded(result: CliResult, other: string): { text: string; clear: bool
 
 /** When a run's resources finished their host changes ("created" lines), as Date.now() values. */
 function changeSpan(result: CliResult): { from: number; to: number } | undefined {
-  const done = result.chunks.filter((chunk) => /dynamic:Resource \S+ created/.test(chunk.text)).map((chunk) => result.startedAt + chunk.ms);
+  const done = result.chunks.filter((chunk) => /dynamic\/vfio-host:\w+ \S+ created/.test(chunk.text)).map((chunk) => result.startedAt + chunk.ms);
   return done.length ? { from: Math.min(...done), to: Math.max(...done) } : undefined;
 }
 
@@ -233,7 +233,7 @@ beforeAll(async () => {
   // A clean run: the bytes every recovered run must reach, and how long a run takes.
   const cleanUp = await killTable.stage("clean up", () => cli(env, up(KILLED)));
   if (cleanUp.code !== 0) throw new Error(`the clean pulumi up failed, no trial can be judged:\n${cleanUp.output}`);
-  const steps = cleanUp.chunks.filter((chunk) => /dynamic:Resource \S+ (creating|created)/.test(chunk.text));
+  const steps = cleanUp.chunks.filter((chunk) => /dynamic\/vfio-host:\w+ \S+ (creating|created)/.test(chunk.text));
   clean = { firstStepMs: steps[0]?.ms ?? 0, lastStepMs: steps[steps.length - 1]?.ms ?? cleanUp.ms };
   console.log(`a clean pulumi up here: ${cleanUp.ms} ms; its resource steps from ${clean.firstStepMs} to ${clean.lastStepMs} ms`);
   converged = readBootFiles(testHost);
