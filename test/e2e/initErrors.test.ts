@@ -4,7 +4,8 @@
 // outputs still secret) and the resource marked with init errors; the next `up` then calls update
 // even though nothing changed (pkg/resource/deploy/step_generator.go: "If resource was unchanged,
 // but there were initialization errors, generate an empty update step"), and a successful update
-// clears the mark.
+// clears the mark. And how the project's own program (stacks/index.ts) reports a bad stack config
+// through the same CLI: one line per problem, no JavaScript stack.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -85,4 +86,38 @@ test("a failed create is recorded with its outputs and init errors, and the next
   expect(again.summary.resourceChanges).toEqual({ same: 2 });
   expect(calls().map((c) => c.kind)).toEqual(["create", "update", "update"]);
   await stack.destroy();
+});
+
+test("the project's program reports a bad stack config one line per problem, naming each key, with no stack trace and no secret", async () => {
+  // The program as `npm run pulumi` runs it (compiled, dist/stacks/index.js), from a project of its own
+  // so that this stack's config stays out of stacks/.
+  const programDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-config-errors-"));
+  try {
+    const main = path.relative(programDir, path.join(projectRoot, "dist/stacks/index.js"));
+    fs.writeFileSync(path.join(programDir, "Pulumi.yaml"), `name: vfio-host-config-errors\nruntime:\n  name: nodejs\n  options:\n    typescript: false\nmain: ${main}\n`);
+    fs.symlinkSync(path.join(projectRoot, "node_modules"), path.join(programDir, "node_modules"));
+    const stack = await localStack(programDir, "config-errors", pulumiEnv(backendDir));
+    await stack.setAllConfig({
+      "vfio-host:host": { value: "192.0.2.10" },
+      "vfio-host:port": { value: "ssh" },
+      "vfio-host:insecureTrustOnFirstUse": { value: "true" },
+      "vfio-host:sshPrivateKey": { value: "SECRET-KEY-BYTES" },
+      "vfio-host:kernelArgs": { value: JSON.stringify(["intel_iommu=on", "iommu=pt\nquiet"]) },
+      "vfio-host:vfio": { value: JSON.stringify({ devices: ["8086:3a67"] }) },
+      "vfio-host:libvirt": { value: JSON.stringify({ domains: { homeassistant: { name: "homeassistant", vcpus: 2, memoryMiB: "lots" } } }) },
+    });
+    const output = await stack.preview().then(
+      () => "",
+      (error: Error) => error.message,
+    );
+    expect(output).toContain("The stack config has 4 problems:");
+    expect(output).toContain("vfio-host:sshPrivateKey is stored in plain text; set it again with `pulumi config set --secret sshPrivateKey ...`");
+    expect(output).toContain('vfio-host:port = "ssh": must be a port number from 1 to 65535, e.g. 22');
+    expect(output).toContain('vfio-host:kernelArgs[1]: "iommu=pt\\nquiet" contains "\\n", which grub-mkconfig copies unquoted into grub.cfg');
+    expect(output).toContain('vfio-host:libvirt.domains.homeassistant.memoryMiB: "lots" is not a whole number of MiB');
+    expect(output).not.toContain("SECRET-KEY-BYTES");
+    expect(output).not.toMatch(/unhandled exception|\bat Object\.|\bat \S+ \(|\.(ts|js):\d+/);
+  } finally {
+    fs.rmSync(programDir, { recursive: true, force: true });
+  }
 });
