@@ -88,7 +88,7 @@ const LibvirtConfig = z
     for (const message of checkLibvirtHost(libvirt)) ctx.addIssue({ code: "custom", message });
   });
 
-const HostSchema = z.object({
+const PassthroughSchema = z.object({
   vfio: VfioBindingInputs,
   reboot: z.enum(["auto", "never"], { error: 'must be "auto" or "never"' }).default("auto"),
   /** How long a reboot may take before the run fails and says to power-cycle the host. */
@@ -102,13 +102,13 @@ const HostSchema = z.object({
   libvirt: LibvirtConfig.optional(),
 });
 
-const hostKeys = {
-  schema: HostSchema,
-  fields: Object.fromEntries(Object.keys(HostSchema.shape).map((key) => [key, key])),
+const passthroughKeys = {
+  schema: PassthroughSchema,
+  fields: Object.fromEntries(Object.keys(PassthroughSchema.shape).map((key) => [key, key])),
   text: { rebootTimeoutSeconds: wholeNumber, trialBoot: flag, trialWatchdogSeconds: wholeNumber, trialPanicSeconds: wholeNumber },
-} satisfies KeyGroup<typeof HostSchema>;
+} satisfies KeyGroup<typeof PassthroughSchema>;
 
-const STACK_KEYS = [connectionKeys, kernelCmdlineKeys, hostKeys].flatMap((group) => Object.keys(group.fields));
+const STACK_KEYS = [connectionKeys, kernelCmdlineKeys, passthroughKeys].flatMap((group) => Object.keys(group.fields));
 
 export type StackConfig = {
   /** The SSH connection every resource of the stack uses (stacks/connection.ts makes it a secret). */
@@ -118,7 +118,7 @@ export type StackConfig = {
   extlinuxModules: string[];
   bootBackend: KernelCmdlineInputs["backend"];
   acknowledgeBootCriticalArgs: string[];
-} & z.output<typeof HostSchema>;
+} & z.output<typeof PassthroughSchema>;
 
 /** A problem with one config key: `path` in the stack's terms, `fieldPath` as the schema saw it. */
 interface Problem {
@@ -223,7 +223,7 @@ export function parseStackConfig(all: Record<string, string>, secretKeys: Readon
   problems.push(...unknownKeys(values, CONFIG_NAMESPACE));
   const connection = parseConnection(values);
   const kernel = parseKeys(kernelCmdlineKeys, values);
-  const host = parseKeys(hostKeys, values);
+  const host = parseKeys(passthroughKeys, values);
   problems.push(...[connection, kernel, host].flatMap((c) => c.problems.map((p) => describeProblem(CONFIG_NAMESPACE, p, values))));
   if (problems.length > 0) throw configError(problems);
   const k = kernel.data!;

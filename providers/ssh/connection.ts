@@ -28,9 +28,10 @@ export const ConnectionSchema = z
     password: z.string().optional(),
     /**
      * Log in with the keys of the ssh-agent at $SSH_AUTH_SOCK, read where the command runs: the
-     * socket is the machine's, so it is not part of the connection (nor of the stack's state).
+     * socket is the machine's, so it is not part of the connection (nor of the stack's state). No
+     * default: a connection recorded before this key existed must compare equal to one without it.
      */
-    agent: z.boolean(trueOrFalse).default(false),
+    agent: z.boolean(trueOrFalse).optional(),
     hostKey: z
       .string()
       .trim()

@@ -54,7 +54,6 @@ describe("connectionFromStackConfig", () => {
       user: "deploy",
       hostKey,
       privateKey,
-      agent: false,
       insecureTrustOnFirstUse: false,
       escalation: "auto",
       readyTimeoutSeconds: 45,

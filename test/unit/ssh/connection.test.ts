@@ -7,7 +7,13 @@ const ed25519Line =
 describe("ConnectionSchema", () => {
   it("fills defaults and keeps the pinned key", () => {
     const c = ConnectionSchema.parse({ host: "h", privateKey: "k", hostKey: ed25519Line });
-    expect(c).toMatchObject({ host: "h", port: 22, user: "root", escalation: "auto", readyTimeoutSeconds: 300, agent: false });
+    expect(c).toMatchObject({ host: "h", port: 22, user: "root", escalation: "auto", readyTimeoutSeconds: 300 });
+  });
+
+  it("makes of a stack's inputs exactly the connection an older version recorded, so HostReboot's comparison sees no change", () => {
+    // HostReboot compares the recorded connection with the new one as they are, not parsed again.
+    const recordedBeforeAgentAndPassphrase = { host: "h", port: 22, user: "root", privateKey: "k", hostKey: ed25519Line, insecureTrustOnFirstUse: false, escalation: "auto", readyTimeoutSeconds: 300 };
+    expect(ConnectionSchema.parse({ host: "h", privateKey: "k", hostKey: ed25519Line })).toEqual(recordedBeforeAgentAndPassphrase);
   });
 
   it("takes the ssh-agent as the only credential, and refuses a passphrase with no key to decrypt", () => {

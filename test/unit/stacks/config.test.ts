@@ -37,7 +37,6 @@ describe("parseStackConfig", () => {
         user: "root",
         hostKey,
         privateKey: plainKey,
-        agent: false,
         insecureTrustOnFirstUse: false,
         escalation: "auto",
         readyTimeoutSeconds: 300,

@@ -57,7 +57,6 @@ describe("stacks/Pulumi.alpine-homeassistant.yaml", () => {
         user: "root",
         hostKey: perInstallation.hostKey,
         privateKey: perInstallation.sshPrivateKey,
-        agent: false,
         insecureTrustOnFirstUse: false,
         escalation: "auto",
         readyTimeoutSeconds: 300,
