@@ -1,16 +1,18 @@
 // The Alpine path end to end, as far as it can run on this machine: the project's program
 // (stacks/index.ts) with the reference host's stack file (stacks/Pulumi.alpine-homeassistant.yaml),
 // through the real Pulumi CLI, against a test host dressed as the reference Alpine host
-// (test/standins/alpineHost.ts). Alpine's update-extlinux, mkinitfs and busybox modprobe are
-// stand-ins there; the files the resources write, the order they run the tools in and the checks
-// they make of the tools' output are real. Not proven here: Alpine's own tools, its initramfs at
-// boot, and the reboot (reboot: never, a test host cannot reboot).
+// (test/standins/alpineHost.ts). Alpine's update-extlinux, mkinitfs, busybox modprobe and
+// modinfo, apk, rc-service and virsh are stand-ins there; the files the resources write, the
+// order they run the tools in and the checks they make of the tools' output are real. The whole
+// stack is previewed, on the host as Alpine's installer left it and with libvirt installed; up and
+// destroy run its boot half. Not proven here: Alpine's own tools, its initramfs at boot, the reboot
+// (a test host cannot reboot) and the libvirt half's apply (the lab runs libvirt and QEMU).
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Stack } from "@pulumi/pulumi/automation";
-import { ALPINE_KERNEL, prepareAlpineHost, referenceAlpineFiles, referenceStack, removeStackFiles } from "../standins/alpineHost";
+import { ALPINE_KERNEL, installLibvirt, LIBVIRT_PACKAGES, prepareAlpineHost, referenceAlpineFiles, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { readInitramfs } from "../standins/initramfsImage";
 import { startTestHost, TestHost } from "../testhost/testHost";
 import { alpineExtlinuxConfWithVfio } from "../unit/kernelCmdline/fixtures";
@@ -46,17 +48,17 @@ const readOnHost = (rel: string) => fs.readFileSync(onHost(rel), "utf8");
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
 /**
- * Every path where the test host's tree differs from the pristine tree beneath it, with what it is
+ * Every path where a test host's tree differs from the pristine tree beneath it, with what it is
  * now: the overlay's upper layer, less copied-up directories and files whose bytes and mode are the
  * pristine ones.
  */
-function treeChanges(): Map<string, string> {
+function treeChangesOf(host: TestHost): Map<string, string> {
   const changes = new Map<string, string>();
   const walk = (rel: string) => {
-    for (const name of fs.readdirSync(path.join(testHost.upperDir, rel))) {
+    for (const name of fs.readdirSync(path.join(host.upperDir, rel))) {
       const p = path.join(rel, name);
-      const upper = fs.lstatSync(path.join(testHost.upperDir, p));
-      const pristinePath = path.join(testHost.pristineRootfs, p);
+      const upper = fs.lstatSync(path.join(host.upperDir, p));
+      const pristinePath = path.join(host.pristineRootfs, p);
       const pristine = fs.existsSync(pristinePath) ? fs.lstatSync(pristinePath) : undefined;
       if (upper.isDirectory()) {
         if (!pristine?.isDirectory()) changes.set(p, "directory");
@@ -64,9 +66,9 @@ function treeChanges(): Map<string, string> {
       } else if (upper.isCharacterDevice()) {
         changes.set(p, "deleted"); // overlayfs's whiteout
       } else if (upper.isSymbolicLink()) {
-        changes.set(p, `-> ${fs.readlinkSync(path.join(testHost.upperDir, p))}`);
+        changes.set(p, `-> ${fs.readlinkSync(path.join(host.upperDir, p))}`);
       } else {
-        const data = fs.readFileSync(path.join(testHost.upperDir, p));
+        const data = fs.readFileSync(path.join(host.upperDir, p));
         const same = pristine?.isFile() && pristine.mode === upper.mode && fs.readFileSync(pristinePath).equals(data);
         if (!same) changes.set(p, `${(upper.mode & 0o7777).toString(8)} ${sha256(data)}`);
       }
@@ -75,6 +77,8 @@ function treeChanges(): Map<string, string> {
   walk("");
   return changes;
 }
+
+const treeChanges = () => treeChangesOf(testHost);
 
 /** The reference host's /etc/update-extlinux.conf after the steps done by hand on it. */
 const updateExtlinuxConfWithVfio = referenceAlpineFiles["/etc/update-extlinux.conf"]
@@ -101,6 +105,91 @@ const vfioFeature = [
   "kernel/drivers/vfio/vfio_virqfd.ko*",
   "",
 ].join("\n");
+
+/** One resource the preview would change, as the engine planned it: its name less the stack's, and its plannedChanges. */
+interface PlannedStep {
+  name: string;
+  op: string;
+  changes: string[];
+}
+
+/** The preview's text, and its steps for resources (not components or providers) in the order the engine planned them. */
+async function previewSteps(stack: Stack): Promise<{ stdout: string; steps: PlannedStep[] }> {
+  const steps: PlannedStep[] = [];
+  const preview = await stack.preview({
+    diff: true,
+    onEvent: (event) => {
+      const step = event.resourcePreEvent?.metadata;
+      if (!step?.new?.custom || step.type.startsWith("pulumi:providers:")) return;
+      const name = step.urn.split("::").at(-1)!.slice(`${stack.name}-`.length);
+      steps.push({ name, op: step.op, changes: (step.new.inputs.plannedChanges as string[] | undefined) ?? [] });
+    },
+  });
+  return { stdout: preview.stdout, steps };
+}
+
+/** The steps' names in order; KernelCmdline and VfioBinding do not depend on each other, so the engine plans them in either order. */
+function stepOrder(steps: readonly PlannedStep[]): string[] {
+  const names = steps.map((s) => `${s.op} ${s.name}`);
+  return [...names.slice(0, 2).sort(), ...names.slice(2)];
+}
+
+const plannedChanges = (steps: readonly PlannedStep[]) => Object.fromEntries(steps.filter((s) => s.name !== "reboot").map((s) => [s.name, s.changes]));
+
+/** The boot half, the reboot that proves it, then the libvirt half in its dependency order. */
+const WHOLE_STACK_ORDER = [
+  "create cmdline",
+  "create vfio",
+  "create initramfs",
+  "create reboot",
+  "create libvirt-packages",
+  "create libvirt-pool-default",
+  "create libvirt-volume-default-haos_ova-7.5.qcow2",
+  "create libvirt-domain-homeassistant",
+];
+
+/** The boot half of the whole stack (reboot "auto", so trial boots are asked for, and extlinux has none). */
+const bootHalf = {
+  cmdline: [
+    "/etc/update-extlinux.conf: default_kernel_opts: + intel_iommu=on",
+    "/etc/update-extlinux.conf: default_kernel_opts: + iommu=pt",
+    "/etc/update-extlinux.conf: modules: + vfio",
+    "/etc/update-extlinux.conf: modules: + vfio-pci",
+    "/etc/update-extlinux.conf: modules: + vfio_iommu_type1",
+    "/etc/update-extlinux.conf: modules: + vfio_virqfd",
+    "regenerate /boot/extlinux.conf (update-extlinux)",
+  ],
+  vfio: [
+    "/etc/modprobe.d/vfio.conf: create /etc/modprobe.d/vfio.conf",
+    "/etc/modprobe.d/vfio.conf: ids: + 8086:3a67",
+    "/etc/modprobe.d/vfio.conf: ids: + 8086:3a68",
+    "/etc/modprobe.d/vfio.conf: ids: + 8086:3a69",
+    "/etc/modprobe.d/vfio.conf: ids: + 8086:3a6c",
+    "/etc/modprobe.d/vfio.conf: softdep: + ehci_pci",
+    "/etc/modprobe.d/vfio.conf: softdep: + uhci_hcd",
+    "/etc/modprobe.d/vfio.conf: allow_unsafe_interrupts: 0 -> 1",
+    expect.stringMatching(/^no trial boot on this host \(its boot loader is not GRUB/),
+  ],
+  initramfs: [
+    "/etc/mkinitfs/features.d/vfio.modules: create with vfio, vfio-pci, vfio_iommu_type1, vfio_virqfd",
+    "/etc/mkinitfs/mkinitfs.conf: features: + vfio",
+    `rebuild the initramfs of ${ALPINE_KERNEL} (mkinitfs ${ALPINE_KERNEL}): its configuration changed`,
+    "(more once values known after apply are known)",
+  ],
+};
+
+// The test host's /proc/modules is this machine's: a tun loaded here is loaded there.
+const loadTun = fs.existsSync("/proc/modules") && /^tun /m.test(fs.readFileSync("/proc/modules", "utf8")) ? [] : ["load kernel module tun (modprobe)"];
+
+const HAOS_URL = "https://github.com/home-assistant/operating-system/releases/download/7.5/haos_ova-7.5.qcow2.xz";
+/** The guest's controllers are on uhci_hcd until the reboot: the guest waits for it, it is not refused. */
+const guestWaits = "pass 0000:00:1a.0, 0000:00:1a.1 through once the stack's reboot has put them on vfio-pci";
+
+/** No pool yet, so the image and the guest are planned for once the pool and the image are there. */
+const volumeAndGuest = {
+  "libvirt-volume-default-haos_ova-7.5.qcow2": [`import ${HAOS_URL} as default/haos_ova-7.5.qcow2 once its StoragePool has created pool default`],
+  "libvirt-domain-homeassistant": [guestWaits, "define domain homeassistant once its Volumes have imported default/haos_ova-7.5.qcow2"],
+};
 
 /** The preview's failure, or undefined when it succeeded. */
 const previewFailure = (stack: Stack) =>
@@ -140,7 +229,7 @@ test("preview refuses half of group 4, the root disk's controller, the SSH NIC a
     [
       "a malformed id",
       { devices: ["8086:3a6"] },
-      ['devices: "8086:3a6" is neither a vendor:device id nor a PCI address; write an id like "8086:3a67" or an address like "0000:00:1a.0"'],
+      ['"8086:3a6" is neither a vendor:device id nor a PCI address; write an id like "8086:3a67" or an address like "0000:00:1a.0"'],
     ],
   ];
   for (const [what, vfio, messages] of refusals) {
@@ -151,6 +240,68 @@ test("preview refuses half of group 4, the root disk's controller, the SSH NIC a
     expect(treeChanges()).toEqual(prepared);
   }
   await stack.workspace.removeStack("alpine-refusals");
+});
+
+test("preview of the whole stack on the host as Alpine's installer left it: the boot half, the reboot, the libvirt half, in order", async () => {
+  const stack = await referenceStack(testHost, workDir, "alpine-whole", env, { whole: true });
+  const before = treeChanges();
+  const { stdout, steps } = await previewSteps(stack);
+  console.log(`preview --diff of the whole reference stack on a fresh Alpine:\n${stdout}`);
+  expect(stepOrder(steps)).toEqual(WHOLE_STACK_ORDER);
+  expect(plannedChanges(steps)).toEqual({
+    ...bootHalf,
+    "libvirt-packages": [
+      `install ${LIBVIRT_PACKAGES.join(" ")} (apk add)`,
+      "/etc/modules: + tun",
+      ...loadTun,
+      "start libvirtd at boot (rc-update add libvirtd default)",
+      "start libvirtd (rc-service libvirtd start)",
+      "start libvirt-guests at boot (rc-update add libvirt-guests default)",
+      "start libvirt-guests (rc-service libvirt-guests start)",
+    ],
+    "libvirt-pool-default": [
+      "define pool default (dir at /var/lib/libvirt/images)",
+      "create directory /var/lib/libvirt/images",
+      "start pool default",
+      "start pool default at boot",
+    ],
+    ...volumeAndGuest,
+  });
+  // What a user reads: the guest waits for the reboot rather than being refused.
+  expect(stdout).toContain(`"${guestWaits}"`);
+  expect(treeChanges()).toEqual(before);
+  await stack.workspace.removeStack("alpine-whole");
+});
+
+test("preview of the whole stack once libvirt is installed and libvirtd runs with nothing defined: the libvirt facts from virsh", async () => {
+  const installed = await startTestHost();
+  try {
+    await prepareAlpineHost(installed);
+    await installLibvirt(installed);
+    const stack = await referenceStack(installed, workDir, "alpine-libvirt-installed", env, { whole: true });
+    const before = treeChangesOf(installed);
+    const { stdout, steps } = await previewSteps(stack);
+    console.log(`preview --diff of the whole reference stack with libvirt installed:\n${stdout}`);
+    expect(stepOrder(steps)).toEqual(WHOLE_STACK_ORDER);
+    expect(plannedChanges(steps)).toEqual({
+      ...bootHalf,
+      // Installed and running: nothing to install, libvirtd only goes into the default runlevel.
+      "libvirt-packages": [
+        "/etc/modules: + tun",
+        ...loadTun,
+        "start libvirtd at boot (rc-update add libvirtd default)",
+        "start libvirt-guests at boot (rc-update add libvirt-guests default)",
+        "start libvirt-guests (rc-service libvirt-guests start)",
+      ],
+      // The package made the directory.
+      "libvirt-pool-default": ["define pool default (dir at /var/lib/libvirt/images)", "start pool default", "start pool default at boot"],
+      ...volumeAndGuest,
+    });
+    expect(treeChangesOf(installed)).toEqual(before);
+    await stack.workspace.removeStack("alpine-libvirt-installed");
+  } finally {
+    await installed.stop();
+  }
 });
 
 test("preview, up, up again and destroy: the reference steps, file by file, then the host given back", async () => {
