@@ -195,7 +195,8 @@ function namespaceValues(all: Record<string, string>, secretKeys: ReadonlySet<st
   for (const [fullKey, raw] of Object.entries(all)) {
     const [ns, key] = fullKey.split(":");
     if (ns !== namespace) continue;
-    values[key] = parseValue(raw);
+    // A secret is text whatever it looks like: a password may well start with "[" or "{".
+    values[key] = SECRET_KEYS.includes(key) ? raw : parseValue(raw);
     if (SECRET_KEYS.includes(key) && !secretKeys.has(fullKey)) {
       problems.push(`${fullKey} is stored in plain text; set it again with \`pulumi config set --secret ${key} ...\``);
     }
@@ -223,8 +224,8 @@ export function parseStackConfig(all: Record<string, string>, secretKeys: Readon
   problems.push(...unknownKeys(values, CONFIG_NAMESPACE));
   const connection = parseConnection(values);
   const kernel = parseKeys(kernelCmdlineKeys, values);
-  const host = parseKeys(passthroughKeys, values);
-  problems.push(...[connection, kernel, host].flatMap((c) => c.problems.map((p) => describeProblem(CONFIG_NAMESPACE, p, values))));
+  const passthrough = parseKeys(passthroughKeys, values);
+  problems.push(...[connection, kernel, passthrough].flatMap((c) => c.problems.map((p) => describeProblem(CONFIG_NAMESPACE, p, values))));
   if (problems.length > 0) throw configError(problems);
   const k = kernel.data!;
   return {
@@ -234,7 +235,7 @@ export function parseStackConfig(all: Record<string, string>, secretKeys: Readon
     extlinuxModules: k.modules,
     bootBackend: k.backend,
     acknowledgeBootCriticalArgs: k.acknowledgeBootCritical,
-    ...host.data!,
+    ...passthrough.data!,
   };
 }
 

@@ -79,6 +79,12 @@ describe("parseStackConfig", () => {
     expect(connection).toMatchObject({ port: 2222, user: "deploy", escalation: "doas", readyTimeoutSeconds: 30, password: "hunter2" });
   });
 
+  it("keeps a secret as the text it is, even when it looks like JSON", () => {
+    for (const password of ['{"a":1}', "[secret]"]) {
+      expect(parseStackConfig({ ...base, "vfio-host:sshPassword": password }, secrets).connection.password).toBe(password);
+    }
+  });
+
   it("reads any port and timeout written as text as that number, and refuses other text by its key", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 1, max: 3600 }), (port, timeout) => {
