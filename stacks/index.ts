@@ -28,8 +28,9 @@ export const iommuGroups = host.iommuGroups;
 export const verifiedBootId = host.verifiedBootId;
 export const drivers = host.drivers;
 
-// The guests come after the verified boot: their hostdevs must already be on vfio-pci.
+// The guests come after the verified boot. Their hostdevs must be devices this stack binds (known
+// at preview, so a fresh host goes from bare to a running guest in one up), on vfio-pci by then.
 const libvirt = config.libvirt
-  ? new LibvirtHost(`${pulumi.getStack()}-libvirt`, { connection, ...config.libvirt }, { dependsOn: [host] })
+  ? new LibvirtHost(`${pulumi.getStack()}-libvirt`, { connection, ...config.libvirt, vfioDevices: host.boundDevices }, { dependsOn: [host] })
   : undefined;
 export const domains = libvirt ? Object.keys(libvirt.domains) : [];
