@@ -4,7 +4,7 @@
 // this resource added them (its state records which).
 import { z } from "zod";
 import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
-import { normalizeModuleName, planTokens, revertTokenText, TokenOwnership } from "../kernelCmdline/tokenList";
+import { normalizeModuleName, planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
 import type { HostStep } from "../libvirt/hostStep";
 import { expected } from "../libvirt/inputErrors";
 

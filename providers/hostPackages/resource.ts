@@ -6,7 +6,7 @@ import { HostResource, hostResourceProvider, InputError } from "../hostResource"
 import type { HostStep } from "../libvirt/hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
-import { revertTokenText } from "../kernelCmdline/tokenList";
+import { revertTokenText } from "../text/tokenList";
 import { BACKUP_ROOT, RemoteCommandError, RemoteHost } from "../ssh/host";
 import { readHostPackagesFacts } from "./facts";
 import {

@@ -1,7 +1,7 @@
 // Debian/Ubuntu initramfs-tools: /etc/initramfs-tools/modules names one module per line (optional
 // arguments after the name, `#` comments); `update-initramfs -u` copies them and their dependencies
 // into the image and loads them early (initramfs.conf(5), initramfs-tools(7)).
-import { TokenOwnership, TokenPlan, TokenSyntax, normalizeModuleName, planTokens, revertTokenText, splitTokens } from "../kernelCmdline/tokenList";
+import { TokenOwnership, TokenPlan, TokenSyntax, normalizeModuleName, planTokens, revertTokenText, splitTokens } from "../text/tokenList";
 
 export const INITRAMFS_TOOLS_MODULES_PATH = "/etc/initramfs-tools/modules";
 

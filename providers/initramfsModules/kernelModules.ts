@@ -1,7 +1,7 @@
 // What the installed kernel offers, from /lib/modules/<release>/modules.dep and modules.builtin
 // (modules.dep(5)). The VFIO module list is derived from it: vfio_virqfd, for one, was merged into
 // vfio in Linux 6.2 and must only be named where it still exists.
-import { normalizeModuleName } from "../kernelCmdline/tokenList";
+import { normalizeModuleName } from "../text/tokenList";
 
 export interface KernelModules {
   readonly release: string;

@@ -4,8 +4,8 @@
 // vfio-pci gets to claim devices before the host's own drivers on Alpine.
 import { absentModules, KernelModules } from "../initramfsModules/kernelModules";
 import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "./kernelArgs";
-import { ShellListOwnership, ShellVariableSpec, adoptShellList, describeShellListChange, planShellList, revertShellList } from "./shellVariable";
-import { commaModuleSyntax, normalizeModuleName, TokenRequest } from "./tokenList";
+import { ShellListOwnership, ShellVariableSpec, adoptShellList, describeShellListChange, planShellList, revertShellList } from "../text/shellVariable";
+import { commaModuleSyntax, normalizeModuleName, TokenRequest } from "../text/tokenList";
 
 export const UPDATE_EXTLINUX_CONF_PATH = "/etc/update-extlinux.conf";
 export const EXTLINUX_CONF_PATH = "/boot/extlinux.conf";

@@ -2,8 +2,8 @@
 // update-grub (grub-mkconfig) sources, then /etc/default/grub.d/*.cfg, and writes into the linux
 // lines of /boot/grub/grub.cfg after GRUB_CMDLINE_LINUX (info -f grub -n "Simple configuration").
 import { BootConfigCheck, kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs } from "./kernelArgs";
-import { ShellListOwnership, ShellVariableSpec, findShellAssignments, planShellList, revertShellList, shellVariableValue } from "./shellVariable";
-import { isRemovedBy } from "./tokenList";
+import { ShellListOwnership, ShellVariableSpec, findShellAssignments, planShellList, revertShellList, shellVariableValue } from "../text/shellVariable";
+import { isRemovedBy } from "../text/tokenList";
 
 export const GRUB_DEFAULTS_PATH = "/etc/default/grub";
 export const GRUB_CFG_PATH = "/boot/grub/grub.cfg";

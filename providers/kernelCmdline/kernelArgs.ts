@@ -6,7 +6,7 @@ import {
   parseWhitespaceTokens,
   planTokens,
   revertTokenText,
-} from "./tokenList";
+} from "../text/tokenList";
 
 /** The kernel strips one pair of double quotes around a whole arg or around its value. */
 function unquoteArg(token: string): string {

@@ -14,7 +14,7 @@ import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateEx
 import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import { BootConfigCheck } from "./kernelArgs";
 import { KernelCmdlineInputs, resolveBootBackend } from "./schema";
-import { ShellListOwnership } from "./shellVariable";
+import { ShellListOwnership } from "../text/shellVariable";
 
 type Backend = "grub" | "extlinux";
 

@@ -15,7 +15,7 @@ import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./dom
 import { virsh, type FieldChange } from "./hostStep";
 import { namedBefore, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
 import { parseOsinfoQuery, parseVirshFields } from "./toolOutput";
-import { find, parseXml, textOf } from "./xml";
+import { find, parseXml, textOf } from "../text/xml";
 
 /** A PCI device on the host: its driver ("" when none), or undefined when there is no such device. */
 export type PciDrivers = Readonly<Record<string, string | undefined>>;

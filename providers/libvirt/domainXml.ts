@@ -1,6 +1,6 @@
 import type { DomainDiskSpec, DomainSpec } from "./domainSpec";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
-import { element, find, findAll, parseXml, renderXml, textOf, type XmlElement } from "./xml";
+import { element, find, findAll, parseXml, renderXml, textOf, type XmlElement } from "../text/xml";
 
 // The domain XML we define, and the projection of a domain XML onto the fields we own.
 // Reference: https://libvirt.org/formatdomain.html

@@ -3,7 +3,7 @@ import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
 import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
 import { expected, strictKeys } from "./inputErrors";
 import { parseVirshFields } from "./toolOutput";
-import { find, parseXml, textOf } from "./xml";
+import { find, parseXml, textOf } from "../text/xml";
 
 // A directory storage pool, as the reference host made by hand:
 //   virsh pool-define-as default dir --target /var/lib/libvirt/images

@@ -3,7 +3,7 @@ import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSch
 import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import type { ExistingPool } from "./pool";
-import { findAll, parseXml, type XmlElement } from "./xml";
+import { findAll, parseXml, type XmlElement } from "../text/xml";
 
 // A disk image imported into a dir pool, as the reference host did by hand:
 //   xzcat haos_ova-7.5.qcow2.xz > /var/lib/libvirt/images/haos_ova-7.5.qcow2

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { kernelArgKey, parseKernelArgs } from "../../../providers/kernelCmdline/kernelArgs";
 import { grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "../../../providers/kernelCmdline/grub";
-import { encodeShellValue, readShellVariable, shellVariableValue } from "../../../providers/kernelCmdline/shellVariable";
+import { encodeShellValue, readShellVariable, shellVariableValue } from "../../../providers/text/shellVariable";
 import { OWN_KEYS, ensureArgs, kernelLine, kernelLineWithOwnKeys, shellFile } from "./arbitraries";
 import { debianDefaultGrub, debianGrubCfg } from "./fixtures";
 

@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import type { DomainInputs } from "../../../providers/libvirt/domainSpec";
 import type { DomainHostFacts, ResolvedVolume } from "../../../providers/libvirt/domainXml";
-import { isXmlText } from "../../../providers/libvirt/xml";
+import { isXmlText } from "../../../providers/text/xml";
 
 /** Any text XML can carry, biased towards markup characters. */
 export const xmlText = fc.oneof(

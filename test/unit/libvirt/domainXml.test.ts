@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { desiredDomain, diffDomain, observedDomain } from "../../../providers/libvirt/domainDiff";
 import { domainSpecSchema, type DomainSpec } from "../../../providers/libvirt/domainSpec";
 import { parseDomainXml, renderDomainXml, type DomainDefinition, type DomainHostFacts } from "../../../providers/libvirt/domainXml";
-import { find, findAll, parseXml, textOf, type XmlElement } from "../../../providers/libvirt/xml";
+import { find, findAll, parseXml, textOf, type XmlElement } from "../../../providers/text/xml";
 import { domainCase } from "./domainArbitraries";
 import { homeAssistantInputs, inactiveFixture, referenceFacts } from "./referenceHost";
 

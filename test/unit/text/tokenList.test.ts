@@ -1,5 +1,5 @@
 import { kernelArgSyntax } from "../../../providers/kernelCmdline/kernelArgs";
-import { adoptTokens, planTokens, revertTokenText } from "../../../providers/kernelCmdline/tokenList";
+import { adoptTokens, planTokens, revertTokenText } from "../../../providers/text/tokenList";
 
 describe("adoptTokens", () => {
   const request = { ensure: ["intel_iommu=on", "iommu=pt"], remove: ["nomodeset"] };

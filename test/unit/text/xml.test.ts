@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { element, find, findAll, isXmlText, parseXml, renderXml, textOf, type XmlElement } from "../../../providers/libvirt/xml";
+import { element, find, findAll, isXmlText, parseXml, renderXml, textOf, type XmlElement } from "../../../providers/text/xml";
 
 const xmlString = fc.string({ unit: "binary", maxLength: 20 }).filter(isXmlText);
 const nastyString = fc.oneof(

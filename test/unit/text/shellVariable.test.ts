@@ -3,8 +3,8 @@ import {
   findShellAssignments,
   readShellVariable,
   shellVariableValue,
-} from "../../../providers/kernelCmdline/shellVariable";
-import { debianDefaultGrub } from "./fixtures";
+} from "../../../providers/text/shellVariable";
+import { debianDefaultGrub } from "../kernelCmdline/fixtures";
 
 const spec = { name: "X", source: "/etc/x.conf", example: 'X="quiet splash"' };
 const names = (text: string) => findShellAssignments(text, "/etc/x.conf").map((a) => `${a.name}${a.conditional ? "?" : ""}`);
