@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
 import { normalizeModuleName, planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
-import type { HostStep } from "../libvirt/hostStep";
+import type { HostStep } from "../hostStep";
 import { expected } from "../libvirt/inputErrors";
 
 // No leading "-" (they go into argv) and no glob characters (dpkg-query -W takes patterns).

@@ -3,7 +3,7 @@
 // shape: a second `pulumi up` runs nothing, and delete gives back only what it changed.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
-import type { HostStep } from "../libvirt/hostStep";
+import type { HostStep } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
 import { revertTokenText } from "../text/tokenList";

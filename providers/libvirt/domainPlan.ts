@@ -1,7 +1,7 @@
 import { desiredDomain, diffDomain, observedDomain } from "./domainDiff";
 import { SHUTDOWN_TIMEOUT_SECONDS, type DomainSpec } from "./domainSpec";
 import type { DomainHostFacts, ExistingDomain } from "./domainXml";
-import { virsh, type FieldChange, type HostStep } from "./hostStep";
+import { virsh, type FieldChange, type HostStep } from "../hostStep";
 
 /** What a LibvirtDomain keeps in Pulumi state to recognise its domain on the host. */
 export interface DomainState {

@@ -12,7 +12,7 @@ import { readSections } from "../ssh/sections";
 import { planDomain, planDomainDelete, type DomainPlan, type DomainState } from "./domainPlan";
 import { domainResourceSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
 import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./domainXml";
-import { virsh, type FieldChange } from "./hostStep";
+import { virsh, type FieldChange } from "../hostStep";
 import { namedBefore, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
 import { parseOsinfoQuery, parseVirshFields } from "./toolOutput";
 import { find, parseXml, textOf } from "../text/xml";

@@ -3,7 +3,7 @@
 import type { PreviousInputs } from "../hostResource";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import { virsh, type HostStep } from "./hostStep";
+import { virsh, type HostStep } from "../hostStep";
 import { existingPool, type ExistingPool } from "./pool";
 
 /** A step's `waitFor` did not see its value in time: the host is as the step left it. */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
-import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
+import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "../hostStep";
 import { expected, strictKeys } from "./inputErrors";
 import { parseVirshFields } from "./toolOutput";
 import { find, parseXml, textOf } from "../text/xml";

@@ -6,8 +6,8 @@ import { HostResource, hostResourceProvider } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import type { HostStep } from "./hostStep";
-import { virsh } from "./hostStep";
+import type { HostStep } from "../hostStep";
+import { virsh } from "../hostStep";
 import { namedBefore, parsePoolsSection, POOLS_SNIPPET, runSteps } from "./libvirtResource";
 import { planPool, planPoolDelete, POOL_FIELD_RULES, storagePoolSchema, type PoolHostFacts, type PoolState, type StoragePoolInputs, type StoragePoolSpec } from "./pool";
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSchemas";
-import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "./hostStep";
+import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "../hostStep";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import type { ExistingPool } from "./pool";
 import { findAll, parseXml, type XmlElement } from "../text/xml";

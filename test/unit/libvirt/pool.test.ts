@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { checkInputs } from "../../../providers/check";
-import type { HostStep } from "../../../providers/libvirt/hostStep";
+import type { HostStep } from "../../../providers/hostStep";
 import {
   diffPool,
   existingPool,
