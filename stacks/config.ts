@@ -81,6 +81,7 @@ const LibvirtConfig = z
       pools: z.array(storagePoolSchema, expected("a list of storage pools", '[{ "name": "default", "path": "/var/lib/libvirt/images" }]')).optional(),
       volumes: z.array(volumeSchema, expected("a list of volumes", '[{ "pool": "default", "name": "haos.qcow2", "source": { "url": "https://..." }, "format": "qcow2" }]')).optional(),
       domains: z.record(z.string(), domainSpecSchema, expected("guests by a key of their own", '{ "homeassistant": { "name": "homeassistant", ... } }')).optional(),
+      retainOnDelete: z.array(z.string(), expected('a list of volumes as "pool/name"', '["default/haos_ova-7.5.qcow2"]')).optional(),
     },
     strictKeys,
   )

@@ -22,6 +22,11 @@ export interface LibvirtHostArgs {
    * replaces it rather than adding a second one.
    */
   domains?: Record<string, LibvirtHostDomain>;
+  /**
+   * Volumes ("pool/name") whose image stays on the host when the stack is destroyed (Pulumi's
+   * retainOnDelete): destroy otherwise deletes every volume's image once no guest uses it.
+   */
+  retainOnDelete?: string[];
   /** The addresses a VfioHost binds (its boundDevices): every guest's hostdevs must be among them. */
   vfioDevices?: pulumi.Input<string[]>;
 }
@@ -30,10 +35,15 @@ export interface LibvirtHostArgs {
 export type LibvirtHostDomain = Omit<LibvirtDomainArgs, "connection" | "disks" | "vfioDevices"> & Pick<DomainInputs, "disks">;
 
 /** The assertions: one message per problem, empty when the description hangs together. */
-export function checkLibvirtHost(args: Pick<LibvirtHostArgs, "pools" | "volumes" | "domains">): string[] {
+export function checkLibvirtHost(args: Pick<LibvirtHostArgs, "pools" | "volumes" | "domains" | "retainOnDelete">): string[] {
   const volumes = args.volumes ?? [];
   const declared = volumes.map((v) => `${v.pool}/${v.name}`);
   const problems = checkVolumePools(volumes, args.pools ?? []);
+  (args.retainOnDelete ?? []).forEach((file, i) => {
+    if (!declared.includes(file)) {
+      problems.push(`retainOnDelete[${i}] is ${file}, which is not a declared volume (declared volumes: ${declared.join(", ") || "none"}); name one as "pool/name"`);
+    }
+  });
   for (const [key, domain] of Object.entries(args.domains ?? {})) {
     (domain.disks ?? []).forEach((disk, i) => {
       const file = `${disk.pool}/${disk.volume}`;
@@ -67,9 +77,11 @@ export class LibvirtHost extends pulumi.ComponentResource {
       this.pools[pool.name] = new StoragePool(`${name}-pool-${pool.name}`, { connection, ...pool }, { parent: this, dependsOn: first });
     }
     for (const volume of args.volumes ?? []) {
-      this.volumes[`${volume.pool}/${volume.name}`] = new Volume(`${name}-volume-${volume.pool}-${volume.name}`, { connection, ...volume }, {
+      const file = `${volume.pool}/${volume.name}`;
+      this.volumes[file] = new Volume(`${name}-volume-${volume.pool}-${volume.name}`, { connection, ...volume }, {
         parent: this,
         dependsOn: [this.pools[volume.pool]],
+        retainOnDelete: args.retainOnDelete?.includes(file),
       });
     }
     for (const [key, domain] of Object.entries(args.domains ?? {})) {

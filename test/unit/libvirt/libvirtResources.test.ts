@@ -146,4 +146,12 @@ describe("checkLibvirtHost", () => {
       "domains.guest.disks[0] is volume e2e/disk.qcow2, which is not declared (declared volumes: nope/disk.qcow2); declare it in volumes, or correct its pool and volume",
     ]);
   });
+
+  it("keeps only declared volumes on destroy", () => {
+    const pools = [{ name: "e2e", path: "/srv/e2e" }];
+    expect(checkLibvirtHost({ pools, volumes: [volume], retainOnDelete: ["e2e/disk.qcow2"] })).toEqual([]);
+    expect(checkLibvirtHost({ pools, volumes: [volume], retainOnDelete: ["e2e/disk.qcow2", "e2e/other.qcow2"] })).toEqual([
+      'retainOnDelete[1] is e2e/other.qcow2, which is not a declared volume (declared volumes: e2e/disk.qcow2); name one as "pool/name"',
+    ]);
+  });
 });
