@@ -1,4 +1,6 @@
-import { isDeepStrictEqual } from "node:util";
+// One command a plan asks for, as data: pure planners return HostSteps, so preview can list them and
+// tests can compare them, and runStep is the one place that carries them out over the SSH layer.
+import type { RemoteHost } from "./ssh/host";
 
 /** One command for the SSH layer to run (`host.run(step.argv, step)`): an argv array, never a shell string. */
 export interface HostStep {
@@ -22,63 +24,21 @@ export interface HostStep {
   };
 }
 
-// The system instance, whoever the SSH user is: without --connect, a non-root member of the
-// libvirt group would talk to qemu:///session and see none of the host's pools or guests.
-// LC_ALL=C because virsh translates its output (domstate, pool-info), which steps and facts parse.
-const VIRSH = ["env", "LC_ALL=C", "virsh", "--connect", "qemu:///system"] as const;
+/** A step's `waitFor` did not see its value in time: the host is as the step left it. */
+export class WaitTimeoutError extends Error {}
 
-/** argv for `virsh <command> <args...>` against qemu:///system with untranslated output. */
-export function virsh(command: string, ...args: string[]): string[] {
-  return [...VIRSH, command, ...args];
-}
-
-/** One difference between what is declared and what is there. */
-export interface FieldChange {
-  readonly field: string;
-  /** What is there now (or was declared before). */
-  readonly from: unknown;
-  /** What is declared. */
-  readonly to: unknown;
-  /** False when the change needs the object deleted and created again (delete before create). */
-  readonly applyInPlace: boolean;
-  /** True when the object is running and the change takes effect only after a restart. */
-  readonly needsRestart: boolean;
-}
-
-/** How a change to one field is applied. */
-export interface FieldRule {
-  readonly replaces: boolean;
-  /** The running object keeps the old value until it restarts. */
-  readonly restarts: boolean;
-}
-
-/** The three kinds of field: another object, redefined but felt at the next start, applied live. */
-export const REPLACE: FieldRule = { replaces: true, restarts: false };
-export const REDEFINE: FieldRule = { replaces: false, restarts: true };
-export const IN_PLACE: FieldRule = { replaces: false, restarts: false };
-
-/**
- * The fields that differ between `from` and `to`, with how each is applied. Fields where `to` is
- * undefined are not compared (nothing declared, so anything is fine). A rule for every field is
- * required by the type, so a new field cannot be added without deciding how it changes.
- */
-export function diffFields<T extends object>(
-  from: T,
-  to: { readonly [K in keyof T]: T[K] | undefined },
-  rules: { readonly [K in keyof T]-?: FieldRule },
-  running: boolean,
-): FieldChange[] {
-  const changes: FieldChange[] = [];
-  for (const field of Object.keys(rules) as (keyof T & string)[]) {
-    const rule: FieldRule = rules[field];
-    if (to[field] === undefined || isDeepStrictEqual(from[field], to[field])) continue;
-    changes.push({
-      field,
-      from: from[field],
-      to: to[field],
-      applyInPlace: !rule.replaces,
-      needsRestart: !rule.replaces && rule.restarts && running,
-    });
+/** Runs one step: the command (stdin and timeout as the step says), then its waitFor poll, once a second. */
+export async function runStep(host: RemoteHost, step: HostStep): Promise<void> {
+  await host.run(step.argv, { stdin: step.stdin, timeoutMs: step.timeoutMs });
+  const wait = step.waitFor;
+  if (!wait) return;
+  const deadline = Date.now() + wait.timeoutSeconds * 1000;
+  while ((await host.exec(wait.argv)).stdout.trim() !== wait.until) {
+    if (Date.now() >= deadline) throw new WaitTimeoutError(wait.timeoutMessage);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  return changes;
+}
+
+export async function runSteps(host: RemoteHost, steps: readonly HostStep[]): Promise<void> {
+  for (const step of steps) await runStep(host, step);
 }

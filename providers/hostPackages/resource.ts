@@ -3,7 +3,7 @@
 // shape: a second `pulumi up` runs nothing, and delete gives back only what it changed.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
-import type { HostStep } from "../hostStep";
+import { runStep } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
 import { revertTokenText } from "../text/tokenList";
@@ -31,18 +31,16 @@ async function plan(host: RemoteHost, inputs: HostPackagesInputs, state: HostPac
   }
 }
 
-const run = (host: RemoteHost, step: HostStep) => host.run(step.argv, { timeoutMs: step.timeoutMs });
-
 async function install(host: RemoteHost, planned: HostPackagesPlan): Promise<void> {
   for (const step of planned.install) {
     try {
-      await run(host, step);
+      await runStep(host, step);
     } catch (err) {
       // Package lists a few weeks old name versions the mirror no longer has: refresh them once.
       if (planned.manager !== "apt" || !(err instanceof RemoteCommandError) || step !== planned.install.at(-1)) throw err;
       console.error(`${host.label}: apt-get install failed; running apt-get update and trying once more`);
       await host.run(["apt-get", "update"], { timeoutMs: step.timeoutMs });
-      await run(host, step);
+      await runStep(host, step);
     }
   }
 }
@@ -72,12 +70,12 @@ export const hostPackagesProvider = hostResourceProvider<HostPackagesInputs, Hos
       if (file.after === undefined) await host.restoreBackup(file.path);
       else await host.writeFileAtomic(file.path, file.after);
     }
-    for (const step of planned.steps) await run(host, step);
+    for (const step of planned.steps) await runStep(host, step);
     return planned.state;
   },
 
   async revert(host, _inputs, state) {
-    for (const step of planHostPackagesRevert(state)) await run(host, step);
+    for (const step of planHostPackagesRevert(state)) await runStep(host, step);
     const recorded = state.modulesFile;
     if (!recorded) return;
     const current = (await host.readFile(recorded.path))?.toString("utf8");

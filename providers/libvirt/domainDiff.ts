@@ -1,6 +1,6 @@
 import type { DomainSpec } from "./domainSpec";
 import { parseDomainXml, renderDomainXml, type DomainDefinition, type DomainHostFacts, type ExistingDomain } from "./domainXml";
-import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE, REDEFINE } from "../hostStep";
+import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE, REDEFINE } from "./fieldChanges";
 
 // Compare declared and actual domains on the fields we own only. The actual side is always the
 // INACTIVE XML (`virsh dumpxml --inactive`): the live XML of a running guest carries runtime

@@ -1,7 +1,9 @@
+import type { HostStep } from "../hostStep";
 import { desiredDomain, diffDomain, observedDomain } from "./domainDiff";
 import { SHUTDOWN_TIMEOUT_SECONDS, type DomainSpec } from "./domainSpec";
 import type { DomainHostFacts, ExistingDomain } from "./domainXml";
-import { virsh, type FieldChange, type HostStep } from "../hostStep";
+import type { FieldChange } from "./fieldChanges";
+import { virsh } from "./virsh";
 
 /** What a LibvirtDomain keeps in Pulumi state to recognise its domain on the host. */
 export interface DomainState {

@@ -6,16 +6,18 @@
 // with its UEFI variables.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
+import { runStep, WaitTimeoutError } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
+import { find, parseXml, textOf } from "../text/xml";
 import { planDomain, planDomainDelete, type DomainPlan, type DomainState } from "./domainPlan";
 import { domainResourceSchema, type DomainInputs, type DomainSpec } from "./domainSpec";
 import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./domainXml";
-import { virsh, type FieldChange } from "../hostStep";
-import { namedBefore, runStep, virshSh, WaitTimeoutError } from "./libvirtResource";
+import type { FieldChange } from "./fieldChanges";
+import { namedBefore } from "./libvirtResource";
 import { parseOsinfoQuery, parseVirshFields } from "./toolOutput";
-import { find, parseXml, textOf } from "../text/xml";
+import { virsh, virshSh } from "./virsh";
 
 /** A PCI device on the host: its driver ("" when none), or undefined when there is no such device. */
 export type PciDrivers = Readonly<Record<string, string | undefined>>;

@@ -1,32 +1,10 @@
-// What the libvirt resources share at run time: running the pure layer's HostSteps over SSH and
-// reading the host's pools.
+// What the libvirt resources share at run time: reading the host's pools, and whether a pool or
+// domain of the declared name is the stack's own.
 import type { PreviousInputs } from "../hostResource";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import { virsh, type HostStep } from "../hostStep";
 import { existingPool, type ExistingPool } from "./pool";
-
-/** A step's `waitFor` did not see its value in time: the host is as the step left it. */
-export class WaitTimeoutError extends Error {}
-
-/** Runs one step: the command (stdin and timeout as the step says), then its waitFor poll, once a second. */
-export async function runStep(host: RemoteHost, step: HostStep): Promise<void> {
-  await host.run(step.argv, { stdin: step.stdin, timeoutMs: step.timeoutMs });
-  const wait = step.waitFor;
-  if (!wait) return;
-  const deadline = Date.now() + wait.timeoutSeconds * 1000;
-  while ((await host.exec(wait.argv)).stdout.trim() !== wait.until) {
-    if (Date.now() >= deadline) throw new WaitTimeoutError(wait.timeoutMessage);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}
-
-export async function runSteps(host: RemoteHost, steps: readonly HostStep[]): Promise<void> {
-  for (const step of steps) await runStep(host, step);
-}
-
-/** `virsh COMMAND` as shell words, for the fact snippets (names reach them only as "$1"...). */
-export const virshSh = (command: string): string => virsh(command).join(" ");
+import { virshSh } from "./virsh";
 
 /**
  * Every pool on the host, active or not, for `parsePoolsSection`; empty where libvirt is not

@@ -1,9 +1,11 @@
 import { z } from "zod";
+import type { HostStep } from "../hostStep";
+import { find, parseXml, textOf } from "../text/xml";
+import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
-import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "../hostStep";
 import { expected, strictKeys } from "./inputErrors";
 import { parseVirshFields } from "./toolOutput";
-import { find, parseXml, textOf } from "../text/xml";
+import { virsh } from "./virsh";
 
 // A directory storage pool, as the reference host made by hand:
 //   virsh pool-define-as default dir --target /var/lib/libvirt/images

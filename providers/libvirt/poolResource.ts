@@ -3,13 +3,13 @@
 // stops and undefines it; the directory stays unless removeDirectoryOnDelete.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider } from "../hostResource";
+import { runSteps, type HostStep } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import type { HostStep } from "../hostStep";
-import { virsh } from "../hostStep";
-import { namedBefore, parsePoolsSection, POOLS_SNIPPET, runSteps } from "./libvirtResource";
+import { namedBefore, parsePoolsSection, POOLS_SNIPPET } from "./libvirtResource";
 import { planPool, planPoolDelete, POOL_FIELD_RULES, storagePoolSchema, type PoolHostFacts, type PoolState, type StoragePoolInputs, type StoragePoolSpec } from "./pool";
+import { virsh } from "./virsh";
 
 async function readPoolFacts(host: RemoteHost, spec: StoragePoolSpec): Promise<PoolHostFacts> {
   const s = await readSections(host, { pools: POOLS_SNIPPET, directory: '[ -d "$1" ] && echo yes' }, { args: [spec.path] });

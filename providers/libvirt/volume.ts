@@ -1,9 +1,11 @@
 import { z } from "zod";
+import type { HostStep } from "../hostStep";
+import { findAll, parseXml, type XmlElement } from "../text/xml";
+import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSchemas";
-import { diffFields, virsh, type FieldChange, type FieldRule, type HostStep, IN_PLACE, REPLACE } from "../hostStep";
 import { expected, explain, shown, strictKeys } from "./inputErrors";
 import type { ExistingPool } from "./pool";
-import { findAll, parseXml, type XmlElement } from "../text/xml";
+import { virsh } from "./virsh";
 
 // A disk image imported into a dir pool, as the reference host did by hand:
 //   xzcat haos_ova-7.5.qcow2.xz > /var/lib/libvirt/images/haos_ova-7.5.qcow2

@@ -6,10 +6,11 @@
 // file this resource imported, and refuses while a domain still has it as a disk.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError, type PreviousInputs } from "../hostResource";
+import { runSteps } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import { namedBefore, readPools, runSteps, virshSh } from "./libvirtResource";
+import { namedBefore, readPools } from "./libvirtResource";
 import type { ExistingPool } from "./pool";
 import {
   checkDeleteInUse,
@@ -33,6 +34,7 @@ import {
   type VolumeOutputs,
   type VolumeSpec,
 } from "./volume";
+import { virshSh } from "./virsh";
 
 export interface VolumeState extends VolumeOutputs {
   /** This resource put the file there, so delete may remove it and a changed source may replace it. */
