@@ -3,10 +3,10 @@
 // libvirt would take the user's guests with it. Services and module lines are given back only when
 // this resource added them (its state records which).
 import { z } from "zod";
-import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
-import { normalizeModuleName, planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
 import type { HostStep } from "../hostStep";
-import { expected } from "../libvirt/inputErrors";
+import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
+import { expected } from "../inputErrors";
+import { normalizeModuleName, planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
 
 // No leading "-" (they go into argv) and no glob characters (dpkg-query -W takes patterns).
 const packageName = z

@@ -1,8 +1,8 @@
 import { z } from "zod";
+import { expected, explain, shown, strictKeys } from "../inputErrors";
+import { isXmlText } from "../text/xml";
 import { normalizePciAddress } from "../vfioBinding/hostFacts";
 import { libvirtName, volumeName } from "./fieldSchemas";
-import { expected, explain, shown, strictKeys } from "./inputErrors";
-import { isXmlText } from "../text/xml";
 
 /** How long a guest gets by default to power off after the ACPI request before the step fails. */
 export const SHUTDOWN_TIMEOUT_SECONDS = 300;

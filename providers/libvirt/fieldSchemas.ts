@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { expected, explain, shown } from "./inputErrors";
+import { expected, explain, shown } from "../inputErrors";
 
 // Names go into argv (so no leading "-", which virsh would read as an option), into file names
 // under /etc/libvirt and /var/lib/libvirt (so no "/"), and into line-based virsh output.

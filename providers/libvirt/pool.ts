@@ -1,9 +1,9 @@
 import { z } from "zod";
 import type { HostStep } from "../hostStep";
+import { expected, strictKeys } from "../inputErrors";
 import { find, parseXml, textOf } from "../text/xml";
 import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
-import { expected, strictKeys } from "./inputErrors";
 import { parseVirshFields } from "./toolOutput";
 import { virsh } from "./virsh";
 

@@ -1,9 +1,9 @@
 import { z } from "zod";
 import type { HostStep } from "../hostStep";
+import { expected, explain, shown, strictKeys } from "../inputErrors";
 import { findAll, parseXml, type XmlElement } from "../text/xml";
 import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSchemas";
-import { expected, explain, shown, strictKeys } from "./inputErrors";
 import type { ExistingPool } from "./pool";
 import { virsh } from "./virsh";
 
