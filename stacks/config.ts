@@ -9,7 +9,7 @@ import { z } from "zod";
 import { HostPackagesInputs } from "../providers/hostPackages/plan";
 import { KernelCmdlineInputs } from "../providers/kernelCmdline/schema";
 import { domainSpecSchema } from "../providers/libvirt/domainSpec";
-import { expected, shown, strictKeys } from "../providers/libvirt/inputErrors";
+import { expected, shown, strictKeys } from "../providers/inputErrors";
 import { checkLibvirtHost } from "../providers/libvirt/libvirtHostResource";
 import { storagePoolSchema } from "../providers/libvirt/pool";
 import { volumeSchema } from "../providers/libvirt/volume";
