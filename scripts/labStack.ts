@@ -23,7 +23,8 @@ const labGuestSha256 = (lab: LabState) => fs.readFileSync(path.join(path.dirname
 /** The libvirt half of the lab stack, as the reference host's, at the lab's scale. */
 export function labLibvirt(lab: LabState) {
   return {
-    packages: { packages: ["libvirt-daemon-system", "qemu-system-x86", "qemu-utils", "ovmf"], services: ["libvirtd"], modules: ["tun"] },
+    // xz-utils: the volume import decompresses the image on the host.
+    packages: { packages: ["libvirt-daemon-system", "qemu-system-x86", "qemu-utils", "ovmf", "xz-utils"], services: ["libvirtd"], modules: ["tun"] },
     pools: [{ name: "default", path: "/var/lib/libvirt/images" }],
     volumes: [{ pool: "default", name: "lab-guest.qcow2", source: { hostPath: LAB_GUEST_IMAGE }, sha256: labGuestSha256(lab), format: "qcow2" }],
     domains: {

@@ -17,7 +17,7 @@ packages=(
   linux-image-amd64 grub-pc initramfs-tools systemd-sysv kmod
   openssh-server sudo zstd pciutils usbutils iproute2
   libvirt-daemon-system qemu-system-x86 qemu-utils ovmf virtinst
-  dosfstools mtools
+  dosfstools mtools xz-utils
 )
 disk_mib=8192
 
