@@ -1,11 +1,14 @@
 import { z } from "zod";
 
 // Input messages for zod: the value found and a value that would work. The key is the issue's
-// path, which checkInputs (providers/check.ts) hands to Pulumi as the failing property.
+// path, which validate (providers/check.ts) hands to Pulumi as the failing property.
 
-/** The value as the user wrote it, shortened so a pasted blob does not flood the message. */
+/** How a rejected input appears in messages: strings quoted, as the user would write them. */
+export const describeInput = (value: unknown): string => JSON.stringify(value) ?? String(value);
+
+/** describeInput shortened, so a pasted blob does not flood the message. */
 export function shown(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
+  const text = describeInput(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

@@ -1,6 +1,7 @@
 // KernelCmdline inputs, checked before anything touches a host (the role NixOS `assertions` play).
 // Every message names the key, the value found and a value that would be accepted.
 import { z } from "zod";
+import { describeInput } from "../inputErrors";
 import { kernelArgKey } from "./kernelArgs";
 
 // No whitespace, quotes, backslashes, $ or `: an arg must survive shell quoting and grub.cfg as is.
@@ -30,9 +31,6 @@ export function isBootCriticalKey(key: string): boolean {
 }
 
 const ACKNOWLEDGE_KEY = "acknowledgeBootCritical (vfio-host:acknowledgeBootCriticalArgs in a host stack)";
-
-/** How a rejected input appears in messages: strings quoted, as the user would write them. */
-export const describeInput = (value: unknown): string => JSON.stringify(value) ?? String(value);
 
 /** `vfio-pci.ids=...`: busybox modprobe matches module options on /proc/cmdline by the underscore name only. */
 function dashedModuleOption(arg: string): string | undefined {

@@ -1,7 +1,7 @@
 // VfioBinding inputs, checked before anything touches a host. Every message names the key, the
 // value found and a value that would be accepted.
 import { z } from "zod";
-import { describeInput } from "../kernelCmdline/schema";
+import { describeInput } from "../inputErrors";
 import { PCI_ADDRESS, VENDOR_DEVICE_ID, normalizePciAddress } from "./hostFacts";
 import { NOTHING_SELECTED } from "./selectDevices";
 
