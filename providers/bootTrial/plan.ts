@@ -5,7 +5,7 @@
 // what it was until the commit runs update-grub.
 import { createHash } from "crypto";
 import { z } from "zod";
-import { parseKernelArgs } from "../kernelCmdline/kernelArgs";
+import { parseKernelArgs } from "../kernel/cmdline";
 
 export const GRUBENV_PATH = "/boot/grub/grubenv";
 export const CUSTOM_CFG_PATH = "/boot/grub/custom.cfg";

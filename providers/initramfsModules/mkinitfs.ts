@@ -2,9 +2,9 @@
 // features= of /etc/mkinitfs/mkinitfs.conf (mkinitfs(1)); its lines are paths or globs under
 // /lib/modules/<release>, `#` lines ignored, and mkinitfs adds each module's dependencies from
 // modules.dep. /etc/modprobe.d/*.conf goes into the image with the stock `base` feature.
+import { VfioModule } from "../kernel/modules";
 import { ShellListOwnership, ShellListPlan, ShellVariableSpec, planShellList, revertShellList } from "../text/shellVariable";
 import { wordSyntax } from "../text/tokenList";
-import { VfioModule } from "./kernelModules";
 
 export const MKINITFS_CONF_PATH = "/etc/mkinitfs/mkinitfs.conf";
 export const VFIO_FEATURE = "vfio";

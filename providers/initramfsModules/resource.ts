@@ -8,16 +8,16 @@ import { z } from "zod";
 import { readStaging, stagedFile, Staging } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
-import { HostResource, hostResourceProvider, InputError } from "../hostResource";
-import { TokenOwnership } from "../text/tokenList";
-import { ShellListOwnership } from "../text/shellVariable";
 import { readBackupTexts, restoreWholeFile, staleBackupRefusal } from "../hostFile";
+import { HostResource, hostResourceProvider, InputError } from "../hostResource";
+import { KernelModules, missingFromInitramfs, moduleListForKernel, VfioModule } from "../kernel/modules";
+import { KERNEL_SECTIONS, NEXT_KERNEL, parseNextKernel } from "../kernel/nextKernel";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost, sha256Hex } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
+import { ShellListOwnership } from "../text/shellVariable";
+import { TokenOwnership } from "../text/tokenList";
 import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
-import { KernelModules, missingFromInitramfs, moduleListForKernel, VfioModule } from "./kernelModules";
-import { KERNEL_SECTIONS, NEXT_KERNEL, parseNextKernel } from "./nextKernel";
 import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
 
 export const InitramfsModulesInputs = z.strictObject({

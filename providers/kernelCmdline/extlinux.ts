@@ -2,8 +2,8 @@
 // `APPEND root=... modules=<modules> <default_kernel_opts>` into /boot/extlinux.conf. Alpine's
 // initramfs init loads the comma list of `modules=` before it scans for devices, which is how
 // vfio-pci gets to claim devices before the host's own drivers on Alpine.
-import { absentModules, KernelModules } from "../initramfsModules/kernelModules";
-import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "./kernelArgs";
+import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "../kernel/cmdline";
+import { absentModules, KernelModules } from "../kernel/modules";
 import { ShellListOwnership, ShellVariableSpec, adoptShellList, describeShellListChange, planShellList, revertShellList } from "../text/shellVariable";
 import { commaModuleSyntax, normalizeModuleName, TokenRequest } from "../text/tokenList";
 

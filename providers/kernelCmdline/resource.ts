@@ -7,14 +7,14 @@ import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { readBackupTexts } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
+import { BootConfigCheck } from "../kernel/cmdline";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
+import { ShellListOwnership } from "../text/shellVariable";
 import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
 import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
-import { BootConfigCheck } from "./kernelArgs";
 import { KernelCmdlineInputs, resolveBootBackend } from "./schema";
-import { ShellListOwnership } from "../text/shellVariable";
 
 type Backend = "grub" | "extlinux";
 

@@ -2,7 +2,7 @@
 // Every message names the key, the value found and a value that would be accepted.
 import { z } from "zod";
 import { describeInput } from "../inputErrors";
-import { kernelArgKey } from "./kernelArgs";
+import { kernelArgKey } from "../kernel/cmdline";
 
 // No whitespace, quotes, backslashes, $ or `: an arg must survive shell quoting and grub.cfg as is.
 const KERNEL_ARG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(=[^\s"'\\$`]*)?$/;

@@ -6,19 +6,19 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
+import { cleanupTrials, commitTrial, readTrialRecord, readTrialUnsupported, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
+import { bootedTrial, StagedFile, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialOptionsSchema } from "../bootTrial/plan";
 import { checkInputs, parseChecked } from "../check";
 import { KindResource } from "../dynamic";
-import { plainOutputs } from "../hostResource";
-import { missingKernelArgs } from "../kernelCmdline/kernelArgs";
-import { normalizePciAddress } from "../vfioBinding/hostFacts";
-import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { failpoint } from "../failpoint";
+import { plainOutputs } from "../hostResource";
+import { missingKernelArgs } from "../kernel/cmdline";
+import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
+import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
-import { cleanupTrials, commitTrial, readTrialRecord, readTrialUnsupported, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
-import { bootedTrial, StagedFile, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialOptionsSchema } from "../bootTrial/plan";
-import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
+import { normalizePciAddress } from "../vfioBinding/hostFacts";
 
 const RebootSchema = z
   .object({

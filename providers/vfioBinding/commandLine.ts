@@ -4,8 +4,8 @@
 // there (`module.param=value`); a loaded one gets them from there too, beside /etc/modprobe.d
 // (modprobe(8) for kmod; busybox modprobe reads /proc/cmdline as well), so a value there that
 // contradicts the selection is refused either way.
-import { KernelModules } from "../initramfsModules/kernelModules";
-import { kernelArgKey, kernelArgValue } from "../kernelCmdline/kernelArgs";
+import { kernelArgKey, kernelArgValue } from "../kernel/cmdline";
+import { KernelModules } from "../kernel/modules";
 import { isTrueParameter } from "./modprobeConf";
 
 /** The stack key the messages send the user to. */

@@ -1,7 +1,7 @@
 // The whole VfioBinding plan: the selection checked against the host, then whether the kernel can
 // let vfio-pci claim those devices before their host drivers, then whether the stack's kernel
 // command line agrees with it, then the file to write.
-import { KernelModules } from "../initramfsModules/kernelModules";
+import { KernelModules } from "../kernel/modules";
 import { commandLineProblems } from "./commandLine";
 import { HostFacts } from "./hostFacts";
 import { describeModprobeChanges, renderModprobeConf } from "./modprobeConf";

@@ -2,8 +2,8 @@
 // which USB devices hang off which controller, what the host cannot lose (every filesystem, swap
 // area and crypttab volume it needs to boot, the path of this SSH session), and the kernel that
 // boots next. The shell only prints; every section is parsed by a pure function (hostNeeds.ts).
-import { KernelModules } from "../initramfsModules/kernelModules";
-import { KERNEL_SECTIONS, parseKernelReleases, parseNextKernel } from "../initramfsModules/nextKernel";
+import { KernelModules } from "../kernel/modules";
+import { KERNEL_SECTIONS, parseKernelReleases, parseNextKernel } from "../kernel/nextKernel";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import { parseHostStorage, parseSshPath, sshNeed, storageNeeds, tagged } from "./hostNeeds";

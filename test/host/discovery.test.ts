@@ -9,7 +9,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { discoverHost, discoverHostOutput } from "../../providers/discovery/discoverHost";
 import { renderGroupConfig, renderIommuGroups, renderUsbTable } from "../../providers/discovery/render";
-import { parseModulesBuiltin, parseModulesDep } from "../../providers/initramfsModules/kernelModules";
+import { parseModulesBuiltin, parseModulesDep } from "../../providers/kernel/modules";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, withHost } from "../../providers/ssh/host";
 import { parseIommuGroups, parseLspci, parseUsbDevices, PciDevice } from "../../providers/vfioBinding/hostFacts";

@@ -13,7 +13,7 @@ import {
   trialPlanLine,
   trialUnsupported,
 } from "../../../providers/bootTrial/plan";
-import { parseKernelArgs } from "../../../providers/kernelCmdline/kernelArgs";
+import { parseKernelArgs } from "../../../providers/kernel/cmdline";
 import { grubScriptCharacter } from "../../../providers/kernelCmdline/schema";
 import { kernelLine } from "../kernelCmdline/arbitraries";
 import { BOOKWORM_RELEASE, bookwormFirstEntry, bookwormGrubCfg, bookwormSupportFacts } from "./fixtures";

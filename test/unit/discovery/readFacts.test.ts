@@ -1,6 +1,6 @@
 import { alpine515Kernel, debianKernel } from "../initramfsModules/fixtures";
 import { labFacts, referenceFacts } from "../vfioBinding/fixtures";
-import { parseKernelReleases } from "../../../providers/initramfsModules/nextKernel";
+import { parseKernelReleases } from "../../../providers/kernel/nextKernel";
 import { parseModprobeKind, parseVfioHostSections } from "../../../providers/vfioBinding/readFacts";
 import { labSections, referenceSections } from "./fixtures";
 

@@ -1,6 +1,6 @@
 import { readFileSync } from "fs";
 import { join } from "path";
-import { KernelModules, parseModulesBuiltin, parseModulesDep } from "../../../providers/initramfsModules/kernelModules";
+import { KernelModules, parseModulesBuiltin, parseModulesDep } from "../../../providers/kernel/modules";
 
 const read = (name: string) => readFileSync(join(__dirname, "fixtures", name), "utf8");
 const kernel = (release: string, modulesDep: string, modulesBuiltin?: string): KernelModules => ({

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { planInitramfsToolsModules, revertInitramfsToolsModules } from "../../../providers/initramfsModules/initramfsTools";
-import { moduleListForKernel } from "../../../providers/initramfsModules/kernelModules";
+import { moduleListForKernel } from "../../../providers/kernel/modules";
 import { debianInitramfsToolsModules, debianKernel } from "./fixtures";
 
 const vfio = moduleListForKernel(debianKernel).map((m) => m.name);

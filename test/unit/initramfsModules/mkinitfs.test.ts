@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { moduleListForKernel } from "../../../providers/initramfsModules/kernelModules";
+import { moduleListForKernel } from "../../../providers/kernel/modules";
 import { planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures } from "../../../providers/initramfsModules/mkinitfs";
 import { alpine515Kernel, alpine66Kernel, alpineMkinitfsConf } from "./fixtures";
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf } from "../../../providers/kernelCmdline/extlinux";
 import { shellVariableValue } from "../../../providers/text/shellVariable";
-import { KernelModules } from "../../../providers/initramfsModules/kernelModules";
+import { KernelModules } from "../../../providers/kernel/modules";
 import { ensureArgs, kernelLineWithOwnKeys, otherShellLine, shellAssignment } from "./arbitraries";
 import { alpineExtlinuxConf, alpineExtlinuxConfWithVfio, alpineUpdateExtlinuxConf, labUpdateExtlinuxConf } from "./fixtures";
 

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { kernelArgKey, parseKernelArgs } from "../../../providers/kernelCmdline/kernelArgs";
+import { kernelArgKey, parseKernelArgs } from "../../../providers/kernel/cmdline";
 import { grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "../../../providers/kernelCmdline/grub";
 import { encodeShellValue, readShellVariable, shellVariableValue } from "../../../providers/text/shellVariable";
 import { OWN_KEYS, ensureArgs, kernelLine, kernelLineWithOwnKeys, shellFile } from "./arbitraries";

@@ -1,4 +1,4 @@
-import { kernelArgSyntax } from "../../../providers/kernelCmdline/kernelArgs";
+import { kernelArgSyntax } from "../../../providers/kernel/cmdline";
 import { adoptTokens, planTokens, revertTokenText } from "../../../providers/text/tokenList";
 
 describe("adoptTokens", () => {

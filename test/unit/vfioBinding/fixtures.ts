@@ -1,6 +1,6 @@
 import { readFileSync } from "fs";
 import { join } from "path";
-import { KernelModules, parseModulesBuiltin } from "../../../providers/initramfsModules/kernelModules";
+import { KernelModules, parseModulesBuiltin } from "../../../providers/kernel/modules";
 import { HostFacts, parseIommuGroups, parseLspci, parseUsbDevices, withIommuGroups } from "../../../providers/vfioBinding/hostFacts";
 import { debianKernel } from "../initramfsModules/fixtures";
 

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { kernelArgKey } from "../../../providers/kernelCmdline/kernelArgs";
+import { kernelArgKey } from "../../../providers/kernel/cmdline";
 import { renderModprobeConf } from "../../../providers/vfioBinding/modprobeConf";
 import { planVfioBinding, VfioBindingRequest } from "../../../providers/vfioBinding/plan";
 import { VfioBindingInputs } from "../../../providers/vfioBinding/schema";

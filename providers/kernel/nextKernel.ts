@@ -1,5 +1,5 @@
 // The kernel that boots next and its modules, as the initramfs builders and VfioBinding need them.
-import { KernelModules, parseModulesBuiltin, parseModulesDep } from "./kernelModules";
+import { KernelModules, parseModulesBuiltin, parseModulesDep } from "./modules";
 
 /**
  * The kernel that boots next: the newest release in /lib/modules that has an image in /boot

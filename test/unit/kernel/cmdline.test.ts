@@ -6,8 +6,8 @@ import {
   parseKernelArgs,
   planKernelArgs,
   revertKernelArgs,
-} from "../../../providers/kernelCmdline/kernelArgs";
-import { OWN_KEYS, ensureArgs, kernelLine, kernelLineWithOwnKeys } from "./arbitraries";
+} from "../../../providers/kernel/cmdline";
+import { OWN_KEYS, ensureArgs, kernelLine, kernelLineWithOwnKeys } from "../kernelCmdline/arbitraries";
 
 const isOwnKey = (token: string) => OWN_KEYS.includes(kernelArgKey(token));
 const kernelPart = (line: string) => {

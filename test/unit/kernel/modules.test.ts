@@ -4,8 +4,8 @@ import {
   missingFromInitramfs,
   moduleListForKernel,
   parseModulesDep,
-} from "../../../providers/initramfsModules/kernelModules";
-import { alpine515Kernel, alpine66Kernel, alpine66MkinitfsList, debianKernel, debianLsinitramfsAfter, debianLsinitramfsBefore } from "./fixtures";
+} from "../../../providers/kernel/modules";
+import { alpine515Kernel, alpine66Kernel, alpine66MkinitfsList, debianKernel, debianLsinitramfsAfter, debianLsinitramfsBefore } from "../initramfsModules/fixtures";
 
 describe("parseModulesDep", () => {
   it("maps module names, with underscores, to their paths", () => {
