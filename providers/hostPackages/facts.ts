@@ -1,7 +1,7 @@
 // HostPackages facts in one round trip: package manager and init system, which of the requested
 // packages are installed, each service's state, each module's state, and the modules file.
 // The names travel as arguments ("pkg:NAME", "svc:NAME", "mod:NAME"), never inside the script.
-import { normalizeModuleName } from "../text/tokenList";
+import { normalizeModuleName } from "../kernel/modules";
 import type { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
 import { HostPackagesFacts, HostPackagesInputs, InitSystem, MODULES_FILE, ModuleFact, PackageManager, ServiceFact } from "./plan";

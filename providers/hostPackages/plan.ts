@@ -4,9 +4,9 @@
 // this resource added them (its state records which).
 import { z } from "zod";
 import type { HostStep } from "../hostStep";
-import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
 import { expected } from "../inputErrors";
-import { normalizeModuleName, planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
+import { moduleLineSyntax, normalizeModuleName } from "../kernel/modules";
+import { planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
 
 // No leading "-" (they go into argv) and no glob characters (dpkg-query -W takes patterns).
 const packageName = z

@@ -4,10 +4,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { runStep } from "../hostStep";
+import { moduleLineSyntax } from "../kernel/modules";
 import { ConnectionInput } from "../ssh/connection";
-import { moduleLineSyntax } from "../initramfsModules/initramfsTools";
-import { revertTokenText } from "../text/tokenList";
 import { BACKUP_ROOT, RemoteCommandError, RemoteHost } from "../ssh/host";
+import { revertTokenText } from "../text/tokenList";
 import { readHostPackagesFacts } from "./facts";
 import {
   describeHostPackagesPlan,

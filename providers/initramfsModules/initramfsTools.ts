@@ -1,22 +1,10 @@
 // Debian/Ubuntu initramfs-tools: /etc/initramfs-tools/modules names one module per line (optional
 // arguments after the name, `#` comments); `update-initramfs -u` copies them and their dependencies
 // into the image and loads them early (initramfs.conf(5), initramfs-tools(7)).
-import { TokenOwnership, TokenPlan, TokenSyntax, normalizeModuleName, planTokens, revertTokenText, splitTokens } from "../text/tokenList";
+import { moduleLineSyntax } from "../kernel/modules";
+import { TokenOwnership, TokenPlan, planTokens, revertTokenText } from "../text/tokenList";
 
 export const INITRAMFS_TOOLS_MODULES_PATH = "/etc/initramfs-tools/modules";
-
-/** Lines of the file; a line that names a module (in either spelling) satisfies it, whatever its arguments. */
-export const moduleLineSyntax: TokenSyntax = {
-  parse: (text) => splitTokens(text, "\n"),
-  separator: "\n",
-  key: (line) => {
-    const name = line.trim().split(/\s+/)[0];
-    return name === "" || name.startsWith("#") ? undefined : normalizeModuleName(name);
-  },
-  satisfies: () => true,
-  // A final newline leaves an empty last "line"; new lines go before it so the file still ends in one.
-  end: (list) => (list.tokens.at(-1) === "" ? list.tokens.length - 1 : list.tokens.length),
-};
 
 export interface InitramfsToolsRequest {
   readonly text: string;

@@ -1,7 +1,11 @@
-// What the installed kernel offers, from /lib/modules/<release>/modules.dep and modules.builtin
-// (modules.dep(5)). The VFIO module list is derived from it: vfio_virqfd, for one, was merged into
-// vfio in Linux 6.2 and must only be named where it still exists.
-import { normalizeModuleName } from "../text/tokenList";
+// Kernel modules: how they are named, what the installed kernel offers (from
+// /lib/modules/<release>/modules.dep and modules.builtin, modules.dep(5)) and the files that list
+// modules to load. The VFIO module list is derived from what the kernel offers: vfio_virqfd, for
+// one, was merged into vfio in Linux 6.2 and must only be named where it still exists.
+import { splitTokens, TokenSyntax } from "../text/tokenList";
+
+/** Module names: modprobe treats `-` and `_` alike. */
+export const normalizeModuleName = (name: string): string => name.replace(/-/g, "_");
 
 export interface KernelModules {
   readonly release: string;
@@ -88,3 +92,20 @@ export function missingFromInitramfs(listing: string, modules: readonly VfioModu
   );
   return modules.filter((m) => !m.builtin && !present.has(m.name)).map((m) => m.name);
 }
+
+/**
+ * The lines of a module list file: /etc/initramfs-tools/modules (initramfs-tools(7)), /etc/modules
+ * and modules-load.d(5) all name one module per line, optional arguments after it, `#` comments. A
+ * line that names a module (in either spelling) satisfies it, whatever its arguments.
+ */
+export const moduleLineSyntax: TokenSyntax = {
+  parse: (text) => splitTokens(text, "\n"),
+  separator: "\n",
+  key: (line) => {
+    const name = line.trim().split(/\s+/)[0];
+    return name === "" || name.startsWith("#") ? undefined : normalizeModuleName(name);
+  },
+  satisfies: () => true,
+  // A final newline leaves an empty last "line"; new lines go before it so the file still ends in one.
+  end: (list) => (list.tokens.at(-1) === "" ? list.tokens.length - 1 : list.tokens.length),
+};

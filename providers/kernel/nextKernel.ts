@@ -1,4 +1,4 @@
-// The kernel that boots next and its modules, as the initramfs builders and VfioBinding need them.
+// The kernel that boots next and its modules, as InitramfsModules and VfioBinding need them.
 import { KernelModules, parseModulesBuiltin, parseModulesDep } from "./modules";
 
 /**

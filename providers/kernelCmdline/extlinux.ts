@@ -3,9 +3,9 @@
 // initramfs init loads the comma list of `modules=` before it scans for devices, which is how
 // vfio-pci gets to claim devices before the host's own drivers on Alpine.
 import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "../kernel/cmdline";
-import { absentModules, KernelModules } from "../kernel/modules";
+import { absentModules, KernelModules, normalizeModuleName } from "../kernel/modules";
 import { ShellListOwnership, ShellVariableSpec, adoptShellList, describeShellListChange, planShellList, revertShellList } from "../text/shellVariable";
-import { commaModuleSyntax, normalizeModuleName, TokenRequest } from "../text/tokenList";
+import { splitTokens, TokenRequest, TokenSyntax } from "../text/tokenList";
 
 export const UPDATE_EXTLINUX_CONF_PATH = "/etc/update-extlinux.conf";
 export const EXTLINUX_CONF_PATH = "/boot/extlinux.conf";
@@ -19,6 +19,15 @@ const modulesList: ShellVariableSpec = {
   name: "modules",
   source: UPDATE_EXTLINUX_CONF_PATH,
   example: "modules=sd-mod,usb-storage,ext4",
+};
+
+/** The comma list of `modules=sd-mod,usb-storage,ext4`. */
+const commaModuleSyntax: TokenSyntax = {
+  parse: (text) => (text === "" ? { leading: "", tokens: [], separators: [], trailing: "" } : splitTokens(text, ",")),
+  separator: ",",
+  key: (token) => (token === "" ? undefined : normalizeModuleName(token)),
+  satisfies: () => true,
+  end: (list) => list.tokens.length,
 };
 
 export interface ExtlinuxOwnership {

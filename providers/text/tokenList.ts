@@ -1,7 +1,8 @@
 // A list of tokens that keeps the exact bytes between them, so an edit touches only the tokens it
 // means to and a revert gives back the original bytes. Kernel command lines, the `modules=` comma
-// list of update-extlinux.conf, mkinitfs `features=` and /etc/initramfs-tools/modules lines all
-// go through it; each supplies a TokenSyntax.
+// list of update-extlinux.conf, mkinitfs `features=` and the lines of module list files
+// (/etc/initramfs-tools/modules, /etc/modules, modules-load.d) all go through it; each supplies a
+// TokenSyntax.
 
 export interface TokenList {
   readonly leading: string;
@@ -290,9 +291,6 @@ export function splitTokens(text: string, separator: string): TokenList {
   return { leading: "", tokens, separators: tokens.slice(1).map(() => separator), trailing: "" };
 }
 
-/** Module names: modprobe treats `-` and `_` alike. */
-export const normalizeModuleName = (name: string): string => name.replace(/-/g, "_");
-
 /** Whitespace-separated words such as mkinitfs `features="ata base ide"`. */
 export const wordSyntax: TokenSyntax = {
   parse: parseWhitespaceTokens,
@@ -302,11 +300,3 @@ export const wordSyntax: TokenSyntax = {
   end: (list) => list.tokens.length,
 };
 
-/** update-extlinux `modules=sd-mod,usb-storage,ext4`. */
-export const commaModuleSyntax: TokenSyntax = {
-  parse: (text) => (text === "" ? { leading: "", tokens: [], separators: [], trailing: "" } : splitTokens(text, ",")),
-  separator: ",",
-  key: (token) => (token === "" ? undefined : normalizeModuleName(token)),
-  satisfies: () => true,
-  end: (list) => list.tokens.length,
-};

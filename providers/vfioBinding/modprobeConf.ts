@@ -1,5 +1,5 @@
 // /etc/modprobe.d/vfio.conf, written whole by VfioBinding and read back for drift (modprobe.d(5)).
-import { normalizeModuleName } from "../text/tokenList";
+import { normalizeModuleName } from "../kernel/modules";
 import { normalizePciAddress } from "./hostFacts";
 
 export const MODPROBE_CONF_PATH = "/etc/modprobe.d/vfio.conf";

@@ -2,7 +2,7 @@
 // device that is not there, half an IOMMU group, a controller of the host's own storage or the SSH
 // NIC stop the plan with a message that says what to write instead. So does anything the host
 // needs that could not be traced to PCI devices: the guard fails closed until it is acknowledged.
-import { normalizeModuleName } from "../text/tokenList";
+import { normalizeModuleName } from "../kernel/modules";
 import {
   HostFacts,
   PCI_BRIDGE_CLASS,
