@@ -3,9 +3,9 @@
 // away after a fallback. Nothing here touches a file the previous configuration boots from until the
 // commit, so a trial that never comes back leaves the host as it was.
 import { failpoint } from "../failpoint";
-import { regenerateAndVerify } from "../kernelCmdline/resource";
-import { grubCfgHasArgs, GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
 import { INITRAMFS_TOOLS_MODULES_PATH } from "../initramfsModules/initramfsTools";
+import { regenerateAndVerify } from "../kernelCmdline/bootConfig";
+import { grubCfgHasArgs, GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
 import { RemoteHost, sha256Hex } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
 import {

@@ -1,12 +1,7 @@
-// The kernel command line as tokens: what KernelCmdline owns on it, and how to take that back.
-// Parsing follows the kernel's own (lib/cmdline.c next_arg, Documentation/admin-guide/kernel-parameters.rst).
-import {
-  TokenOwnership,
-  TokenSyntax,
-  parseWhitespaceTokens,
-  planTokens,
-  revertTokenText,
-} from "../text/tokenList";
+// The kernel command line as tokens: KernelCmdline edits it with kernelArgSyntax, VfioBinding reads
+// the stack's args, HostReboot checks /proc/cmdline. Parsing follows the kernel's own
+// (lib/cmdline.c next_arg, Documentation/admin-guide/kernel-parameters.rst).
+import { TokenSyntax, parseWhitespaceTokens } from "../text/tokenList";
 
 /** The kernel strips one pair of double quotes around a whole arg or around its value. */
 function unquoteArg(token: string): string {
@@ -45,36 +40,6 @@ export function parseKernelArgs(line: string): string[] {
   return [...parseWhitespaceTokens(line).tokens];
 }
 
-export function formatKernelArgs(args: readonly string[]): string {
-  return args.join(" ");
-}
-
-export interface KernelArgsRequest {
-  readonly current: string;
-  /** Args this resource owns, e.g. ["intel_iommu=on", "iommu=pt"]. */
-  readonly ensure: readonly string[];
-  /** Keys (all values) or exact `key=value` args to take off the line. */
-  readonly remove?: readonly string[];
-  /** The ownership a previous plan returned; pass it back so updates and deletes are exact. */
-  readonly previouslyOwned?: TokenOwnership;
-}
-
-export interface KernelArgsPlan {
-  readonly line: string;
-  readonly owned: TokenOwnership;
-  readonly changes: readonly string[];
-}
-
-export function planKernelArgs(request: KernelArgsRequest): KernelArgsPlan {
-  const plan = planTokens(request.current, request, kernelArgSyntax);
-  return { line: plan.text, owned: plan.owned, changes: plan.changes };
-}
-
-/** Gives back the line as it was before `planKernelArgs` returned `owned`. */
-export function revertKernelArgs(line: string, owned: TokenOwnership): string {
-  return revertTokenText(line, owned, kernelArgSyntax);
-}
-
 /**
  * Which of `args` are not in effect on `line`. For a repeated key the kernel acts on the last one
  * (each occurrence is parsed in order), so `intel_iommu=off ... intel_iommu=on` counts as on.
@@ -87,10 +52,4 @@ export function missingKernelArgs(line: string, args: readonly string[]): string
     const last = [...kernelTokens].reverse().find((token) => kernelArgKey(token) === key);
     return last === undefined || kernelArgValue(last) !== kernelArgValue(wanted);
   });
-}
-
-/** The result of checking a generated boot config (grub.cfg, extlinux.conf) after the update tool ran. */
-export interface BootConfigCheck {
-  readonly ok: boolean;
-  readonly problems: readonly string[];
 }

@@ -2,10 +2,11 @@
 // `APPEND root=... modules=<modules> <default_kernel_opts>` into /boot/extlinux.conf. Alpine's
 // initramfs init loads the comma list of `modules=` before it scans for devices, which is how
 // vfio-pci gets to claim devices before the host's own drivers on Alpine.
-import { BootConfigCheck, kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "../kernel/cmdline";
+import { kernelArgKey, kernelArgSyntax, kernelArgValue, missingKernelArgs, parseKernelArgs } from "../kernel/cmdline";
 import { absentModules, KernelModules, normalizeModuleName } from "../kernel/modules";
 import { ShellListOwnership, ShellVariableSpec, adoptShellList, describeShellListChange, planShellList, revertShellList } from "../text/shellVariable";
 import { splitTokens, TokenRequest, TokenSyntax } from "../text/tokenList";
+import type { BootConfigCheck } from "./bootConfig";
 
 export const UPDATE_EXTLINUX_CONF_PATH = "/etc/update-extlinux.conf";
 export const EXTLINUX_CONF_PATH = "/boot/extlinux.conf";

@@ -1,9 +1,10 @@
 // GRUB on Debian/Ubuntu: the args live in GRUB_CMDLINE_LINUX_DEFAULT of /etc/default/grub, which
 // update-grub (grub-mkconfig) sources, then /etc/default/grub.d/*.cfg, and writes into the linux
 // lines of /boot/grub/grub.cfg after GRUB_CMDLINE_LINUX (info -f grub -n "Simple configuration").
-import { BootConfigCheck, kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs } from "../kernel/cmdline";
+import { kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs } from "../kernel/cmdline";
 import { ShellListOwnership, ShellVariableSpec, findShellAssignments, planShellList, revertShellList, shellVariableValue } from "../text/shellVariable";
 import { isRemovedBy } from "../text/tokenList";
+import type { BootConfigCheck } from "./bootConfig";
 
 export const GRUB_DEFAULTS_PATH = "/etc/default/grub";
 export const GRUB_CFG_PATH = "/boot/grub/grub.cfg";

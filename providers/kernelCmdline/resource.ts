@@ -7,16 +7,14 @@ import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { readBackupTexts } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
-import { BootConfigCheck } from "../kernel/cmdline";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
 import { ShellListOwnership } from "../text/shellVariable";
+import { Backend, backends, regenerate, regenerateAndVerify } from "./bootConfig";
 import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
 import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import { KernelCmdlineInputs, resolveBootBackend } from "./schema";
-
-type Backend = "grub" | "extlinux";
 
 interface BootFacts {
   defaults?: string;
@@ -48,24 +46,6 @@ interface KernelCmdlinePlan {
   stale: boolean;
   staging: Staging;
 }
-
-const backends = {
-  grub: {
-    source: GRUB_DEFAULTS_PATH,
-    generated: GRUB_CFG_PATH,
-    // update-grub is Debian's wrapper; elsewhere grub-mkconfig writes the same file.
-    regenerate: ["sh", "-c", `if command -v update-grub >/dev/null; then update-grub; else grub-mkconfig -o ${GRUB_CFG_PATH}; fi`],
-    regenerateName: "update-grub",
-    verify: (generated: string, inputs: KernelCmdlineInputs) => grubCfgHasArgs(generated, inputs.args),
-  },
-  extlinux: {
-    source: UPDATE_EXTLINUX_CONF_PATH,
-    generated: EXTLINUX_CONF_PATH,
-    regenerate: ["update-extlinux"],
-    regenerateName: "update-extlinux",
-    verify: (generated: string, inputs: KernelCmdlineInputs) => extlinuxCfgHasArgs(generated, inputs.args, inputs.modules),
-  },
-} as const;
 
 async function readBootFacts(host: RemoteHost): Promise<BootFacts> {
   const s = await readSections(host, {
@@ -141,20 +121,6 @@ export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
   ];
 }
 
-const REGENERATE_TIMEOUT_MS = 10 * 60_000;
-
-/** Regenerates the boot config from the source file and checks it; the failure, described, or undefined. */
-export async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck): Promise<string | undefined> {
-  const b = backends[backend];
-  try {
-    await host.run(b.regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
-  } catch (err) {
-    return `${b.regenerateName} failed: ${(err as Error).message}`;
-  }
-  const verdict = check((await host.readFile(b.generated))?.toString("utf8") ?? "");
-  return verdict.ok ? undefined : `${b.generated} lacks the arguments after ${b.regenerateName}: ${verdict.problems.join("; ")}`;
-}
-
 /**
  * After a failed regeneration or check, the source file this run edited gets its bytes from before
  * the run back and the boot config is regenerated from them once more, so the next boot uses the
@@ -171,7 +137,7 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
     );
   }
   try {
-    await host.run(b.regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
+    await regenerate(host, plan.backend);
   } catch (err) {
     return (
       `${plan.path} was put back, but running ${b.regenerateName} again failed too (${(err as Error).message}), so ` +
@@ -223,7 +189,7 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
         ? revertGrubDefaults(current, state.owned as ShellListOwnership)
         : revertUpdateExtlinuxConf(current, state.owned as ExtlinuxOwnership);
     await host.revertFile(source, reverted);
-    await host.run(backends[state.backend].regenerate, { timeoutMs: REGENERATE_TIMEOUT_MS });
+    await regenerate(host, state.backend);
   },
 });
 

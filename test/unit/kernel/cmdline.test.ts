@@ -1,12 +1,6 @@
 import fc from "fast-check";
-import {
-  formatKernelArgs,
-  kernelArgKey,
-  missingKernelArgs,
-  parseKernelArgs,
-  planKernelArgs,
-  revertKernelArgs,
-} from "../../../providers/kernel/cmdline";
+import { kernelArgKey, kernelArgSyntax, missingKernelArgs, parseKernelArgs } from "../../../providers/kernel/cmdline";
+import { planTokens, revertTokenText } from "../../../providers/text/tokenList";
 import { OWN_KEYS, ensureArgs, kernelLine, kernelLineWithOwnKeys } from "../kernelCmdline/arbitraries";
 
 const isOwnKey = (token: string) => OWN_KEYS.includes(kernelArgKey(token));
@@ -16,7 +10,7 @@ const kernelPart = (line: string) => {
   return dashes < 0 ? args : args.slice(0, dashes);
 };
 
-describe("parseKernelArgs / formatKernelArgs", () => {
+describe("parseKernelArgs", () => {
   it("keeps each token exactly, a quoted value with spaces as one token", () => {
     const line = 'BOOT_IMAGE=/vmlinuz root=/dev/mapper/vg0-root ro  cryptroot=UUID=5f0d-4d3e:root acpi_osi="!Windows 2012" quiet -- single';
     expect(parseKernelArgs(line)).toEqual([
@@ -31,74 +25,70 @@ describe("parseKernelArgs / formatKernelArgs", () => {
     ]);
   });
 
-  it("formats args with single spaces, in order", () => {
-    expect(formatKernelArgs(["quiet", 'foo="a b"', "intel_iommu=on"])).toBe('quiet foo="a b" intel_iommu=on');
-  });
-
   it("round-trips any single-spaced line", () => {
     fc.assert(
       fc.property(kernelLine(), (line) => {
-        const normalized = formatKernelArgs(parseKernelArgs(line));
-        expect(formatKernelArgs(parseKernelArgs(normalized))).toBe(normalized);
+        const normalized = parseKernelArgs(line).join(" ");
+        expect(parseKernelArgs(normalized).join(" ")).toBe(normalized);
       }),
     );
   });
 });
 
-describe("planKernelArgs", () => {
+describe("planTokens on a kernel command line", () => {
   it("adds missing args at the end and leaves the rest alone", () => {
-    const plan = planKernelArgs({ current: "quiet  splash", ensure: ["intel_iommu=on", "iommu=pt"] });
-    expect(plan.line).toBe("quiet  splash intel_iommu=on iommu=pt");
+    const plan = planTokens("quiet  splash", { ensure: ["intel_iommu=on", "iommu=pt"] }, kernelArgSyntax);
+    expect(plan.text).toBe("quiet  splash intel_iommu=on iommu=pt");
     expect(plan.owned).toEqual({ added: ["intel_iommu=on", "iommu=pt"], replaced: [], removed: [] });
     expect(plan.changes).toEqual(["+ intel_iommu=on", "+ iommu=pt"]);
   });
 
   it("replaces another value of the same key in place (the lab starts with intel_iommu=off)", () => {
     const current = "console=ttyS0,115200 quiet rootfstype=ext4 intel_iommu=off";
-    const plan = planKernelArgs({ current, ensure: ["intel_iommu=on", "iommu=pt"] });
-    expect(plan.line).toBe("console=ttyS0,115200 quiet rootfstype=ext4 intel_iommu=on iommu=pt");
+    const plan = planTokens(current, { ensure: ["intel_iommu=on", "iommu=pt"] }, kernelArgSyntax);
+    expect(plan.text).toBe("console=ttyS0,115200 quiet rootfstype=ext4 intel_iommu=on iommu=pt");
     expect(plan.owned.replaced).toEqual([{ key: "intel_iommu", occurrence: 0, original: "intel_iommu=off", replacement: "intel_iommu=on" }]);
     expect(plan.changes).toEqual(["intel_iommu=off -> intel_iommu=on", "+ iommu=pt"]);
-    expect(revertKernelArgs(plan.line, plan.owned)).toBe(current);
+    expect(revertTokenText(plan.text, plan.owned, kernelArgSyntax)).toBe(current);
   });
 
   it("never touches quoted values or cryptroot", () => {
     const current = 'cryptroot=UUID=5f0d-4d3e:root acpi_osi="!Windows 2012" quiet';
-    expect(planKernelArgs({ current, ensure: ["iommu=pt"] }).line).toBe(`${current} iommu=pt`);
+    expect(planTokens(current, { ensure: ["iommu=pt"] }, kernelArgSyntax).text).toBe(`${current} iommu=pt`);
   });
 
   it("adds before `--`, whose tail belongs to init", () => {
-    const plan = planKernelArgs({ current: "quiet -- single iommu=soft", ensure: ["iommu=pt"] });
-    expect(plan.line).toBe("quiet iommu=pt -- single iommu=soft");
-    expect(revertKernelArgs(plan.line, plan.owned)).toBe("quiet -- single iommu=soft");
+    const plan = planTokens("quiet -- single iommu=soft", { ensure: ["iommu=pt"] }, kernelArgSyntax);
+    expect(plan.text).toBe("quiet iommu=pt -- single iommu=soft");
+    expect(revertTokenText(plan.text, plan.owned, kernelArgSyntax)).toBe("quiet -- single iommu=soft");
   });
 
   it("removes what `remove` names and puts it back on revert", () => {
     const current = "quiet nomodeset splash iommu=soft";
-    const plan = planKernelArgs({ current, ensure: ["intel_iommu=on"], remove: ["nomodeset", "iommu=soft"] });
-    expect(plan.line).toBe("quiet splash intel_iommu=on");
-    expect(revertKernelArgs(plan.line, plan.owned)).toBe(current);
+    const plan = planTokens(current, { ensure: ["intel_iommu=on"], remove: ["nomodeset", "iommu=soft"] }, kernelArgSyntax);
+    expect(plan.text).toBe("quiet splash intel_iommu=on");
+    expect(revertTokenText(plan.text, plan.owned, kernelArgSyntax)).toBe(current);
   });
 
   it("takes back an arg dropped from `ensure` on the next plan", () => {
-    const first = planKernelArgs({ current: "quiet", ensure: ["intel_iommu=on", "iommu=pt"] });
-    const second = planKernelArgs({ current: first.line, ensure: ["intel_iommu=on"], previouslyOwned: first.owned });
-    expect(second.line).toBe("quiet intel_iommu=on");
+    const first = planTokens("quiet", { ensure: ["intel_iommu=on", "iommu=pt"] }, kernelArgSyntax);
+    const second = planTokens(first.text, { ensure: ["intel_iommu=on"], previouslyOwned: first.owned }, kernelArgSyntax);
+    expect(second.text).toBe("quiet intel_iommu=on");
     expect(second.changes).toEqual(["- iommu=pt"]);
   });
 
   it("reports no change when the line already has the args", () => {
-    const plan = planKernelArgs({ current: "quiet intel_iommu=on", ensure: ["intel_iommu=on"] });
-    expect(plan).toEqual({ line: "quiet intel_iommu=on", owned: { added: [], replaced: [], removed: [] }, changes: [] });
+    const plan = planTokens("quiet intel_iommu=on", { ensure: ["intel_iommu=on"] }, kernelArgSyntax);
+    expect(plan).toEqual({ text: "quiet intel_iommu=on", owned: { added: [], replaced: [], removed: [] }, changes: [] });
   });
 });
 
-describe("planKernelArgs properties", () => {
+describe("planTokens on a kernel command line: properties", () => {
   it("revert(apply(x)) == x for lines without our keys", () => {
     fc.assert(
       fc.property(kernelLine(), ensureArgs, (current, ensure) => {
-        const plan = planKernelArgs({ current, ensure });
-        expect(revertKernelArgs(plan.line, plan.owned)).toBe(current);
+        const plan = planTokens(current, { ensure }, kernelArgSyntax);
+        expect(revertTokenText(plan.text, plan.owned, kernelArgSyntax)).toBe(current);
       }),
     );
   });
@@ -106,8 +96,8 @@ describe("planKernelArgs properties", () => {
   it("revert(apply(x)) == x when the line already has our keys with other values, or args to remove", () => {
     fc.assert(
       fc.property(kernelLineWithOwnKeys, ensureArgs, fc.subarray(["nomodeset", "splash", "noapic=1"]), (current, ensure, remove) => {
-        const plan = planKernelArgs({ current, ensure, remove });
-        expect(revertKernelArgs(plan.line, plan.owned)).toBe(current);
+        const plan = planTokens(current, { ensure, remove }, kernelArgSyntax);
+        expect(revertTokenText(plan.text, plan.owned, kernelArgSyntax)).toBe(current);
       }),
     );
   });
@@ -115,13 +105,13 @@ describe("planKernelArgs properties", () => {
   it("applying twice equals applying once", () => {
     fc.assert(
       fc.property(kernelLineWithOwnKeys, ensureArgs, fc.subarray(["nomodeset", "splash"]), (current, ensure, remove) => {
-        const once = planKernelArgs({ current, ensure, remove });
-        const twice = planKernelArgs({ current: once.line, ensure, remove, previouslyOwned: once.owned });
-        expect(twice.line).toBe(once.line);
+        const once = planTokens(current, { ensure, remove }, kernelArgSyntax);
+        const twice = planTokens(once.text, { ensure, remove, previouslyOwned: once.owned }, kernelArgSyntax);
+        expect(twice.text).toBe(once.text);
         expect(twice.owned).toEqual(once.owned);
         expect(twice.changes).toEqual([]);
         // Without the ownership (state lost) the line still does not change.
-        expect(planKernelArgs({ current: once.line, ensure, remove }).line).toBe(once.line);
+        expect(planTokens(once.text, { ensure, remove }, kernelArgSyntax).text).toBe(once.text);
       }),
     );
   });
@@ -129,10 +119,10 @@ describe("planKernelArgs properties", () => {
   it("the user's other args survive, in order, and ours are in effect", () => {
     fc.assert(
       fc.property(kernelLineWithOwnKeys, ensureArgs, (current, ensure) => {
-        const plan = planKernelArgs({ current, ensure });
-        expect(parseKernelArgs(plan.line).filter((t) => !isOwnKey(t))).toEqual(parseKernelArgs(current).filter((t) => !isOwnKey(t)));
-        expect(missingKernelArgs(plan.line, ensure)).toEqual([]);
-        expect(kernelPart(plan.line).filter((t) => ensure.some((e) => kernelArgKey(e) === kernelArgKey(t)) && !ensure.includes(t))).toEqual([]);
+        const plan = planTokens(current, { ensure }, kernelArgSyntax);
+        expect(parseKernelArgs(plan.text).filter((t) => !isOwnKey(t))).toEqual(parseKernelArgs(current).filter((t) => !isOwnKey(t)));
+        expect(missingKernelArgs(plan.text, ensure)).toEqual([]);
+        expect(kernelPart(plan.text).filter((t) => ensure.some((e) => kernelArgKey(e) === kernelArgKey(t)) && !ensure.includes(t))).toEqual([]);
       }),
     );
   });
@@ -140,10 +130,10 @@ describe("planKernelArgs properties", () => {
   it("an update reverts the old request and applies the new one", () => {
     fc.assert(
       fc.property(kernelLineWithOwnKeys, ensureArgs, ensureArgs, (current, first, next) => {
-        const a = planKernelArgs({ current, ensure: first });
-        const b = planKernelArgs({ current: a.line, ensure: next, previouslyOwned: a.owned });
-        expect(b).toEqual({ ...planKernelArgs({ current, ensure: next }), changes: b.changes });
-        expect(revertKernelArgs(b.line, b.owned)).toBe(current);
+        const a = planTokens(current, { ensure: first }, kernelArgSyntax);
+        const b = planTokens(a.text, { ensure: next, previouslyOwned: a.owned }, kernelArgSyntax);
+        expect(b).toEqual({ ...planTokens(current, { ensure: next }, kernelArgSyntax), changes: b.changes });
+        expect(revertTokenText(b.text, b.owned, kernelArgSyntax)).toBe(current);
       }),
     );
   });
