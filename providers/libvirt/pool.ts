@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { HostStep } from "../hostStep";
 import { expected, strictKeys } from "../inputErrors";
 import { find, parseXml, textOf } from "../text/xml";
-import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
+import { type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
 import { parseVirshFields } from "./toolOutput";
 import { virsh } from "./virsh";
@@ -176,8 +176,3 @@ export const POOL_FIELD_RULES: { readonly [K in keyof StoragePoolSpec]-?: FieldR
   adopt: IN_PLACE,
   removeDirectoryOnDelete: IN_PLACE,
 };
-
-/** Changes between the inputs recorded in state (`olds`) and the new ones. */
-export function diffPool(olds: StoragePoolSpec, news: StoragePoolSpec): FieldChange[] {
-  return diffFields(olds, news, POOL_FIELD_RULES, false);
-}

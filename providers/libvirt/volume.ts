@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { HostStep } from "../hostStep";
 import { expected, explain, shown, strictKeys } from "../inputErrors";
 import { findAll, parseXml, type XmlElement } from "../text/xml";
-import { diffFields, type FieldChange, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
+import { diffFields, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSchemas";
 import type { ExistingPool } from "./pool";
 import { virsh } from "./virsh";
@@ -426,8 +426,3 @@ export const VOLUME_FIELD_RULES: { readonly [K in keyof VolumeSpec]-?: FieldRule
   compression: IN_PLACE,
   allowReplaceInUse: IN_PLACE,
 };
-
-/** Changes between the inputs recorded in state (`olds`) and the new ones. */
-export function diffVolume(olds: VolumeSpec, news: VolumeSpec): FieldChange[] {
-  return diffFields(olds, news, VOLUME_FIELD_RULES, false);
-}

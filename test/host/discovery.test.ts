@@ -6,8 +6,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as pulumi from "@pulumi/pulumi";
-import { discoverHost, discoverHostOutput } from "../../providers/discovery/discoverHost";
+import { discoverHost } from "../../providers/discovery/discoverHost";
 import { renderGroupConfig, renderIommuGroups, renderUsbTable } from "../../providers/discovery/render";
 import { parseModulesBuiltin, parseModulesDep } from "../../providers/kernel/modules";
 import { ConnectionSchema } from "../../providers/ssh/connection";
@@ -115,12 +114,6 @@ describe("readVfioHostFacts on the test host", () => {
     ]);
     expect(discovery).toMatchObject({ iommuEnabled: false, groups: [], ungrouped: [], usbBuses: [] });
     expect(renderIommuGroups(discovery)).toMatch(new RegExp(`^The IOMMU is off on ${label()}`));
-  });
-
-  it("serves a program: from a secret connection output to plain, readable data", async () => {
-    const output = discoverHostOutput(pulumi.secret(connection()));
-    expect(await pulumi.isSecret(output)).toBe(false);
-    expect(await new Promise((resolve) => output.apply(resolve))).toEqual(await discoverHost(connection()));
   });
 
   it("finds everything written into a lab-shaped sysfs", async () => {

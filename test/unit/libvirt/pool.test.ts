@@ -1,11 +1,12 @@
 import fc from "fast-check";
 import { checkInputs } from "../../../providers/check";
 import type { HostStep } from "../../../providers/hostStep";
+import { diffFields } from "../../../providers/libvirt/fieldChanges";
 import {
-  diffPool,
   existingPool,
   planPool,
   planPoolDelete,
+  POOL_FIELD_RULES,
   storagePoolSchema,
   type ExistingPool,
   type PoolHostFacts,
@@ -232,9 +233,9 @@ describe("planPoolDelete", () => {
   });
 });
 
-describe("diffPool", () => {
+describe("POOL_FIELD_RULES", () => {
   it("replaces for another name or path and switches autostart in place", () => {
-    expect(diffPool(spec, { ...spec, path: "/srv/images", autostart: false })).toEqual([
+    expect(diffFields(spec, { ...spec, path: "/srv/images", autostart: false }, POOL_FIELD_RULES, false)).toEqual([
       { field: "path", from: IMAGES, to: "/srv/images", applyInPlace: false, needsRestart: false },
       { field: "autostart", from: true, to: false, applyInPlace: true, needsRestart: false },
     ]);

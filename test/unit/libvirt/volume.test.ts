@@ -1,21 +1,23 @@
 import { checkInputs } from "../../../providers/check";
+import { diffFields } from "../../../providers/libvirt/fieldChanges";
 import {
   checkDeleteInUse,
   checkReplaceInUse,
   checkStagedImage,
   checkVolumePools,
   compressionOf,
-  diffVolume,
   parseDomainDisks,
   parseDomainsSection,
   parseQemuImgInfo,
   planVolumeDelete,
   planVolumeImport,
   reimportReasons,
+  VOLUME_FIELD_RULES,
   volumeOutputs,
   volumeSchema,
   type HostDomains,
   type VolumeHostFacts,
+  type VolumeSpec,
 } from "../../../providers/libvirt/volume";
 import { inactiveFixture } from "./referenceHost";
 
@@ -193,7 +195,7 @@ describe("the staged image", () => {
   });
 });
 
-describe("planVolumeDelete and diffVolume", () => {
+describe("planVolumeDelete and VOLUME_FIELD_RULES", () => {
   it("removes the file, the image a re-import kept, and rescans the pool", () => {
     expect(planVolumeDelete(haos, { ...facts, exists: true })).toEqual([
       {
@@ -207,10 +209,10 @@ describe("planVolumeDelete and diffVolume", () => {
 
   it("updates in place for another source (never delete, then import), and replaces only for another file", () => {
     const newer = { ...haos, source: { url: URL_80 } };
-    expect(diffVolume(haos, newer).map((c) => [c.field, c.applyInPlace])).toEqual([["source", true]]);
-    expect(diffVolume(haos, { ...haos, format: "raw" }).map((c) => [c.field, c.applyInPlace])).toEqual([["format", true]]);
-    expect(diffVolume({ ...haos, sha256: undefined }, haos).map((c) => [c.field, c.applyInPlace])).toEqual([["sha256", true]]);
-    expect(diffVolume(haos, { ...haos, name: "haos-8.0.qcow2" }).map((c) => [c.field, c.applyInPlace])).toEqual([["name", false]]);
+    expect(diffFields(haos, newer, VOLUME_FIELD_RULES, false).map((c) => [c.field, c.applyInPlace])).toEqual([["source", true]]);
+    expect(diffFields(haos, { ...haos, format: "raw" }, VOLUME_FIELD_RULES, false).map((c) => [c.field, c.applyInPlace])).toEqual([["format", true]]);
+    expect(diffFields<VolumeSpec>({ ...haos, sha256: undefined }, haos, VOLUME_FIELD_RULES, false).map((c) => [c.field, c.applyInPlace])).toEqual([["sha256", true]]);
+    expect(diffFields(haos, { ...haos, name: "haos-8.0.qcow2" }, VOLUME_FIELD_RULES, false).map((c) => [c.field, c.applyInPlace])).toEqual([["name", false]]);
   });
 });
 
