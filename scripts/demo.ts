@@ -64,8 +64,9 @@ function main(): void {
   const group = path.basename(onLab(`readlink /sys/bus/pci/devices/${LAB_GUEST_HOSTDEV}/iommu_group`).trim());
   console.log(`  its QEMU holds the controller's VFIO group ${group}:`);
   console.log(indent(onLab(`pid=$(pgrep -f 'guest=${LAB_GUEST},' | head -n1); for f in /proc/$pid/fd/*; do t=$(readlink "$f"); case $t in /dev/vfio/*) echo "qemu pid $pid: $t";; esac; done | sort -u`)));
-  console.log("  the guest machine's PCI bus, as QEMU built it (virsh qemu-monitor-command --hmp 'info pci'): the controller is there");
-  console.log(indent(onLab(`virsh qemu-monitor-command ${LAB_GUEST} --hmp 'info pci' | grep -B1 -A1 -i 'USB controller'`)));
+  const id = onLab(`d=/sys/bus/pci/devices/${LAB_GUEST_HOSTDEV}; echo "$(cut -c3- $d/vendor):$(cut -c3- $d/device)"`).trim();
+  console.log(`  the guest machine's PCI bus, as QEMU built it (virsh qemu-monitor-command --hmp 'info pci'): the controller, ${id}, is on it`);
+  console.log(indent(onLab(`virsh qemu-monitor-command ${LAB_GUEST} --hmp 'info pci' | grep -B1 -A1 'PCI device ${id}'`)));
   console.log(`  (the guest's firmware lists its PCI devices at boot: npm run lab -- ssh -t virsh console ${LAB_GUEST}, then type pci)`);
 
   console.log(
