@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { expected, explain, shown, strictKeys } from "../inputErrors";
+import { normalizePciAddress } from "../kernel/pci";
 import { isXmlText } from "../text/xml";
-import { normalizePciAddress } from "../vfioBinding/hostFacts";
 import { libvirtName, volumeName } from "./fieldSchemas";
 
 /** How long a guest gets by default to power off after the ACPI request before the step fails. */

@@ -1,6 +1,6 @@
-import type { DomainDiskSpec, DomainSpec } from "./domainSpec";
-import { normalizePciAddress } from "../vfioBinding/hostFacts";
+import { normalizePciAddress } from "../kernel/pci";
 import { element, find, findAll, parseXml, renderXml, textOf, type XmlElement } from "../text/xml";
+import type { DomainDiskSpec, DomainSpec } from "./domainSpec";
 
 // The domain XML we define, and the projection of a domain XML onto the fields we own.
 // Reference: https://libvirt.org/formatdomain.html

@@ -13,12 +13,12 @@ import { KindResource } from "../dynamic";
 import { failpoint } from "../failpoint";
 import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernel/cmdline";
+import { normalizePciAddress } from "../kernel/pci";
 import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
 import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
-import { normalizePciAddress } from "../vfioBinding/hostFacts";
 
 const RebootSchema = z
   .object({

@@ -1,5 +1,6 @@
 // What VfioBinding needs to know about a host, and the parsing of the command output it comes
 // from. Gathering (which commands, over SSH) belongs to the resource; these functions only read text.
+import { normalizePciAddress } from "../kernel/pci";
 import type { HostNeed } from "./hostNeeds";
 
 export interface PciDevice {
@@ -42,17 +43,8 @@ export interface HostFacts {
   readonly iommuEnabledAtNextBoot: boolean;
 }
 
-export const PCI_ADDRESS = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$/;
 export const VENDOR_DEVICE_ID = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$/;
 export const PCI_BRIDGE_CLASS = "0604";
-
-/** "00:1a.0" or "0000:00:1A.0" -> "0000:00:1a.0"; undefined when it is not a PCI address. */
-export function normalizePciAddress(address: string): string | undefined {
-  const match = PCI_ADDRESS.exec(address.trim());
-  if (!match) return undefined;
-  const [, domain, bus, slot, fn] = match;
-  return `${domain ?? "0000"}:${bus}:${slot}.${fn}`.toLowerCase();
-}
 
 export const vendorDevice = (d: Pick<PciDevice, "vendor" | "device">): string => `${d.vendor}:${d.device}`;
 

@@ -1,6 +1,6 @@
 // /etc/modprobe.d/vfio.conf, written whole by VfioBinding and read back for drift (modprobe.d(5)).
 import { normalizeModuleName } from "../kernel/modules";
-import { normalizePciAddress } from "./hostFacts";
+import { normalizePciAddress } from "../kernel/pci";
 
 export const MODPROBE_CONF_PATH = "/etc/modprobe.d/vfio.conf";
 

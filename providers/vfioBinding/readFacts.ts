@@ -4,12 +4,12 @@
 // boots next. The shell only prints; every section is parsed by a pure function (hostNeeds.ts).
 import { KernelModules } from "../kernel/modules";
 import { KERNEL_SECTIONS, parseKernelReleases, parseNextKernel } from "../kernel/nextKernel";
+import { normalizePciAddress } from "../kernel/pci";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import { parseHostStorage, parseSshPath, sshNeed, storageNeeds, tagged } from "./hostNeeds";
 import {
   HostFacts,
-  normalizePciAddress,
   parseIommuGroups,
   parseLspci,
   parseUsbDevices,

@@ -2,7 +2,8 @@
 // value found and a value that would be accepted.
 import { z } from "zod";
 import { describeInput } from "../inputErrors";
-import { PCI_ADDRESS, VENDOR_DEVICE_ID, normalizePciAddress } from "./hostFacts";
+import { normalizePciAddress, PCI_ADDRESS } from "../kernel/pci";
+import { VENDOR_DEVICE_ID } from "./hostFacts";
 import { NOTHING_SELECTED } from "./selectDevices";
 
 const DEVICE_REF = new RegExp(`${VENDOR_DEVICE_ID.source}|${PCI_ADDRESS.source}`);

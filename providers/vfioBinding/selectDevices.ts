@@ -3,12 +3,12 @@
 // NIC stop the plan with a message that says what to write instead. So does anything the host
 // needs that could not be traced to PCI devices: the guard fails closed until it is acknowledged.
 import { normalizeModuleName } from "../kernel/modules";
+import { normalizePciAddress } from "../kernel/pci";
 import {
   HostFacts,
   PCI_BRIDGE_CLASS,
   PciDevice,
   VENDOR_DEVICE_ID,
-  normalizePciAddress,
   vendorDevice,
 } from "./hostFacts";
 import { ACKNOWLEDGE_KEY, HostNeed, describeUnresolved, untracedProblem } from "./hostNeeds";

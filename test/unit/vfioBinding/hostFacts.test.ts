@@ -1,20 +1,10 @@
 import {
-  normalizePciAddress,
   parseIommuGroups,
   parseLspci,
   parseUsbDevices,
   pciAddressOfSysfsPath,
 } from "../../../providers/vfioBinding/hostFacts";
 import { labFacts, labLspci, referenceFacts, referenceGroups } from "./fixtures";
-
-describe("normalizePciAddress", () => {
-  it("adds the domain and lowercases", () => {
-    expect(normalizePciAddress("00:1A.7")).toBe("0000:00:1a.7");
-    expect(normalizePciAddress("0000:00:1d.0")).toBe("0000:00:1d.0");
-    expect(normalizePciAddress("00:1d")).toBeUndefined();
-    expect(normalizePciAddress("8086:3a67")).toBeUndefined();
-  });
-});
 
 describe("parseLspci", () => {
   it("reads lspci -nnk, domain or not, with drivers and modules", () => {
