@@ -1,4 +1,4 @@
-// Parsers for the text the fact readers collect. virsh runs with LC_ALL=C (see hostStep.ts), so
+// Parsers for the text the fact readers collect. virsh runs with LC_ALL=C (see virsh.ts), so
 // the labels below are the untranslated ones.
 
 /**
