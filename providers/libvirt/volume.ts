@@ -60,8 +60,9 @@ const HTTP_NEEDS_SHA256 =
   "or give sha256 (64 hex digits, as the release page publishes it) so the download is checked";
 
 /**
- * What an earlier declaration said the file holds, read from the engine's olds. Lenient on
- * purpose: a source that today's rules refuse (plain http without a digest) still says what it was.
+ * What an earlier declaration said the file holds, read from the previous inputs the base hands the
+ * plan (PreviousInputs). Lenient on purpose: a source that today's rules refuse (plain http without a
+ * digest) still says what it was.
  */
 export const importedFromSchema = z.object({
   pool: z.string(),

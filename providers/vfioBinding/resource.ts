@@ -36,7 +36,10 @@ const ResourceInputs = z.strictObject({
       { error: 'kernelArgs: must be a list of kernel arguments, e.g. ["intel_iommu=on", "iommu=pt"]' },
     )
     .default([]),
-  /** Something other than kernelArgs turns the IOMMU on at the next boot (a boot entry the stack does not manage). */
+  /**
+   * Something other than kernelArgs turns the IOMMU on at the next boot (a boot entry the stack does
+   * not manage). VfioHost set it before kernelArgs existed, so state recorded then holds it too.
+   */
   iommuAtNextBoot: z.boolean().default(false),
   /** The stack boots changes once as a trial first: stage the file for HostReboot instead of writing it. */
   trial: z.boolean().default(false),
