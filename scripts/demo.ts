@@ -66,7 +66,9 @@ function main(): void {
   console.log(indent(onLab(`pid=$(pgrep -f 'guest=${LAB_GUEST},' | head -n1); for f in /proc/$pid/fd/*; do t=$(readlink "$f"); case $t in /dev/vfio/*) echo "qemu pid $pid: $t";; esac; done | sort -u`)));
   const id = onLab(`d=/sys/bus/pci/devices/${LAB_GUEST_HOSTDEV}; echo "$(cut -c3- $d/vendor):$(cut -c3- $d/device)"`).trim();
   console.log(`  the guest machine's PCI bus, as QEMU built it (virsh qemu-monitor-command --hmp 'info pci'): the controller, ${id}, is on it`);
-  console.log(indent(onLab(`virsh qemu-monitor-command ${LAB_GUEST} --hmp 'info pci' | grep -B1 -A1 'PCI device ${id}'`)));
+  // Right after the start the monitor answered empty once: ask again for a while.
+  const bus = onLab(`for i in $(seq 30); do virsh qemu-monitor-command ${LAB_GUEST} --hmp 'info pci' | grep -B1 -A1 'PCI device ${id}' && exit; sleep 2; done; echo "(QEMU's monitor did not list it within 60 s)"`);
+  console.log(indent(bus));
   console.log(`  (the guest's firmware lists its PCI devices at boot: npm run lab -- ssh -t virsh console ${LAB_GUEST}, then type pci)`);
 
   console.log(
