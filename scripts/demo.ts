@@ -26,12 +26,12 @@ function pulumiLive(env: Record<string, string>, args: string[]): void {
 /** A read-only command on the lab, its output. */
 const onLab = (script: string): string => execFileSync("bash", [labSh, "ssh", "--", script], { encoding: "utf8" });
 
-const indent = (text: string) =>
-  text
-    .trim()
-    .split("\n")
-    .map((l) => `    ${l}`)
-    .join("\n");
+/** The lines four spaces in, their common indentation taken off (dumpxml indents its fragment). */
+function indent(text: string): string {
+  const lines = text.replace(/^\n+|\s+$/g, "").split("\n");
+  const common = Math.min(...lines.filter((l) => l.trim() !== "").map((l) => l.length - l.trimStart().length));
+  return lines.map((l) => `    ${l.slice(common)}`).join("\n");
+}
 
 function main(): void {
   step("Lab VM (built once and cached; boots in about 30 s under TCG)");
@@ -69,7 +69,7 @@ function main(): void {
   // Right after the start the monitor answered empty once: ask again for a while.
   const bus = onLab(`for i in $(seq 30); do virsh qemu-monitor-command ${LAB_GUEST} --hmp 'info pci' | grep -B1 -A1 'PCI device ${id}' && exit; sleep 2; done; echo "(QEMU's monitor did not list it within 60 s)"`);
   console.log(indent(bus));
-  console.log(`  (the guest's firmware lists its PCI devices at boot: npm run lab -- ssh -t virsh console ${LAB_GUEST}, then type pci)`);
+  console.log(`  (the guest's firmware lists its PCI devices on its console: npm run lab -- ssh, then virsh console ${LAB_GUEST} and type pci)`);
 
   console.log(
     `\nDone. To give the lab back: npm run pulumi -- destroy --stack ${stack}  (removes the guest, its volume and the pool, restores the boot files;` +
