@@ -1,8 +1,6 @@
-// What the libvirt resources share at run time: reading the host's pools, and whether a pool or
-// domain of the declared name is the stack's own.
+// What the libvirt resources share at run time: the host's pools (a snippet each reads with its own
+// other facts, in one round trip), and whether a pool or domain of the declared name is the stack's own.
 import type { PreviousInputs } from "../hostResource";
-import type { RemoteHost } from "../ssh/host";
-import { readSections } from "../ssh/sections";
 import { existingPool, type ExistingPool } from "./pool";
 import { virshSh } from "./virsh";
 
@@ -22,10 +20,6 @@ export function parsePoolsSection(section: string): ExistingPool[] {
     if (parts[i + 1].trim() !== "") pools.push(existingPool(parts[i + 1], parts[i + 2]));
   }
   return pools;
-}
-
-export async function readPools(host: RemoteHost): Promise<ExistingPool[]> {
-  return parsePoolsSection((await readSections(host, { pools: POOLS_SNIPPET })).pools);
 }
 
 /**

@@ -202,17 +202,36 @@ export interface VolumeImportPlan {
 // A HAOS image is ~300 MB compressed and several GB of qcow2: far beyond the SSH layer's default 120 s.
 const IMPORT_STEP_TIMEOUT_MS = 60 * 60 * 1000;
 
-// The script is a constant; paths reach it only as positional parameters, never spliced into it.
-const DECOMPRESS: Record<"xz" | "gz", string> = {
-  xz: 'exec xz -dc -- "$1" > "$2"',
-  gz: 'exec gzip -dc -- "$1" > "$2"',
+/** A command an import runs on the host, and the package that brings it on each system HostPackages knows. */
+export interface ImportTool {
+  readonly command: string;
+  /** What the import runs it for. */
+  readonly purpose: string;
+  readonly packages: { readonly Debian: string; readonly Alpine: string };
+}
+
+// Not in every base system: Alpine's has only busybox's wget and unxz, a minimal Debian neither curl nor xz.
+const DOWNLOADER: ImportTool = { command: "curl", purpose: "to download it", packages: { Debian: "curl", Alpine: "curl" } };
+const DECOMPRESSORS: Record<"xz" | "gz", ImportTool> = {
+  xz: { command: "xz", purpose: "to decompress it", packages: { Debian: "xz-utils", Alpine: "xz" } },
+  gz: { command: "gzip", purpose: "to decompress it", packages: { Debian: "gzip", Alpine: "gzip" } },
 };
+
+/** The commands the import of this volume runs that a host may lack: its downloader and its decompressor. */
+export function importTools(spec: VolumeSpec): ImportTool[] {
+  const compression = compressionOf(spec);
+  return [...("url" in spec.source ? [DOWNLOADER] : []), ...(compression === "none" ? [] : [DECOMPRESSORS[compression]])];
+}
+
+// The script is a constant; paths reach it only as positional parameters, never spliced into it.
+const decompressScript = (compression: "xz" | "gz") => `exec ${DECOMPRESSORS[compression].command} -dc -- "$1" > "$2"`;
+
+const noPoolProblem = (spec: VolumeSpec) =>
+  `Volume ${spec.name}: there is no pool "${spec.pool}" on the host; declare a StoragePool named "${spec.pool}" and make the volume depend on it`;
 
 function poolDirectory(spec: VolumeSpec, facts: VolumeHostFacts): string {
   const pool = facts.pool;
-  if (!pool) {
-    throw new Error(`Volume ${spec.name}: there is no pool "${spec.pool}" on the host; declare a StoragePool named "${spec.pool}" and make the volume depend on it`);
-  }
+  if (!pool) throw new Error(noPoolProblem(spec));
   if (pool.targetPath === null) throw new Error(`Volume ${spec.name}: pool "${spec.pool}" has no target directory; use a dir pool`);
   return pool.targetPath;
 }
@@ -281,6 +300,58 @@ export function checkDeleteInUse(spec: VolumeSpec, facts: VolumeHostFacts, domai
 }
 
 /**
+ * Something an import needs that the host lacks now but this update may bring first (in a host
+ * stack the StoragePool, and HostPackages before it, come before the volume): preview lists
+ * `change`; apply, if it is still missing then, fails with `problem` before it touches the host.
+ */
+export interface ImportBlocker {
+  readonly problem: string;
+  readonly change: string;
+}
+
+const describeSource = (spec: VolumeSpec): string => ("url" in spec.source ? spec.source.url : spec.source.hostPath);
+
+// Where a host stack lists the packages HostPackages installs (stacks/config.ts): in full in the
+// error, shorter in the preview line, which `pulumi preview` cuts at 150 characters.
+const PACKAGES_KEY = "vfio-host:libvirt.packages.packages";
+const PACKAGES_KEY_SHORT = "libvirt.packages";
+
+/** "a", "a and b", "a, b and c". */
+const listed = (words: readonly string[]) => (words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} and ${words.at(-1)}`);
+
+/** "xz-utils on Debian, xz on Alpine", "curl on Debian and Alpine". */
+function packagesOf(tools: readonly ImportTool[]): string {
+  const debian = listed(tools.map((t) => t.packages.Debian));
+  const alpine = listed(tools.map((t) => t.packages.Alpine));
+  return debian === alpine ? `${debian} on Debian and Alpine` : `${debian} on Debian, ${alpine} on Alpine`;
+}
+
+/**
+ * What keeps the import from running on the host as it is now: no pool yet, or commands among
+ * importTools(spec) that are not `installed` (what `command -v` found). Empty when it can run.
+ */
+export function importBlockers(spec: VolumeSpec, facts: Pick<VolumeHostFacts, "pool">, installed: readonly string[]): ImportBlocker[] {
+  const blockers: ImportBlocker[] = [];
+  if (!facts.pool) {
+    blockers.push({ problem: noPoolProblem(spec), change: `import ${describeSource(spec)} as ${spec.pool}/${spec.name} once its StoragePool has created pool ${spec.pool}` });
+  }
+  const missing = importTools(spec).filter((tool) => !installed.includes(tool.command));
+  if (missing.length > 0) {
+    const [isAre, itThem] = missing.length === 1 ? ["is", "it"] : ["are", "them"];
+    const packages = packagesOf(missing);
+    blockers.push({
+      problem:
+        `Volume ${spec.name}: the import of ${describeSource(spec)} needs ${listed(missing.map((t) => `${t.command} (${t.purpose})`))}, ` +
+        `which command -v does not find on the host; install ${itThem} (e.g. ${packages}; in a host stack, add ${itThem} to ${PACKAGES_KEY}, ` +
+        `which HostPackages installs before the volume), then run again`,
+      // The source is named by the line above or by the steps below (download, decompress): not again, so the packages fit.
+      change: `import ${spec.pool}/${spec.name} once ${listed(missing.map((t) => t.command))} ${isAre} installed on the host (e.g. ${packages}: add ${itThem} to ${PACKAGES_KEY_SHORT})`,
+    });
+  }
+  return blockers;
+}
+
+/**
  * The import: `previous` (what the state says was declared) given and different means the file
  * there is replaced; otherwise an existing file is left as it is and there is nothing to do.
  */
@@ -302,7 +373,7 @@ export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts, previ
       describe: `download ${spec.source.url}`,
       // An https source is not allowed to be redirected to plain http.
       argv: [
-        "curl", "--fail", "--location", "--silent", "--show-error", "--retry", "3",
+        DOWNLOADER.command, "--fail", "--location", "--silent", "--show-error", "--retry", "3",
         ...(new URL(spec.source.url).protocol === "https:" ? ["--proto-redir", "=https"] : []),
         "--output", fetched, "--url", spec.source.url,
       ],
@@ -320,7 +391,7 @@ export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts, previ
   if (compression !== "none") {
     stage.push({
       describe: `decompress (${compression}) into ${stagingPath}`,
-      argv: ["sh", "-c", DECOMPRESS[compression], "sh", fetched, stagingPath],
+      argv: ["sh", "-c", decompressScript(compression), "sh", fetched, stagingPath],
       timeoutMs: IMPORT_STEP_TIMEOUT_MS,
     });
     if (fromUrl) stage.push({ describe: `remove the download ${download}`, argv: ["rm", "-f", "--", download] });

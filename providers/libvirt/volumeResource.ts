@@ -2,21 +2,25 @@
 // host, SHA-256 checked, inspected with qemu-img before it takes its name), then the pool rescanned.
 // A file already there is used as it is; it is replaced only when this stack imported it and the
 // declared image changed, and then only after the new one is staged and checked, with the old one
-// kept beside it, and never under a libvirt domain unless allowReplaceInUse. Delete removes only a
-// file this resource imported, and refuses while a domain still has it as a disk.
+// kept beside it, and never under a libvirt domain unless allowReplaceInUse. An import whose pool or
+// tools (curl, xz, gzip) the host lacks waits for them in preview, since the stack's StoragePool and
+// HostPackages come first, and fails at apply before any step if they are still missing. Delete
+// removes only a file this resource imported, and refuses while a domain still has it as a disk.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError, type PreviousInputs } from "../hostResource";
 import { runSteps } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
-import { namedBefore, readPools } from "./libvirtResource";
+import { namedBefore, parsePoolsSection, POOLS_SNIPPET } from "./libvirtResource";
 import type { ExistingPool } from "./pool";
 import {
   checkDeleteInUse,
   checkReplaceInUse,
   checkStagedImage,
+  importBlockers,
   importedFromSchema,
+  importTools,
   parseDomainsSection,
   parseQemuImgInfo,
   planVolumeDelete,
@@ -28,6 +32,7 @@ import {
   volumeSchema,
   type HostDomains,
   type ImageInfo,
+  type ImportBlocker,
   type ImportedFrom,
   type VolumeImportPlan,
   type VolumeInputs,
@@ -41,13 +46,15 @@ export interface VolumeState extends VolumeOutputs {
   readonly imported: boolean;
 }
 
+/** An import, unless something this update does first is missing (`blocked`): then apply fails with its problem. */
 type VolumePlan =
-  | { readonly kind: "pending"; readonly problem: string; readonly change: string }
-  | { readonly kind: "import"; readonly steps: VolumeImportPlan; readonly reasons: readonly string[] }
+  | { readonly kind: "import"; readonly steps?: VolumeImportPlan; readonly reasons: readonly string[]; readonly blocked: readonly ImportBlocker[] }
   | { readonly kind: "present"; readonly state: VolumeState; readonly warning?: string };
 
 interface VolumeFacts {
   readonly pool?: ExistingPool;
+  /** The commands among importTools that the host has (`command -v`). */
+  readonly installed: readonly string[];
   readonly exists: boolean;
   /** qemu-img info of the file when it exists. */
   readonly info?: ImageInfo;
@@ -63,9 +70,15 @@ echo listed
 printf '%s\\n' "$list" | while read -r d; do [ -n "$d" ] || continue
 printf '\\0%s\\0' "$d"; ${virshSh("dumpxml")} --domain "$d" </dev/null; printf '\\0'; ${virshSh("dumpxml")} --inactive --domain "$d" </dev/null; done`;
 
+// "$@" are the commands to look for; those the host has are printed, one a line.
+const INSTALLED_SNIPPET = 'for c; do command -v "$c" >/dev/null 2>&1 && echo "$c"; done';
+
 async function readVolumeFacts(host: RemoteHost, spec: VolumeSpec): Promise<VolumeFacts> {
-  const pool = (await readPools(host)).find((p) => p.name === spec.pool);
-  if (!pool) return { exists: false, domains: { readable: true, domains: [] } };
+  // With the pools, whose directory the file's facts need first: no round trip of their own.
+  const first = await readSections(host, { pools: POOLS_SNIPPET, installed: INSTALLED_SNIPPET }, { args: importTools(spec).map((t) => t.command) });
+  const pool = parsePoolsSection(first.pools).find((p) => p.name === spec.pool);
+  const installed = first.installed.split("\n").filter((c) => c !== "");
+  if (!pool) return { installed, exists: false, domains: { readable: true, domains: [] } };
   const path = volumePath(spec, { pool, exists: false });
   const s = await readSections(
     host,
@@ -74,7 +87,7 @@ async function readVolumeFacts(host: RemoteHost, spec: VolumeSpec): Promise<Volu
     { args: [path] },
   );
   const exists = s.exists.trim() === "yes";
-  return { pool, exists, info: exists ? parseQemuImgInfo(s.info) : undefined, domains: parseDomainsSection(s.domains) };
+  return { pool, installed, exists, info: exists ? parseQemuImgInfo(s.info) : undefined, domains: parseDomainsSection(s.domains) };
 }
 
 /**
@@ -89,8 +102,6 @@ function importedBefore(spec: VolumeSpec, state: VolumeState | undefined, previo
   return parsed.data;
 }
 
-const describeSource = (spec: VolumeSpec) => ("url" in spec.source ? spec.source.url : spec.source.hostPath);
-
 const replaceOnChange = (Object.keys(VOLUME_FIELD_RULES) as (keyof VolumeSpec)[]).filter((k) => VOLUME_FIELD_RULES[k].replaces);
 
 export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, VolumeState>({
@@ -99,22 +110,15 @@ export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, Volum
   replaceOnChange,
   async plan(host, spec, state, previousInputs) {
     const facts = await readVolumeFacts(host, spec);
-    if (!facts.pool) {
-      // At preview the pool may be one this update creates first; create fails with this problem.
-      try {
-        planVolumeImport(spec, facts);
-      } catch (err) {
-        const change = `import ${describeSource(spec)} as ${spec.pool}/${spec.name} once its StoragePool has created pool ${spec.pool}`;
-        return { kind: "pending", problem: (err as Error).message, change };
-      }
-    }
+    // At preview the pool and the import's tools may be ones this update brings first (StoragePool, HostPackages).
+    if (!facts.pool) return { kind: "import", reasons: [], blocked: importBlockers(spec, facts, facts.installed) };
     const previous = importedBefore(spec, state, previousInputs);
     const steps = planVolumeImport(spec, facts, previous);
     if (steps) {
       const reasons = steps.previousPath ? reimportReasons(previous!, spec) : [];
       const problem = steps.previousPath && checkReplaceInUse(spec, facts, reasons, facts.domains);
       if (problem) throw new InputError(reasons[0].split(" ")[0], problem);
-      return { kind: "import", steps, reasons };
+      return { kind: "import", steps, reasons, blocked: importBlockers(spec, facts, facts.installed) };
     }
     const problem = checkStagedImage(spec, facts.info!);
     if (problem) throw new InputError("format", problem.replace("the image", `${volumePath(spec, facts)}, which is already on the host,`));
@@ -127,18 +131,18 @@ export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, Volum
     };
   },
   describe(plan) {
-    if (plan.kind === "import") {
-      const replace = plan.steps.previousPath ? [`replace the image at ${plan.steps.path} (${plan.reasons.join(", ")})`] : [];
-      return [...replace, ...[...plan.steps.stage, plan.steps.inspect, ...plan.steps.commit].map((s) => s.describe)];
-    }
-    if (plan.kind === "pending") return [plan.change];
-    return [];
+    if (plan.kind === "present") return [];
+    const steps = plan.steps;
+    const replace = steps?.previousPath ? [`replace the image at ${steps.path} (${plan.reasons.join(", ")})`] : [];
+    const run = steps ? [...steps.stage, steps.inspect, ...steps.commit].map((s) => s.describe) : [];
+    return [...plan.blocked.map((b) => b.change), ...replace, ...run];
   },
   warnings: (plan) => (plan.kind === "present" && plan.warning ? [plan.warning] : []),
   async apply(host, plan, spec) {
-    if (plan.kind === "pending") throw new Error(plan.problem);
     if (plan.kind === "present") return plan.state;
     const steps = plan.steps;
+    // Before any step: a missing tool must not leave a download or a partial image behind.
+    if (!steps || plan.blocked.length > 0) throw new Error(plan.blocked.map((b) => b.problem).join("\n"));
     let info: ImageInfo;
     try {
       await runSteps(host, steps.stage);

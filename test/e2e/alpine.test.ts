@@ -2,8 +2,9 @@
 // (stacks/index.ts) with the reference host's stack file (stacks/Pulumi.alpine-homeassistant.yaml),
 // through the real Pulumi CLI, against a test host dressed as the reference Alpine host
 // (test/standins/alpineHost.ts). Alpine's update-extlinux, mkinitfs, busybox modprobe and
-// modinfo, apk, rc-service and virsh are stand-ins there; the files the resources write, the
-// order they run the tools in and the checks they make of the tools' output are real. The whole
+// modinfo, apk, rc-service, virsh, and the curl and xz that installLibvirt brings (present, never
+// run) are stand-ins there; the files the resources write, the order they run the tools in and
+// the checks they make of the tools' output are real. The whole
 // stack is previewed, on the host as Alpine's installer left it and with libvirt installed; up and
 // destroy run its boot half. Not proven here: Alpine's own tools, its initramfs at boot, the reboot
 // (a test host cannot reboot) and the libvirt half's apply (the lab runs libvirt and QEMU).
@@ -185,11 +186,15 @@ const HAOS_URL = "https://github.com/home-assistant/operating-system/releases/do
 /** The guest's controllers are on uhci_hcd until the reboot: the guest waits for it, it is not refused. */
 const guestWaits = "pass 0000:00:1a.0, 0000:00:1a.1 through once the stack's reboot has put them on vfio-pci";
 
-/** No pool yet, so the image and the guest are planned for once the pool and the image are there. */
-const volumeAndGuest = {
-  "libvirt-volume-default-haos_ova-7.5.qcow2": [`import ${HAOS_URL} as default/haos_ova-7.5.qcow2 once its StoragePool has created pool default`],
+const importHaos = `import ${HAOS_URL} as default/haos_ova-7.5.qcow2`;
+/** The test host, like Alpine's base, has no curl and no xz: the import waits for HostPackages to install them. */
+const toolsWait = "import default/haos_ova-7.5.qcow2 once curl and xz are installed on the host (e.g. curl and xz-utils on Debian, curl and xz on Alpine: add them to libvirt.packages)";
+
+/** No pool yet, so the image and the guest are planned for once the pool (and the import's tools, if missing) and the image are there. */
+const volumeAndGuest = (...waits: string[]) => ({
+  "libvirt-volume-default-haos_ova-7.5.qcow2": [`${importHaos} once its StoragePool has created pool default`, ...waits],
   "libvirt-domain-homeassistant": [guestWaits, "define domain homeassistant once its Volumes have imported default/haos_ova-7.5.qcow2"],
-};
+});
 
 /** The preview's failure, or undefined when it succeeded. */
 const previewFailure = (stack: Stack) =>
@@ -265,10 +270,12 @@ test("preview of the whole stack on the host as Alpine's installer left it: the 
       "start pool default",
       "start pool default at boot",
     ],
-    ...volumeAndGuest,
+    ...volumeAndGuest(toolsWait),
   });
-  // What a user reads: the guest waits for the reboot rather than being refused.
+  // What a user reads: the guest waits for the reboot, the image for its tools, rather than being refused.
   expect(stdout).toContain(`"${guestWaits}"`);
+  // The CLI cuts a line at 150 characters: what to install is within them.
+  expect(stdout).toContain(`"${toolsWait.slice(0, toolsWait.indexOf(" on Alpine") + " on Alpine".length)}`);
   expect(treeChanges()).toEqual(before);
   await stack.workspace.removeStack("alpine-whole");
 });
@@ -295,7 +302,8 @@ test("preview of the whole stack once libvirt is installed and libvirtd runs wit
       ],
       // The package made the directory.
       "libvirt-pool-default": ["define pool default (dir at /var/lib/libvirt/images)", "start pool default", "start pool default at boot"],
-      ...volumeAndGuest,
+      // curl and xz came with the packages: the image waits for the pool only.
+      ...volumeAndGuest(),
     });
     expect(treeChangesOf(installed)).toEqual(before);
     await stack.workspace.removeStack("alpine-libvirt-installed");

@@ -99,12 +99,14 @@ const installStandIn = (t: TreeWriter, name: string) => t.write(`/usr/local/sbin
 /**
  * The reference host once `apk add` of the stack's packages is done and libvirtd started by hand:
  * the packages in apk's database, libvirt's OpenRC scripts and images directory, a stand-in virsh
- * answering for a libvirtd with nothing defined, and libvirtd started in OpenRC's state dir (the
- * host's /run, a tmpfs of its own mount namespace). Nothing is in a runlevel yet.
+ * answering for a libvirtd with nothing defined, the image's download and decompression commands
+ * (curl and xz, stand-ins too), and libvirtd started in OpenRC's state dir (the host's /run, a
+ * tmpfs of its own mount namespace). Nothing is in a runlevel yet.
  */
 export async function installLibvirt(testHost: TestHost): Promise<void> {
   const t = new TreeWriter(testHost.rootfs);
   installStandIn(t, "virsh");
+  for (const command of ["curl", "xz"]) t.write(`/usr/local/sbin/${command}`, fs.readFileSync(path.join(__dirname, "packagedCommand")), 0o755);
   fs.appendFileSync(t.inTree("/lib/apk/db/installed"), `\n${apkDatabase(LIBVIRT_PACKAGES)}`);
   for (const service of ["libvirtd", "libvirt-guests"]) t.write(`/etc/init.d/${service}`, "#!/sbin/openrc-run\n", 0o755);
   fs.mkdirSync(t.inTree("/var/lib/libvirt/images"), { recursive: true });

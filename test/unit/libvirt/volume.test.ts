@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { checkInputs } from "../../../providers/check";
 import { diffFields } from "../../../providers/libvirt/fieldChanges";
 import {
@@ -6,6 +7,8 @@ import {
   checkStagedImage,
   checkVolumePools,
   compressionOf,
+  importBlockers,
+  importTools,
   parseDomainDisks,
   parseDomainsSection,
   parseQemuImgInfo,
@@ -20,6 +23,43 @@ import {
   type VolumeSpec,
 } from "../../../providers/libvirt/volume";
 import { inactiveFixture } from "./referenceHost";
+
+/**
+ * The host the Volume's provider talks to in the last tests: its pools section and the commands it
+ * has; every command it is asked to run is recorded. withHost and the host lock are replaced, so
+ * no SSH is needed.
+ */
+const scripted = { pools: "", installed: [] as string[], runs: [] as string[][] };
+
+jest.mock("../../../providers/ssh/host", () => ({
+  withHost: async (_connection: unknown, use: (host: unknown) => Promise<unknown>) => {
+    const answer = (argv: string[]) => {
+      scripted.runs.push(argv);
+      const boundary = argv[1]?.startsWith("VFIO_HOST_BOUNDARY=") ? argv[1].slice("VFIO_HOST_BOUNDARY=".length) : undefined;
+      if (!boundary) return { stdout: "", stderr: "", code: 0 };
+      // readSections: ["env", boundary, "sh", "-c", script, "sh", ...args]; the script names its sections.
+      const args = argv.slice(6);
+      const sections: Record<string, string> = {
+        pools: scripted.pools,
+        installed: args.filter((c) => scripted.installed.includes(c)).join("\n"),
+        exists: "",
+        info: "",
+        domains: "absent\n",
+      };
+      const names = [...argv[4].matchAll(/"\$VFIO_HOST_BOUNDARY" (\w+)/g)].map((m) => m[1]);
+      return { stdout: names.map((name) => `\n${boundary} ${name}\n${sections[name]}\n`).join(""), stderr: "", code: 0 };
+    };
+    return use({ label: "root@192.0.2.10", run: async (argv: string[]) => answer(argv), exec: async (argv: string[]) => answer(argv) });
+  },
+}));
+
+jest.mock("../../../providers/ssh/hostLock", () => ({
+  lockOwner: () => "unit test",
+  withHostLock: (_connection: unknown, _owner: string, fn: () => Promise<unknown>) => fn(),
+}));
+
+// Loaded after the mocks are in place.
+const { volumeProvider } = require("../../../providers/libvirt/volumeResource") as typeof import("../../../providers/libvirt/volumeResource");
 
 const URL_XZ = "https://github.com/home-assistant/operating-system/releases/download/7.5/haos_ova-7.5.qcow2.xz";
 const SHA = "9B0C6E3D5A2F1E4B7C8D9A0B1C2D3E4F5A6B7C8D9E0F1A2B3C4D5E6F7A8B9C0D";
@@ -297,5 +337,151 @@ describe("the domains that use a volume", () => {
     const iso = volumeSchema.parse({ pool: "default", name: "debian-12.iso", source: { hostPath: "/srv/debian-12.iso" }, format: "raw" });
     expect(checkDeleteInUse(iso, inUse, domains)).toContain("it is a disk of domain haos-test (running)");
     expect(checkDeleteInUse(haos, inUse, { readable: true, domains: [] })).toBeUndefined();
+  });
+});
+
+// The lab's guest image, as the lab stack imports it.
+const labGuest = volumeSchema.parse({ pool: "default", name: "lab-guest.qcow2", source: { hostPath: "/srv/vfio-host/lab-guest.qcow2.xz" }, format: "qcow2" });
+const XZ_LINE = "import default/lab-guest.qcow2 once xz is installed on the host (e.g. xz-utils on Debian, xz on Alpine: add it to libvirt.packages)";
+
+/** The commands a stage step runs: argv[0], or the command a `sh -c` script execs. */
+const commandsOf = (steps: readonly { argv: readonly string[] }[]) => steps.map((s) => (s.argv[0] === "sh" ? /^exec (\S+)/.exec(s.argv[2])![1] : s.argv[0]));
+// What every system the project knows has in its base: coreutils, or busybox on Alpine.
+const BASE_COMMANDS = ["sha256sum", "rm", "cp"];
+
+describe("the commands an import needs", () => {
+  it("are the downloader for a URL and the decompressor of its compression", () => {
+    const tools = (source: object, compression = "auto") => importTools(volumeSchema.parse({ ...haos, source, compression })).map((t) => t.command);
+    expect(tools({ url: URL_XZ })).toEqual(["curl", "xz"]);
+    expect(tools({ url: "https://example.org/disk.raw.gz" })).toEqual(["curl", "gzip"]);
+    expect(tools({ url: "https://example.org/disk.qcow2" })).toEqual(["curl"]);
+    expect(tools({ hostPath: "/srv/vfio-host/lab-guest.qcow2.xz" })).toEqual(["xz"]);
+    expect(tools({ hostPath: "/srv/disk.qcow2.xz" }, "none")).toEqual([]);
+  });
+
+  it("are exactly the commands its steps run beyond the base system's", () => {
+    const spec = fc
+      .record({
+        url: fc.boolean(),
+        suffix: fc.constantFrom(".qcow2", ".qcow2.xz", ".img.gz", ".raw"),
+        compression: fc.constantFrom("auto", "xz", "gz", "none"),
+        sha256: fc.option(fc.constant(SHA), { nil: undefined }),
+      })
+      .map(({ url, suffix, compression, sha256 }) =>
+        volumeSchema.parse({
+          pool: "default",
+          name: "disk.qcow2",
+          source: url ? { url: `https://example.org/disk${suffix}` } : { hostPath: `/srv/disk${suffix}` },
+          compression,
+          sha256,
+          format: "qcow2",
+        }),
+      );
+    fc.assert(
+      fc.property(spec, (volume) => {
+        const run = commandsOf(planVolumeImport(volume, facts)!.stage).filter((c) => !BASE_COMMANDS.includes(c));
+        expect(new Set(run)).toEqual(new Set(importTools(volume).map((t) => t.command)));
+      }),
+    );
+  });
+});
+
+describe("importBlockers", () => {
+  it("wait for xz, naming its package on each system and the key that installs it first", () => {
+    expect(importBlockers(labGuest, facts, [])).toEqual([
+      {
+        change: XZ_LINE,
+        problem:
+          "Volume lab-guest.qcow2: the import of /srv/vfio-host/lab-guest.qcow2.xz needs xz (to decompress it), which command -v does not find on the host; " +
+          "install it (e.g. xz-utils on Debian, xz on Alpine; in a host stack, add it to vfio-host:libvirt.packages.packages, which HostPackages installs before the volume), then run again",
+      },
+    ]);
+    expect(importBlockers(labGuest, facts, ["xz"])).toEqual([]);
+  });
+
+  it("keep the pool's wait and the tools' wait as two lines", () => {
+    expect(importBlockers(haos, { pool: undefined }, []).map((b) => b.change)).toEqual([
+      `import ${URL_XZ} as default/haos_ova-7.5.qcow2 once its StoragePool has created pool default`,
+      "import default/haos_ova-7.5.qcow2 once curl and xz are installed on the host " +
+        "(e.g. curl and xz-utils on Debian, curl and xz on Alpine: add them to libvirt.packages)",
+    ]);
+    expect(importBlockers(haos, { pool: undefined }, ["curl", "xz"])).toEqual([
+      {
+        change: `import ${URL_XZ} as default/haos_ova-7.5.qcow2 once its StoragePool has created pool default`,
+        problem: 'Volume haos_ova-7.5.qcow2: there is no pool "default" on the host; declare a StoragePool named "default" and make the volume depend on it',
+      },
+    ]);
+    expect(importBlockers(haos, facts, ["xz"])).toEqual([
+      expect.objectContaining({
+        change: "import default/haos_ova-7.5.qcow2 once curl is installed on the host (e.g. curl on Debian and Alpine: add it to libvirt.packages)",
+      }),
+    ]);
+  });
+
+  it("name every missing command and no other", () => {
+    fc.assert(
+      fc.property(fc.subarray(["curl", "xz", "gzip", "qemu-img"]), (installed) => {
+        const changes = importBlockers(haos, facts, installed).map((b) => b.change);
+        const missing = ["curl", "xz"].filter((c) => !installed.includes(c));
+        expect(changes).toHaveLength(missing.length > 0 ? 1 : 0);
+        for (const command of ["curl", "xz"]) expect(changes.join("").includes(` ${command} `)).toBe(missing.includes(command));
+      }),
+    );
+  });
+});
+
+describe("the Volume's provider on a host that lacks the import's tools", () => {
+  const POOL_XML = "<pool type='dir'><name>default</name><uuid>0d5b8a1e-6c2f-4d9a-b3e7-1f2a3b4c5d6e</uuid><target><path>/var/lib/libvirt/images</path></target></pool>";
+  const POOL_INFO = "Name:           default\nState:          running\nAutostart:      yes\n";
+  const connection = { host: "192.0.2.10", port: 22, user: "root", hostKey: "SHA256:" + "A".repeat(43), privateKey: "key" };
+  const news = { pool: "default", name: "lab-guest.qcow2", source: { hostPath: "/srv/vfio-host/lab-guest.qcow2.xz" }, format: "qcow2", connection, stackName: "dev", __provider: "serialized" };
+  const factReads = (runs: readonly string[][]) => runs.filter((argv) => argv[1]?.startsWith("VFIO_HOST_BOUNDARY="));
+
+  beforeEach(() => Object.assign(scripted, { pools: `\0default\0${POOL_XML}\0${POOL_INFO}\0`, installed: [], runs: [] }));
+
+  it("previews the import as waiting for xz, with the steps it then runs, in the fact reads it made before", async () => {
+    const result = await volumeProvider.check!({}, news);
+    expect(result.failures).toBeUndefined();
+    expect(result.inputs!.plannedChanges).toEqual([
+      XZ_LINE,
+      `decompress (xz) into ${IMAGES}/.lab-guest.qcow2.partial`,
+      `inspect ${IMAGES}/.lab-guest.qcow2.partial`,
+      `move the image to ${IMAGES}/lab-guest.qcow2`,
+      "rescan pool default",
+    ]);
+    // The pools with the commands, then the file and the domains: no round trip for the tools.
+    expect(scripted.runs).toHaveLength(2);
+    expect(factReads(scripted.runs)[0].slice(6)).toEqual(["xz"]);
+  });
+
+  it("previews both waits when the pool is not there either, in one fact read", async () => {
+    scripted.pools = "";
+    const result = await volumeProvider.check!({}, news);
+    expect(result.inputs!.plannedChanges).toEqual([
+      "import /srv/vfio-host/lab-guest.qcow2.xz as default/lab-guest.qcow2 once its StoragePool has created pool default",
+      XZ_LINE,
+    ]);
+    expect(scripted.runs).toHaveLength(1);
+  });
+
+  it("fails the create with the problem before it runs anything, so no partial file is left", async () => {
+    await expect(volumeProvider.create(news)).rejects.toThrow(
+      "Volume lab-guest.qcow2: the import of /srv/vfio-host/lab-guest.qcow2.xz needs xz (to decompress it), which command -v does not find on the host",
+    );
+    expect(scripted.runs).toEqual(factReads(scripted.runs));
+  });
+
+  it("imports once xz is there", async () => {
+    scripted.installed = ["xz"];
+    expect((await volumeProvider.check!({}, news)).inputs!.plannedChanges).toEqual([
+      `decompress (xz) into ${IMAGES}/.lab-guest.qcow2.partial`,
+      `inspect ${IMAGES}/.lab-guest.qcow2.partial`,
+      `move the image to ${IMAGES}/lab-guest.qcow2`,
+      "rescan pool default",
+    ]);
+    scripted.runs = [];
+    // The scripted host's qemu-img prints nothing: the create gets as far as the decompression and the inspection.
+    await expect(volumeProvider.create(news)).rejects.toThrow();
+    expect(scripted.runs.filter((argv) => !factReads(scripted.runs).includes(argv)).map((argv) => argv[0])).toEqual(["sh", "qemu-img", "rm"]);
   });
 });
