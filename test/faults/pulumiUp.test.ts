@@ -31,7 +31,7 @@ import { FaultTable, noViolations, Prng, TrialResult } from "./trials";
 
 jest.setTimeout(10 * 60_000);
 
-const KILL_TRIALS = 14;
+const KILL_TRIALS = 10;
 const CONCURRENT_TRIALS = 2;
 const KILLED = "faults-killed";
 const up = (stack: string) => ["up", "--yes", "--skip-preview", "--non-interactive", "--stack", stack];
