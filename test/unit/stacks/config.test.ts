@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import fc from "fast-check";
 import { utils } from "ssh2";
 import { parseConnectionConfig, parseStackConfig } from "../../../stacks/config";
+import { vfioSelectionDefaults } from "../vfioBinding/fixtures";
 
 // Real keys: the config reads the private key the way ssh2 will (a passphrase that does not decrypt it is a config error).
 const plainKey = utils.generateKeyPairSync("ed25519").private;
@@ -46,16 +47,7 @@ describe("parseStackConfig", () => {
       extlinuxModules: [],
       bootBackend: "auto",
       acknowledgeBootCriticalArgs: [],
-      vfio: {
-        devices: [],
-        iommuGroups: [4],
-        usbDevices: [],
-        acknowledgeGroupMembers: [],
-        allowHostCritical: [],
-        acknowledgeUnresolvedHostDevices: [],
-        bindBy: "ids",
-        allowUnsafeInterrupts: false,
-      },
+      vfio: { ...vfioSelectionDefaults, iommuGroups: [4] },
       reboot: "auto",
       rebootTimeoutSeconds: 900,
       trialBoot: true,

@@ -7,7 +7,7 @@ import { utils } from "ssh2";
 import { hostdevProblems } from "../../../providers/libvirt/domainResource";
 import { parseLspci, vendorDevice } from "../../../providers/vfioBinding/hostFacts";
 import { parseStackConfig, StackConfig } from "../../../stacks/config";
-import { referenceLspci } from "../vfioBinding/fixtures";
+import { referenceLspci, vfioSelectionDefaults } from "../vfioBinding/fixtures";
 
 // js-yaml ships with @pulumi/pulumi, which reads its own YAML with it.
 const { load } = require("js-yaml") as { load(text: string): unknown };
@@ -28,17 +28,6 @@ const perInstallation = {
   sshPrivateKey: utils.generateKeyPairSync("ed25519").private,
 };
 const secrets = new Set(["vfio-host:sshPrivateKey"]);
-/** The VfioBinding inputs a stack file does not set. */
-const vfioDefaults = {
-  devices: [],
-  iommuGroups: [],
-  usbDevices: [],
-  acknowledgeGroupMembers: [],
-  allowHostCritical: [],
-  acknowledgeUnresolvedHostDevices: [],
-  bindBy: "ids",
-  allowUnsafeInterrupts: false,
-};
 
 function checkedStack(name: string): StackConfig {
   const supplied = { "vfio-host:hostKey": perInstallation.hostKey, "vfio-host:sshPrivateKey": perInstallation.sshPrivateKey };
@@ -66,7 +55,7 @@ describe("stacks/Pulumi.alpine-homeassistant.yaml", () => {
       acknowledgeBootCriticalArgs: [],
       bootBackend: "extlinux",
       extlinuxModules: ["vfio", "vfio-pci", "vfio_iommu_type1", "vfio_virqfd"],
-      vfio: { ...vfioDefaults, devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], allowUnsafeInterrupts: true },
+      vfio: { ...vfioSelectionDefaults, devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], allowUnsafeInterrupts: true },
       reboot: "auto",
       rebootTimeoutSeconds: 900,
       libvirt: expect.any(Object),
@@ -128,7 +117,7 @@ describe("stacks/Pulumi.amd-grub.example.yaml", () => {
       kernelArgs: ["amd_iommu=on", "iommu=pt"],
       bootBackend: "grub",
       extlinuxModules: [],
-      vfio: { ...vfioDefaults, iommuGroups: [14] },
+      vfio: { ...vfioSelectionDefaults, iommuGroups: [14] },
       reboot: "auto",
     });
   });

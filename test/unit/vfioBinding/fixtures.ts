@@ -61,3 +61,15 @@ export const vfioBuiltInKernel: KernelModules = {
   loadable: Object.fromEntries(Object.entries(debianKernel.loadable).filter(([name]) => vfioBuiltin[name] === undefined)),
   builtin: vfioBuiltin,
 };
+
+/** The VfioBinding inputs a selection does not set, as VfioBindingInputs fills them in. */
+export const vfioSelectionDefaults = {
+  devices: [],
+  iommuGroups: [],
+  usbDevices: [],
+  acknowledgeGroupMembers: [],
+  allowHostCritical: [],
+  acknowledgeUnresolvedHostDevices: [],
+  bindBy: "ids",
+  allowUnsafeInterrupts: false,
+};

@@ -1,4 +1,5 @@
 import { VfioBindingInputs } from "../../../providers/vfioBinding/schema";
+import { vfioSelectionDefaults } from "./fixtures";
 
 const messages = (input: unknown) => {
   const result = VfioBindingInputs.safeParse(input);
@@ -7,16 +8,7 @@ const messages = (input: unknown) => {
 
 describe("VfioBindingInputs", () => {
   it("accepts ids and addresses and fills defaults", () => {
-    expect(VfioBindingInputs.parse({ devices: ["8086:3a67", "00:1a.7"] })).toEqual({
-      devices: ["8086:3a67", "00:1a.7"],
-      iommuGroups: [],
-      usbDevices: [],
-      acknowledgeGroupMembers: [],
-      allowHostCritical: [],
-      acknowledgeUnresolvedHostDevices: [],
-      bindBy: "ids",
-      allowUnsafeInterrupts: false,
-    });
+    expect(VfioBindingInputs.parse({ devices: ["8086:3a67", "00:1a.7"] })).toEqual({ ...vfioSelectionDefaults, devices: ["8086:3a67", "00:1a.7"] });
   });
 
   it("rejects malformed ids with an example", () => {
