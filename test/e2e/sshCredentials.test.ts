@@ -3,13 +3,14 @@
 // SSH_AUTH_SOCK must reach that process; a private key with a passphrase, both secrets that neither
 // the stack's file nor its state may hold in plain text; and `npm run discover -- --stack NAME`,
 // which reads a host stack's own config.
-import { ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { ChildProcess, execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { ConfigMap, Stack } from "@pulumi/pulumi/automation";
+import { startSshAgent } from "../testhost/sshAgent";
 import { startTestHost, TestHost } from "../testhost/testHost";
 import { localStack, projectRoot, pulumiCli, pulumiEnv } from "./pulumiEnv";
 
@@ -52,13 +53,7 @@ beforeAll(async () => {
   encryptedKey = fs.readFileSync(encryptedKeyFile, "utf8");
 
   agentSocket = path.join(keyDir, "agent.sock");
-  // -D: in the foreground, so this PID is the agent's own and afterAll ends it by it.
-  agent = spawn("ssh-agent", ["-D", "-a", agentSocket], { stdio: "ignore" });
-  const deadline = Date.now() + 10_000;
-  while (!fs.existsSync(agentSocket)) {
-    if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`ssh-agent did not create ${agentSocket}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  agent = await startSshAgent(agentSocket);
   execFileSync("ssh-add", ["-q", plainKeyFile], { env: { ...process.env, SSH_AUTH_SOCK: agentSocket }, stdio: "pipe" });
 });
 

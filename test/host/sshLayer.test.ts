@@ -1,6 +1,6 @@
 // The SSH layer against a real OpenSSH server (its own namespace and root filesystem): every
 // assertion reads the test host's files or the remote command's own output.
-import { execFileSync, spawn } from "child_process";
+import { ChildProcess, execFileSync } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
@@ -12,6 +12,7 @@ import { LOCK_PATH, releaseHostLocks, withHostLock } from "../../providers/ssh/h
 import { readSections } from "../../providers/ssh/sections";
 import { childPids } from "../faults/processes";
 import { runCommand } from "../testhost/command";
+import { startSshAgent } from "../testhost/sshAgent";
 import { startTestHost, TestHost } from "../testhost/testHost";
 
 jest.setTimeout(120_000);
@@ -302,19 +303,13 @@ describe("credentials as people keep them", () => {
   });
 
   describe("through a real ssh-agent", () => {
-    let agent: ReturnType<typeof spawn>;
+    let agent: ChildProcess;
     let socket: string;
     const savedSocket = process.env.SSH_AUTH_SOCK;
 
     beforeAll(async () => {
       socket = path.join(dir, "agent.sock");
-      // -D: in the foreground, so this PID is the agent's and it is ended by it.
-      agent = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
-      const deadline = Date.now() + 10_000;
-      while (!fs.existsSync(socket)) {
-        if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`ssh-agent did not create ${socket}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      agent = await startSshAgent(socket);
       process.env.SSH_AUTH_SOCK = socket;
     });
     afterAll(() => {
