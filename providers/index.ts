@@ -10,6 +10,7 @@ import { hostPackagesProvider } from "./hostPackages/resource";
 import { storagePoolProvider } from "./libvirt/poolResource";
 import { volumeProvider } from "./libvirt/volumeResource";
 import { libvirtDomainProvider } from "./libvirt/domainResource";
+import { recordProcessStart, timedProvider } from "./timings";
 
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
   HostFile: hostFileProvider,
@@ -24,9 +25,11 @@ const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
 };
 
 exitWhenEngineGone();
+const timed = Object.fromEntries(Object.entries(providers).map(([kind, provider]) => [kind, timedProvider(kind, provider)]));
+recordProcessStart("provider");
 
 export function providerFor(kind: string): pulumi.dynamic.ResourceProvider {
-  const provider = providers[kind];
+  const provider = timed[kind];
   if (!provider) {
     throw new Error(`No provider for resource kind ${kind}: the state was written by a newer vfio-host; update the checkout`);
   }

@@ -2,9 +2,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { LibvirtHost } from "../providers/libvirt/libvirtHostResource";
 import { VfioHost } from "../providers/vfioHost";
+import { recordProcessStart, recordProgramStep } from "../providers/timings";
 import { readStackConfig } from "./config";
 import { secretConnection } from "./connection";
 
+recordProcessStart("program");
 const config = readStackConfig();
 const connection = secretConnection(config.connection);
 const host = new VfioHost(pulumi.getStack(), {
@@ -34,3 +36,4 @@ const libvirt = config.libvirt
   ? new LibvirtHost(`${pulumi.getStack()}-libvirt`, { connection, ...config.libvirt, vfioDevices: host.boundDevices }, { dependsOn: [host] })
   : undefined;
 export const domains = libvirt ? Object.keys(libvirt.domains) : [];
+recordProgramStep("declared");

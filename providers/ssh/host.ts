@@ -2,6 +2,7 @@
 // and backups. Every resource reaches its host through `withHost`, nothing else speaks SSH.
 import { createHash } from "crypto";
 import { Client, ClientChannel, ConnectConfig } from "ssh2";
+import { countConnection, countRoundTrip, timingClock } from "../timings";
 import { Connection, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "./connection";
 import { describeCommand, shellCommand, ShellArg } from "./quote";
 
@@ -194,7 +195,15 @@ function remoteHost(connection: Connection): RemoteHost {
 
   const exec = async (argv: readonly ShellArg[], options: ExecOptions = {}): Promise<ExecResult> => {
     const words = options.escalate === false ? argv : [...escalation, ...argv];
-    const attempt = () => withChannel(connection, (client) => execOnClient(client, shellCommand(words), options, describeCommand(argv), label));
+    const attempt = () =>
+      withChannel(connection, async (client) => {
+        const started = timingClock();
+        try {
+          return await execOnClient(client, shellCommand(words), options, describeCommand(argv), label);
+        } finally {
+          countRoundTrip(started, describeCommand(argv));
+        }
+      });
     try {
       return await attempt();
     } catch (err) {
@@ -454,6 +463,7 @@ function connectOnce(connection: Connection, handshakeTimeoutMs: number): Promis
   const label = connectionLabel(connection);
   const pin = connection.hostKey ? pinnedHostKey(connection.hostKey) : undefined;
   let presented: string | undefined;
+  const started = timingClock();
   return new Promise((resolve, reject) => {
     const client = new Client();
     const config: ConnectConfig = {
@@ -479,6 +489,7 @@ function connectOnce(connection: Connection, handshakeTimeoutMs: number): Promis
     client
       .once("ready", () => {
         counters.connectionsOpened++;
+        countConnection(started);
         resolve(client);
       })
       // `on`, not `once`: ssh2 can emit a second error as the socket closes, and an error event
