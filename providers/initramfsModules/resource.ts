@@ -89,9 +89,9 @@ async function readInitramfsFacts(host: RemoteHost) {
     modulesFile: catFile(INITRAMFS_TOOLS_MODULES_PATH),
     mkinitfsConf: catFile(MKINITFS_CONF_PATH),
     featureFile: catFile(VFIO_FEATURE_MODULES_PATH),
-    toolsListing: `${NEXT_KERNEL}\n${systems["initramfs-tools"].listing}`,
-    mkinitfsListing: `${NEXT_KERNEL}\n${systems.mkinitfs.listing}`,
-  });
+    toolsListing: systems["initramfs-tools"].listing,
+    mkinitfsListing: systems.mkinitfs.listing,
+  }, { prelude: NEXT_KERNEL });
   return {
     kernel: parseNextKernel(s),
     systems: s.system.split("\n").filter(Boolean) as System[],
@@ -199,13 +199,10 @@ async function rebuildAndVerify(host: RemoteHost, system: System, release: strin
 export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPlan, InitramfsState>({
   schema: InitramfsModulesInputs,
   identity: () => "initramfs",
-  plan: async (host, inputs, state) =>
-    planInitramfs(
-      inputs,
-      { ...(await readInitramfsFacts(host)), backups: state ? undefined : await readInitramfsBackups(host) },
-      state,
-      await readStaging(host, inputs.trial),
-    ),
+  plan: async (host, inputs, state) => {
+    const [facts, backups, staging] = await Promise.all([readInitramfsFacts(host), state ? undefined : readInitramfsBackups(host), readStaging(host, inputs.trial)]);
+    return planInitramfs(inputs, { ...facts, backups }, state, staging);
+  },
   describe: (plan) => plan.changes,
   async apply(host, plan, inputs) {
     if (plan.refusal) throw new Error(plan.refusal);

@@ -15,16 +15,13 @@ done | awk '{ k = $0; gsub(/[^0-9]+/, " ", k); n = split(k, v, " "); key = ""
   for (i = 1; i <= n; i++) key = key sprintf("%08d", v[i]); print key " " $0 }' | sort | tail -n 1 | cut -d" " -f2)
 [ -n "$release" ] || release=$(uname -r)`;
 
-/** Sections for readSections: the releases and the next kernel's module lists. */
+/** Sections for readSections with NEXT_KERNEL as the prelude: the releases and the next kernel's module lists. */
 export const KERNEL_SECTIONS = {
-  kernel: `${NEXT_KERNEL}
-echo "running $(uname -r)"
+  kernel: `echo "running $(uname -r)"
 echo "next $release"`,
   // Only the module paths: the dependency lists would double the bytes and nothing reads them.
-  modulesDep: `${NEXT_KERNEL}
-cut -d: -f1 "/lib/modules/$release/modules.dep"`,
-  modulesBuiltin: `${NEXT_KERNEL}
-cat "/lib/modules/$release/modules.builtin"`,
+  modulesDep: `cut -d: -f1 "/lib/modules/$release/modules.dep"`,
+  modulesBuiltin: `cat "/lib/modules/$release/modules.builtin"`,
 } as const;
 
 /** The kernel section: "running <uname -r>" and "next <release>". */

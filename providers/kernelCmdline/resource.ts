@@ -150,13 +150,10 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
 export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({
   schema: KernelCmdlineInputs,
   identity: () => "kernel-cmdline",
-  plan: async (host, inputs, state) =>
-    planKernelCmdline(
-      inputs,
-      { ...(await readBootFacts(host)), backups: state ? undefined : await readBackups(host) },
-      state,
-      await readStaging(host, inputs.trial),
-    ),
+  plan: async (host, inputs, state) => {
+    const [facts, backups, staging] = await Promise.all([readBootFacts(host), state ? undefined : readBackups(host), readStaging(host, inputs.trial)]);
+    return planKernelCmdline(inputs, { ...facts, backups }, state, staging);
+  },
   describe: describeKernelCmdlinePlan,
   warnings: (plan) => [...plan.warnings],
 

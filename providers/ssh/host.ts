@@ -12,6 +12,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Run as root through sudo/doas when the login user is not root (default true). */
   escalate?: boolean;
+  /** The command only reads: the reads of this run stay valid (see `reads`). Any other command forgets them. */
+  readOnly?: boolean;
 }
 
 export interface ExecResult {
@@ -23,6 +25,8 @@ export interface ExecResult {
 
 export interface RemoteHost {
   readonly label: string;
+  /** Whether commands run through sudo/doas (a non-root login), unless told not to escalate. */
+  readonly escalates: boolean;
   exec(argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult>;
   /** Like exec, but a non-zero exit is an error that names the command and quotes its stderr. */
   run(argv: readonly ShellArg[], options?: ExecOptions): Promise<ExecResult>;
@@ -51,6 +55,11 @@ export interface RemoteHost {
   revertFile(path: string, text: string): Promise<void>;
   /** Drops the pooled connection, e.g. after asking the host to reboot; the next command reconnects. */
   disconnect(): Promise<void>;
+  /**
+   * What this process read from the host since anything may have changed it, by what was read
+   * (see `readsOf`): resources checked one after another share one read of the same facts.
+   */
+  reads(): Map<string, Promise<unknown>>;
 }
 
 export type RestoreOutcome = "restored" | "removed" | "no-backup" | "edited";
@@ -99,6 +108,43 @@ interface PooledConnection {
 }
 
 const pool = new Map<string, Promise<PooledConnection>>();
+
+/**
+ * The reads of this run, per host. The engine checks resources one at a time, and several read the
+ * same facts (the next kernel, the trial-boot support, a backup): each is read once and shared
+ * until anything may have changed it. Forgotten, before and after, by every command that is not
+ * marked read-only (a write, a rebuild, a reboot), by a new connection (the host may have
+ * rebooted) and by taking the host lock (another run may have changed the host meanwhile), so a
+ * change always plans from fresh reads; only a preview can see facts a few seconds old.
+ */
+const hostReads = new Map<string, Map<string, Promise<unknown>>>();
+
+function readsOf(label: string): Map<string, Promise<unknown>> {
+  let reads = hostReads.get(label);
+  if (!reads) {
+    reads = new Map();
+    hostReads.set(label, reads);
+  }
+  return reads;
+}
+
+/** Forgets what was read from the host: it may have changed. A read in flight lands in the forgotten map. */
+export function forgetReads(connection: Connection): void {
+  hostReads.delete(connectionLabel(connection));
+}
+
+/** A read through the host's read cache: the first caller reads, the others share its answer. */
+function cachedRead<T>(label: string, key: string, read: () => Promise<T>): Promise<T> {
+  const reads = readsOf(label);
+  const known = reads.get(key) as Promise<T> | undefined;
+  if (known) return known;
+  const reading = read();
+  reads.set(key, reading);
+  reading.catch(() => {
+    if (reads.get(key) === reading) reads.delete(key);
+  });
+  return reading;
+}
 
 /** Runs `fn` with the host behind `connection`, on a pooled connection shared by every resource of this process. */
 export async function withHost<T>(connection: Connection, fn: (host: RemoteHost) => Promise<T>): Promise<T> {
@@ -194,6 +240,15 @@ function remoteHost(connection: Connection): RemoteHost {
   const escalation = escalationPrefix(connection);
 
   const exec = async (argv: readonly ShellArg[], options: ExecOptions = {}): Promise<ExecResult> => {
+    if (!options.readOnly) forgetReads(connection);
+    try {
+      return await execOnce(argv, options);
+    } finally {
+      if (!options.readOnly) forgetReads(connection);
+    }
+  };
+
+  const execOnce = async (argv: readonly ShellArg[], options: ExecOptions): Promise<ExecResult> => {
     const words = options.escalate === false ? argv : [...escalation, ...argv];
     const attempt = () =>
       withChannel(connection, async (client) => {
@@ -223,12 +278,13 @@ function remoteHost(connection: Connection): RemoteHost {
     return result;
   };
 
-  const readFile = async (path: string): Promise<Buffer | undefined> => {
-    const result = await exec(["sh", "-c", `[ -e "$1" ] || exit ${MISSING_FILE_EXIT}; exec cat -- "$1"`, "sh", path]);
-    if (result.code === MISSING_FILE_EXIT) return undefined;
-    if (result.code !== 0) throw new RemoteCommandError(label, `read ${path}`, result);
-    return result.stdoutBytes;
-  };
+  const readFile = (path: string): Promise<Buffer | undefined> =>
+    cachedRead(label, `file ${path}`, async () => {
+      const result = await exec(["sh", "-c", `[ -e "$1" ] || exit ${MISSING_FILE_EXIT}; exec cat -- "$1"`, "sh", path], { readOnly: true });
+      if (result.code === MISSING_FILE_EXIT) return undefined;
+      if (result.code !== 0) throw new RemoteCommandError(label, `read ${path}`, result);
+      return result.stdoutBytes;
+    });
 
   const writeFileAtomic = async (path: string, data: string | Uint8Array, options: { mode?: string } = {}) => {
     const size = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
@@ -244,11 +300,12 @@ function remoteHost(connection: Connection): RemoteHost {
     await run(["sh", "-c", BACKUP_SCRIPT, "sh", path, BACKUP_ROOT + path]);
   };
 
-  const readBackup = async (path: string): Promise<Buffer | "absent" | undefined> => {
-    const result = await run(["sh", "-c", READ_BACKUP_SCRIPT, "sh", BACKUP_ROOT + path]);
-    const tag = result.stdoutBytes.subarray(0, 1).toString();
-    return tag === "F" ? result.stdoutBytes.subarray(1) : tag === "A" ? "absent" : undefined;
-  };
+  const readBackup = (path: string): Promise<Buffer | "absent" | undefined> =>
+    cachedRead(label, `backup ${path}`, async () => {
+      const result = await run(["sh", "-c", READ_BACKUP_SCRIPT, "sh", BACKUP_ROOT + path], { readOnly: true });
+      const tag = result.stdoutBytes.subarray(0, 1).toString();
+      return tag === "F" ? result.stdoutBytes.subarray(1) : tag === "A" ? "absent" : undefined;
+    });
 
   const restoreBackup = async (path: string, options: { ifSha256?: string } = {}) => {
     const result = await run(["sh", "-c", RESTORE_SCRIPT, "sh", path, BACKUP_ROOT + path, options.ifSha256 ?? ""]);
@@ -262,6 +319,7 @@ function remoteHost(connection: Connection): RemoteHost {
   };
 
   const disconnect = async () => {
+    forgetReads(connection);
     const entry = pool.get(label);
     pool.delete(label);
     const pooled = await entry?.catch(() => undefined);
@@ -271,7 +329,7 @@ function remoteHost(connection: Connection): RemoteHost {
     }
   };
 
-  return { label, exec, run, readFile, writeFileAtomic, backupOnce, readBackup, restoreBackup, revertFile, disconnect };
+  return { label, escalates: escalation.length > 0, exec, run, readFile, writeFileAtomic, backupOnce, readBackup, restoreBackup, revertFile, disconnect, reads: () => readsOf(label) };
 }
 
 const INCOMPLETE_WRITE_EXIT = 65;
@@ -408,7 +466,10 @@ async function connectWithRetry(connection: Connection): Promise<Client> {
     attempts++;
     try {
       // The handshake of one attempt may not outlast the whole wait (ssh2's default is 20 s).
-      return await connectOnce(connection, Math.min(HANDSHAKE_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())));
+      const client = await connectOnce(connection, Math.min(HANDSHAKE_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())));
+      // A new connection may be to a host that rebooted or changed meanwhile.
+      forgetReads(connection);
+      return client;
     } catch (err) {
       const e = err as Error;
       if (!isTransient(e)) throw e;

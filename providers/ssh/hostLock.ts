@@ -5,7 +5,7 @@
 // holder (the run ends, the process is killed, the connection drops) and with the host's boot.
 import * as os from "os";
 import { Connection, connectionLabel } from "./connection";
-import { HeldCommand, holdCommand } from "./host";
+import { forgetReads, HeldCommand, holdCommand } from "./host";
 
 export const LOCK_PATH = "/run/lock/vfio-host.lock";
 /** How long a run waits for another run's lock before it gives up. */
@@ -82,6 +82,8 @@ async function acquire(connection: Connection, owner: string): Promise<void> {
     });
   }
   await entry;
+  // Another run may have changed the host before this one got the lock: plan from fresh reads.
+  forgetReads(connection);
 }
 
 async function takeLock(connection: Connection, owner: string): Promise<HeldLock> {

@@ -3,7 +3,7 @@
 // area and crypttab volume it needs to boot, the path of this SSH session), and the kernel that
 // boots next. The shell only prints; every section is parsed by a pure function (hostNeeds.ts).
 import { KernelModules } from "../kernel/modules";
-import { KERNEL_SECTIONS, parseKernelReleases, parseNextKernel } from "../kernel/nextKernel";
+import { KERNEL_SECTIONS, NEXT_KERNEL, parseKernelReleases, parseNextKernel } from "../kernel/nextKernel";
 import { normalizePciAddress } from "../kernel/pci";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
@@ -119,12 +119,8 @@ export type FactSection = keyof typeof FACT_SECTIONS;
 
 /** Reads everything VfioBinding and discovery need about the host, in one SSH command. */
 export async function readVfioHostFacts(host: RemoteHost): Promise<VfioHostReading> {
-  // Unescalated: every fact is world-readable, and sudo would drop SSH_CONNECTION. A non-root
-  // login on Debian has no /usr/sbin in PATH, where modprobe (and on some systems lspci) live.
-  const snippets = Object.fromEntries(
-    Object.entries(FACT_SECTIONS).map(([name, snippet]) => [name, `PATH="$PATH:/usr/sbin:/sbin"\n${snippet}`]),
-  ) as Record<FactSection, string>;
-  return parseVfioHostSections(await readSections(host, snippets, { escalate: false }), host.label);
+  // Unescalated: every fact is world-readable, and sudo would drop SSH_CONNECTION.
+  return parseVfioHostSections(await readSections(host, FACT_SECTIONS, { escalate: false, prelude: NEXT_KERNEL }), host.label);
 }
 
 /**

@@ -67,8 +67,13 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
   schema: ResourceInputs,
   identity: (inputs) => inputs.path,
   async plan(host, inputs, state) {
-    const reading = await readVfioHostFacts(host);
-    const currentBytes = await host.readFile(inputs.path);
+    // Concurrent reads: each is one round trip, and the host works on them at once.
+    const [reading, currentBytes, backup, staging] = await Promise.all([
+      readVfioHostFacts(host),
+      host.readFile(inputs.path),
+      state ? undefined : host.readBackup(inputs.path),
+      readStaging(host, inputs.trial),
+    ]);
     const current = currentBytes?.toString("utf8");
     const hasGroups = reading.facts.pciDevices.some((d) => d.iommuGroup !== undefined);
     const plan = planVfioBinding({
@@ -91,8 +96,8 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
       changes: plan.changes.map((c) => `${inputs.path}: ${c}`),
       warnings: [...plan.warnings, ...reading.warnings],
       current,
-      refusal: state ? undefined : staleBackupRefusal(inputs.path, plan.content, currentBytes, await host.readBackup(inputs.path)),
-      staging: await readStaging(host, inputs.trial),
+      refusal: backup === undefined ? undefined : staleBackupRefusal(inputs.path, plan.content, currentBytes, backup),
+      staging,
     };
   },
   describe: (plan) =>

@@ -241,6 +241,30 @@ test("sections come back by name in one round trip, whatever the files contain",
   expect(sshStats().connectionsOpened - before).toBeLessThanOrEqual(1);
 });
 
+test("a fact read once is shared until anything may have changed the host: a write, the host lock, a new connection", async () => {
+  // Edited behind the layer's back (as by hand on the host), so only a new read can see the change.
+  const edit = (text: string) => fs.writeFileSync(onHost("etc/shared.conf"), text);
+  const read = (host: Parameters<Parameters<typeof withHost>[1]>[0]) =>
+    readSections(host, { shared: "cat /etc/shared.conf", other: "echo other" }).then((s) => s.shared);
+  edit("first\n");
+  await withHost(connect(), async (host) => {
+    expect(await read(host)).toBe("first\n");
+    edit("second\n");
+    // The same snippet, asked alongside a different one, and the same file through readFile, are shared.
+    expect(await readSections(host, { shared: "cat /etc/shared.conf" }).then((s) => s.shared)).toBe("first\n");
+    expect(await read(host)).toBe("first\n");
+    // A command that is not a read: everything read before is forgotten.
+    await host.writeFileAtomic("/tmp/unrelated", "x\n");
+    expect(await read(host)).toBe("second\n");
+    edit("third\n");
+    await withHostLock(connect(), "shared-reads-test", async () => expect(await read(host)).toBe("third\n"));
+    edit("fourth\n");
+    await host.disconnect();
+    expect(await read(host)).toBe("fourth\n");
+  });
+  await releaseHostLocks();
+});
+
 test("a handshake that never comes is given up at readyTimeoutSeconds, not after ssh2's 20 s per attempt", async () => {
   // A server that accepts the connection and never says a word (a host whose sshd hangs while booting).
   const sockets: net.Socket[] = [];

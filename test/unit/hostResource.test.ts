@@ -11,6 +11,9 @@ jest.mock("../../providers/ssh/host", () => ({
   withHost: async (_connection: unknown, use: (host: unknown) => Promise<unknown>) =>
     use({
       label: "root@192.0.2.10",
+      // Nothing is kept between reads: each one reaches the script.
+      escalates: false,
+      reads: () => new Map(),
       run: async (argv: string[]) => {
         scripted.commands.push(argv);
         const boundary = argv[1]?.startsWith("VFIO_HOST_BOUNDARY=") ? argv[1].slice("VFIO_HOST_BOUNDARY=".length) : undefined;

@@ -49,7 +49,7 @@ jest.mock("../../../providers/ssh/host", () => ({
       const names = [...argv[4].matchAll(/"\$VFIO_HOST_BOUNDARY" (\w+)/g)].map((m) => m[1]);
       return { stdout: names.map((name) => `\n${boundary} ${name}\n${sections[name]}\n`).join(""), stderr: "", code: 0 };
     };
-    return use({ label: "root@192.0.2.10", run: async (argv: string[]) => answer(argv), exec: async (argv: string[]) => answer(argv) });
+    return use({ label: "root@192.0.2.10", escalates: false, reads: () => new Map(), run: async (argv: string[]) => answer(argv), exec: async (argv: string[]) => answer(argv) });
   },
 }));
 

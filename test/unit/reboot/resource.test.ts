@@ -18,6 +18,9 @@ jest.mock("../../../providers/ssh/host", () => ({
   withHost: async (_connection: unknown, use: (host: unknown) => Promise<unknown>) =>
     use({
       label: "root@192.0.2.10",
+      // Nothing is kept between reads: each one reaches the script.
+      escalates: false,
+      reads: () => new Map(),
       disconnect: async () => undefined,
       run: async (argv: string[]) => {
         scripted.commands.push(argv);
