@@ -29,5 +29,5 @@ while IFS= read -r line; do export "${line?}"; done < <(bash scripts/pulumi-env.
 pulumi version
 
 step "build"
-tsc -p tsconfig.json
+bash scripts/build.sh
 echo "setup done in $(( $(date +%s) - start ))s"
