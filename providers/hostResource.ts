@@ -52,6 +52,8 @@ export interface HostResourceDefinition<I, P, S> {
    * output, known at preview (check computes it), where `state` is only known after the apply.
    */
   planned?(plan: P): Record<string, unknown>;
+  /** Starts, without waiting, reads that other resources' checks will make (see bootReads.ts); check and refresh only. */
+  prefetch?(host: RemoteHost, inputs: I): void;
 }
 
 /** The properties this base adds (the connection, its outputs, the serialized provider) apart from the resource's own. */
@@ -102,7 +104,10 @@ export function hostResourceProvider<I extends object, P, S>(
       // Inputs still unknown (another resource's output) only make the plan partial, not wrong.
       const partial = hasUnknown(own);
       try {
-        const plan = await withHost(checkedConnection.data, (host) => definition.plan(host, checkedInputs.data, undefined, previousInputs(olds)));
+        const plan = await withHost(checkedConnection.data, (host) => {
+          definition.prefetch?.(host, checkedInputs.data);
+          return definition.plan(host, checkedInputs.data, undefined, previousInputs(olds));
+        });
         for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
         const plannedChanges = definition.describe(plan);
         // A plan from partly unknown inputs plans the known part only: what it decided stays unknown.
@@ -150,9 +155,10 @@ export function hostResourceProvider<I extends object, P, S>(
     async read(id, props: Record<string, unknown>) {
       const { connection, inputs } = parse(props);
       const state = props.state as S;
-      const plannedChanges = await withHost(connection, async (host) =>
-        definition.describe(await definition.plan(host, inputs, state, undefined)),
-      );
+      const plannedChanges = await withHost(connection, async (host) => {
+        definition.prefetch?.(host, inputs);
+        return definition.describe(await definition.plan(host, inputs, state, undefined));
+      });
       return { id, props: { ...props, plannedChanges } };
     },
 

@@ -10,5 +10,5 @@ if [ -e "$stamp" ] && [ -z "$(find providers stacks scripts bench test tsconfig.
   exit 0
 fi
 started=$(date +%s.%N)
-tsc -p tsconfig.json
+"$root/node_modules/.bin/tsc" -p tsconfig.json
 touch -d "@$started" "$stamp"

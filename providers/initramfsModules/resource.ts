@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
+import { prefetchBootReads, registerBootReads } from "../bootReads";
 import { readStaging, stagedFile, Staging } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
@@ -109,6 +110,11 @@ async function readInitramfsBackups(host: RemoteHost) {
   ]);
   return { modulesFile, mkinitfsConf, featureFile };
 }
+/** The plan's reads, at once; without state the backups too. */
+const readInitramfsPlanFacts = (host: RemoteHost, trial: boolean, withBackups: boolean) =>
+  Promise.all([readInitramfsFacts(host), withBackups ? readInitramfsBackups(host) : undefined, readStaging(host, trial)]);
+registerBootReads((host, trial) => readInitramfsPlanFacts(host, trial, true));
+
 type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Awaited<ReturnType<typeof readInitramfsBackups>> };
 
 /** Pure: which files change and whether the image must be rebuilt. */
@@ -199,8 +205,9 @@ async function rebuildAndVerify(host: RemoteHost, system: System, release: strin
 export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPlan, InitramfsState>({
   schema: InitramfsModulesInputs,
   identity: () => "initramfs",
+  prefetch: prefetchBootReads,
   plan: async (host, inputs, state) => {
-    const [facts, backups, staging] = await Promise.all([readInitramfsFacts(host), state ? undefined : readInitramfsBackups(host), readStaging(host, inputs.trial)]);
+    const [facts, backups, staging] = await readInitramfsPlanFacts(host, inputs.trial, state === undefined);
     return planInitramfs(inputs, { ...facts, backups }, state, staging);
   },
   describe: (plan) => plan.changes,

@@ -2,6 +2,7 @@
 // /etc/default/grub or Alpine's /etc/update-extlinux.conf), then the generated boot config
 // regenerated and checked. Only the arguments it owns are added, replaced or removed.
 import * as pulumi from "@pulumi/pulumi";
+import { prefetchBootReads, registerBootReads } from "../bootReads";
 import { readStaging, stagedFile, Staging } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
@@ -147,11 +148,17 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
   return `${plan.path} was put back and ${b.generated} regenerated from it`;
 }
 
+/** The plan's reads, at once; without state the backups too, to recognise what a run that died wrote. */
+const readKernelCmdlineFacts = (host: RemoteHost, trial: boolean, withBackups: boolean) =>
+  Promise.all([readBootFacts(host), withBackups ? readBackups(host) : undefined, readStaging(host, trial)]);
+registerBootReads((host, trial) => readKernelCmdlineFacts(host, trial, true));
+
 export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({
   schema: KernelCmdlineInputs,
   identity: () => "kernel-cmdline",
+  prefetch: prefetchBootReads,
   plan: async (host, inputs, state) => {
-    const [facts, backups, staging] = await Promise.all([readBootFacts(host), state ? undefined : readBackups(host), readStaging(host, inputs.trial)]);
+    const [facts, backups, staging] = await readKernelCmdlineFacts(host, inputs.trial, state === undefined);
     return planKernelCmdline(inputs, { ...facts, backups }, state, staging);
   },
   describe: describeKernelCmdlinePlan,

@@ -113,8 +113,8 @@ const pool = new Map<string, Promise<PooledConnection>>();
  * The reads of this run, per host. The engine checks resources one at a time, and several read the
  * same facts (the next kernel, the trial-boot support, a backup): each is read once and shared
  * until anything may have changed it. Forgotten, before and after, by every command that is not
- * marked read-only (a write, a rebuild, a reboot), by a new connection (the host may have
- * rebooted) and by taking the host lock (another run may have changed the host meanwhile), so a
+ * marked read-only (a write, a rebuild, a reboot), by the end of the connection (the host may
+ * have rebooted) and by taking the host lock (another run may have changed the host meanwhile), so a
  * change always plans from fresh reads; only a preview can see facts a few seconds old.
  */
 const hostReads = new Map<string, Map<string, Promise<unknown>>>();
@@ -417,6 +417,8 @@ async function withChannel<T>(connection: Connection, fn: (client: Client) => Pr
       const pooled: PooledConnection = { client, active: 0, waiters: [] };
       const forget = () => {
         if (pool.get(key) === entry) pool.delete(key);
+        // The connection ended (the host rebooting, sshd restarted): what it read may be stale.
+        forgetReads(connection);
       };
       client.on("close", forget);
       client.on("error", forget);
@@ -466,10 +468,7 @@ async function connectWithRetry(connection: Connection): Promise<Client> {
     attempts++;
     try {
       // The handshake of one attempt may not outlast the whole wait (ssh2's default is 20 s).
-      const client = await connectOnce(connection, Math.min(HANDSHAKE_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())));
-      // A new connection may be to a host that rebooted or changed meanwhile.
-      forgetReads(connection);
-      return client;
+      return await connectOnce(connection, Math.min(HANDSHAKE_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())));
     } catch (err) {
       const e = err as Error;
       if (!isTransient(e)) throw e;

@@ -4,6 +4,7 @@
 // when this content changes.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { prefetchBootReads, registerBootReads } from "../bootReads";
 import { readStaging, stagedFile, Staging } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
@@ -63,9 +64,12 @@ export interface VfioBindingState {
 /** `refusal`: planned without state, why creating the resource must not write (see staleBackupRefusal). */
 type Plan = VfioBindingState & { changes: string[]; warnings: string[]; current?: string; refusal?: string; staging: Staging };
 
+registerBootReads((host, trial) => Promise.all([readVfioHostFacts(host), readStaging(host, trial)]));
+
 export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindingState>({
   schema: ResourceInputs,
   identity: (inputs) => inputs.path,
+  prefetch: prefetchBootReads,
   async plan(host, inputs, state) {
     // Concurrent reads: each is one round trip, and the host works on them at once.
     const [reading, currentBytes, backup, staging] = await Promise.all([

@@ -193,6 +193,19 @@ test("one up from the pristine lab: the controllers go to vfio-pci through one t
   expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
   expect(await bootId()).toBe(trialBoot);
 
+  // npm run bench's smoke on the converged lab: the project's preview and Ansible's --check of the
+  // same job, side by side, each finding nothing to change (the bench fails otherwise).
+  const bench = await timed("bench smoke", async () =>
+    execFileSync("node", [path.join(projectRoot, "dist/bench/bench.js"), "--smoke", "--lab-state", labEnv.LAB_STATE!, "--stack", STACK], {
+      cwd: projectRoot,
+      env: { ...labEnv, VFIO_HOST_STATE_DIR: backendDir },
+      encoding: "utf8",
+    }),
+  );
+  console.log(bench);
+  expect(bench).toMatch(/\| preview of a converged host \| `pulumi preview` \| [\d.]+ .*\| `ansible-playbook --check` \| [\d.]+ /);
+  expect(bench).toMatch(/\| VfioBinding\.check \| [\d.]+ \| [\d.]+ \| \d+ \|/);
+
   // The commit is real: a plain reboot comes back with the arguments and the drivers, without the trial's.
   await timed("plain reboot", plainReboot);
   const line = await cmdline();

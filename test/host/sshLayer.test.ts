@@ -241,7 +241,7 @@ test("sections come back by name in one round trip, whatever the files contain",
   expect(sshStats().connectionsOpened - before).toBeLessThanOrEqual(1);
 });
 
-test("a fact read once is shared until anything may have changed the host: a write, the host lock, a new connection", async () => {
+test("a fact read once is shared until anything may have changed the host: a write, the host lock, the end of the connection", async () => {
   // Edited behind the layer's back (as by hand on the host), so only a new read can see the change.
   const edit = (text: string) => fs.writeFileSync(onHost("etc/shared.conf"), text);
   const read = (host: Parameters<Parameters<typeof withHost>[1]>[0]) =>
