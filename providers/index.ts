@@ -10,6 +10,7 @@ import { hostPackagesProvider } from "./hostPackages/resource";
 import { storagePoolProvider } from "./libvirt/poolResource";
 import { volumeProvider } from "./libvirt/volumeResource";
 import { libvirtDomainProvider } from "./libvirt/domainResource";
+import { shareReadsInThisProcess } from "./ssh/host";
 import { recordProcessStart, timedProvider } from "./timings";
 
 const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
@@ -25,6 +26,8 @@ const providers: Record<string, pulumi.dynamic.ResourceProvider> = {
 };
 
 exitWhenEngineGone();
+// This process serves one Pulumi run: the resources it checks share what they read (see host.ts).
+shareReadsInThisProcess();
 const timed = Object.fromEntries(Object.entries(providers).map(([kind, provider]) => [kind, timedProvider(kind, provider)]));
 recordProcessStart("provider");
 

@@ -118,8 +118,19 @@ const pool = new Map<string, Promise<PooledConnection>>();
  * change always plans from fresh reads; only a preview can see facts a few seconds old.
  */
 const hostReads = new Map<string, Map<string, Promise<unknown>>>();
+let readsShared = false;
+
+/**
+ * Turns the sharing on for this process: the dynamic provider's, which lives for one Pulumi run.
+ * Other callers (discovery, the tests, the demo) look at the host afresh every time.
+ */
+export function shareReadsInThisProcess(share = true): void {
+  readsShared = share;
+  hostReads.clear();
+}
 
 function readsOf(label: string): Map<string, Promise<unknown>> {
+  if (!readsShared) return new Map();
   let reads = hostReads.get(label);
   if (!reads) {
     reads = new Map();

@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import fc from "fast-check";
 import { ConnectionSchema } from "../../providers/ssh/connection";
-import { closeAllConnections, sha256Hex, sshStats, withHost } from "../../providers/ssh/host";
+import { closeAllConnections, sha256Hex, shareReadsInThisProcess, sshStats, withHost } from "../../providers/ssh/host";
 import { LOCK_PATH, releaseHostLocks, withHostLock } from "../../providers/ssh/hostLock";
 import { readSections } from "../../providers/ssh/sections";
 import { childPids } from "../faults/processes";
@@ -246,6 +246,8 @@ test("a fact read once is shared until anything may have changed the host: a wri
   const edit = (text: string) => fs.writeFileSync(onHost("etc/shared.conf"), text);
   const read = (host: Parameters<Parameters<typeof withHost>[1]>[0]) =>
     readSections(host, { shared: "cat /etc/shared.conf", other: "echo other" }).then((s) => s.shared);
+  // As the dynamic provider's process does; any other process reads afresh every time.
+  shareReadsInThisProcess();
   edit("first\n");
   await withHost(connect(), async (host) => {
     expect(await read(host)).toBe("first\n");
@@ -263,6 +265,7 @@ test("a fact read once is shared until anything may have changed the host: a wri
     expect(await read(host)).toBe("fourth\n");
   });
   await releaseHostLocks();
+  shareReadsInThisProcess(false);
 });
 
 test("a handshake that never comes is given up at readyTimeoutSeconds, not after ssh2's 20 s per attempt", async () => {
