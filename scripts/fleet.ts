@@ -66,7 +66,8 @@ export function displayBackend(url: string): string {
 
 /**
  * The status lines: on a terminal, one block rewritten in place (at most every 100 ms) with each
- * stack's step in flight; elsewhere (CI, tests, a pipe) one line each time a stack's state changes.
+ * stack's step in flight; elsewhere (CI, tests, a pipe), or when the block would not fit on the
+ * screen (the cursor cannot go back above its top), one line each time a stack's state changes.
  */
 class StatusBoard {
   private drawn = 0;
@@ -79,7 +80,7 @@ class StatusBoard {
   ) {}
 
   private get live(): boolean {
-    return this.out.isTTY === true;
+    return this.out.isTTY === true && this.reports.length < (this.out.rows || 24) - 1;
   }
 
   changed(report: StackReport): void {

@@ -236,8 +236,10 @@ beforeAll(async () => {
 }, 10 * 60_000);
 
 afterAll(async () => {
-  await Promise.allSettled(hosts.filter(Boolean).map((host) => host.stop()));
-  await pg?.stop();
+  await stage(`${HOSTS} test hosts and PostgreSQL stopped`, async () => {
+    await Promise.allSettled(hosts.filter(Boolean).map((host) => host.stop()));
+    await pg?.stop();
+  });
   if (fileBackendDir) fs.rmSync(fileBackendDir, { recursive: true, force: true });
   removeStackFiles(workDir);
   console.log(
