@@ -48,7 +48,8 @@ export function comparisonTable(comparisons: readonly Comparison[]): string {
   const rows = comparisons.map((c) => {
     const side = (runs: RunFigures[]) => {
       const wall = summarize(runs.map((r) => r.wallS));
-      return [range(wall), s(summarize(runs.map((r) => r.cpuS)).median), String(summarize(runs.map((r) => r.sshLogins)).median)];
+      const logins = summarize(runs.map((r) => r.sshLogins)).median;
+      return [range(wall), s(summarize(runs.map((r) => r.cpuS)).median), Number.isNaN(logins) ? "—" : String(logins)];
     };
     const r = ratio(c);
     const target = c.target === undefined ? "" : `≤ ${c.target} ${r <= c.target ? "met" : "NOT met"}`;
@@ -113,7 +114,10 @@ export function breakdown(lines: readonly TimingLine[], cliStart: number, cliEnd
 }
 
 export function breakdownTable(lines: readonly BreakdownLine[]): string {
-  const header = ["| stage | starts at s | seconds | SSH round trips | new SSH connections | of which SSH s |", "|---|---|---|---|---|---|"];
+  const header = [
+    "| stage | starts at s | seconds | SSH round trips | new SSH connections | SSH s (round trips added up; they run at once) |",
+    "|---|---|---|---|---|---|",
+  ];
   const opt = (x: number | undefined, f = (v: number) => String(v)) => (x === undefined ? "" : f(x));
   const rows = lines.map(
     (l) => `| ${l.stage} | ${l.atS.toFixed(2)} | ${l.seconds.toFixed(2)} | ${opt(l.roundTrips)} | ${opt(l.connections)} | ${opt(l.sshS, (v) => v.toFixed(2))} |`,
