@@ -11,6 +11,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { commandEnv, runCommand } from "./command";
+import { startWatchdog } from "./watchdog";
 
 export interface PostgresServer {
   /** The Pulumi DIY backend URL of the database: postgres://USER:PASS@127.0.0.1:PORT/DB?sslmode=disable. */
@@ -86,21 +87,6 @@ export function cleanupStalePostgres(): string[] {
   });
 }
 
-/** A detached `sh` that tears the cluster down once its stdin closes: on stop(), or when this process dies even by SIGKILL. */
-function startWatchdog(dir: string, bin: string): () => Promise<void> {
-  const watchdog = spawn("sh", ["-c", `read -r _; ${teardownScript(bin)}`, "postgres-watchdog", dir], {
-    stdio: ["pipe", "ignore", "ignore"],
-    detached: true,
-    env: commandEnv,
-  });
-  const exited = new Promise<void>((resolve) => watchdog.once("exit", () => resolve()));
-  watchdog.unref();
-  return async () => {
-    watchdog.ref();
-    watchdog.stdin?.end();
-    await exited;
-  };
-}
 
 /** A port nothing listens on at this moment (the server binds it right after). */
 function freePort(): Promise<number> {
@@ -122,7 +108,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   fs.mkdirSync(workRoot(), { recursive: true, mode: 0o755 });
   const dir = fs.mkdtempSync(path.join(workRoot(), "pg-"));
   writeOwner(dir);
-  const teardown = startWatchdog(dir, bin);
+  const teardown = startWatchdog("postgres-watchdog", teardownScript(bin), [dir]);
   try {
     const dataDir = path.join(dir, "data");
     const socketDir = path.join(dir, "socket");

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { Client } from "ssh2";
 import { commandEnv, runCommand } from "./command";
 import { ensureTestHostRootfs, vfioHostCacheDir } from "./rootfs";
+import { startWatchdog } from "./watchdog";
 
 /** A Debian bookworm host reachable over SSH, isolated in its own network namespace and root filesystem. */
 export interface TestHost {
@@ -120,26 +121,6 @@ umount --lazy "$work/rootfs" 2>/dev/null
 rm -rf --one-file-system "$work"
 `;
 
-/**
- * A detached `sh` that runs the teardown once its stdin closes: when stop() closes it, or when
- * this process dies in any way, even by SIGKILL. (process.on("exit") cannot do this under jest,
- * which hands tests a copy of `process` whose "exit" never fires.) Returns the teardown trigger.
- */
-function startWatchdog(workDir: string): () => Promise<void> {
-  const watchdog = spawn("sh", ["-c", `read -r _; ${teardownScript}`, "testhost-watchdog", workDir], {
-    stdio: ["pipe", "ignore", "ignore"],
-    detached: true, // Ctrl-C in the terminal must not kill it before it has cleaned up.
-    env: commandEnv,
-  });
-  const exited = new Promise<void>((resolve) => watchdog.once("exit", () => resolve()));
-  // A host a test forgot to stop must not keep the test process alive.
-  watchdog.unref();
-  return async () => {
-    watchdog.ref();
-    watchdog.stdin?.end();
-    await exited;
-  };
-}
 
 /** Test hosts in our cache dir whose starting process is gone (a crashed or killed run). */
 export function listStaleTestHosts(): StaleTestHost[] {
@@ -262,7 +243,7 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
   const record: TestHostRecord = { namespace, veth: `vt-${id}`, owner_pid: String(process.pid), owner_start: processStartTime(process.pid) };
   fs.mkdirSync(workDir, { recursive: true });
   writeRecord(workDir, record);
-  const teardown = startWatchdog(workDir);
+  const teardown = startWatchdog("testhost-watchdog", teardownScript, [workDir]);
   try {
     const { rootfs, upperDir, overlayWork } = treeDirs(workDir);
     const clientKey = path.join(workDir, "client_ed25519");
