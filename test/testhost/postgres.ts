@@ -11,7 +11,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { commandEnv, runCommand } from "./command";
-import { startWatchdog } from "./watchdog";
+import { processStartTime, startWatchdog } from "./watchdog";
 
 export interface PostgresServer {
   /** The Pulumi DIY backend URL of the database: postgres://USER:PASS@127.0.0.1:PORT/DB?sslmode=disable. */
@@ -40,15 +40,6 @@ export function postgresBin(): string {
   const majors = fs.existsSync(base) ? fs.readdirSync(base).filter((name) => fs.existsSync(path.join(base, name, "bin/initdb"))) : [];
   if (majors.length === 0) throw new Error(`no PostgreSQL server under ${base}/*/bin: install Debian's postgresql (in scripts/debian-packages.txt; npm run setup installs it)`);
   return path.join(base, majors.sort((a, b) => Number(b) - Number(a))[0], "bin");
-}
-
-function processStartTime(pid: number): string {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return "";
-  }
 }
 
 /**

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { Client } from "ssh2";
 import { commandEnv, runCommand } from "./command";
 import { ensureTestHostRootfs, vfioHostCacheDir } from "./rootfs";
-import { startWatchdog } from "./watchdog";
+import { processStartTime, startWatchdog } from "./watchdog";
 
 /** A Debian bookworm host reachable over SSH, isolated in its own network namespace and root filesystem. */
 export interface TestHost {
@@ -89,16 +89,6 @@ function readRecord(workDir: string): TestHostRecord | undefined {
     return Object.fromEntries(text.split("\n").filter(Boolean).map((line) => line.split("="))) as TestHostRecord;
   } catch {
     return undefined;
-  }
-}
-
-function processStartTime(pid: number): string {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may hold spaces and parentheses; the fields after the last ")" are fixed.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return "";
   }
 }
 

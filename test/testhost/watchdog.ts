@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { commandEnv } from "./command";
 
 /**
@@ -21,4 +22,15 @@ export function startWatchdog(name: string, teardown: string, args: readonly str
     watchdog.stdin?.end();
     await exited;
   };
+}
+
+/** /proc/PID/stat's start time (field 22, proc(5)), so a reused PID is not taken for a process a record names; "" when gone. */
+export function processStartTime(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces and parentheses; the fields after the last ")" are fixed.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return "";
+  }
 }
