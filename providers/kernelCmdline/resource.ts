@@ -11,44 +11,39 @@ import { HostResource, hostResourceProvider, InputError } from "../hostResource"
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
-import { ShellListOwnership } from "../text/shellVariable";
-import { Backend, backends, regenerate, regenerateAndVerify } from "./bootConfig";
-import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
-import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
-import { KernelCmdlineInputs, resolveBootBackend } from "./schema";
+import { Backend, backends, BootFiles, regenerate, regenerateAndVerify, SourceEdit } from "./bootConfig";
+import { EXTLINUX_CONF_PATH, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
+import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH } from "./grub";
+import { BootBackend, KernelCmdlineInputs, resolveBootBackend } from "./schema";
 
-interface BootFacts {
-  defaults?: string;
-  extlinuxDefaults?: string;
-  grubCfg?: string;
-  extlinuxCfg?: string;
-  dropIns: { path: string; text: string }[];
+interface BootFacts extends BootFiles {
   /** Read only without state: the source files as vfio-host saved them before its first edit ("" when they did not exist). */
-  backups?: { grub?: string; extlinux?: string };
+  backups?: Record<string, string | undefined>;
 }
 
 export interface KernelCmdlineState {
   backend: Backend;
-  /** grub: ShellListOwnership; extlinux: ExtlinuxOwnership. */
-  owned: ShellListOwnership | ExtlinuxOwnership;
+  /** The backend's own record of what it changed (grub: ShellListOwnership; extlinux: ExtlinuxOwnership). */
+  owned: unknown;
   /** Staged for a trial boot instead of written (HostReboot writes it once the trial passed). */
   staged?: StagedFile[];
 }
 
 interface KernelCmdlinePlan {
   backend: Backend;
-  path: string;
-  before: string;
-  after: string;
-  owned: KernelCmdlineState["owned"];
+  /** Every source file of the backend, changed or not. */
+  edits: readonly SourceEdit[];
+  owned: unknown;
   changes: readonly string[];
   warnings: readonly string[];
-  /** The generated boot config lacks the arguments even if the source file is right. */
+  /** What the loader reads lacks the arguments even if the source files are right. */
   stale: boolean;
   staging: Staging;
 }
 
-async function readBootFacts(host: RemoteHost): Promise<BootFacts> {
+const changedEdits = (plan: Pick<KernelCmdlinePlan, "edits">) => plan.edits.filter((e) => e.after !== e.before);
+
+async function readBootFacts(host: RemoteHost): Promise<BootFiles> {
   const s = await readSections(host, {
     defaults: catFile(GRUB_DEFAULTS_PATH),
     extlinuxDefaults: catFile(UPDATE_EXTLINUX_CONF_PATH),
@@ -69,10 +64,11 @@ async function readBootFacts(host: RemoteHost): Promise<BootFacts> {
   };
 }
 
-/** Our backups of both source files, to recognise our own args after a run that died before recording its state. */
-async function readBackups(host: RemoteHost): Promise<BootFacts["backups"]> {
-  const [grub, extlinux] = await readBackupTexts(host, [GRUB_DEFAULTS_PATH, UPDATE_EXTLINUX_CONF_PATH]);
-  return { grub, extlinux };
+/** Our backups of every backend's source files, to recognise our own args after a run that died before recording its state. */
+async function readBackups(host: RemoteHost): Promise<Record<string, string | undefined>> {
+  const paths = [...new Set(Object.values(backends).flatMap((b) => b.sources))];
+  const texts = await readBackupTexts(host, paths);
+  return Object.fromEntries(paths.map((path, i) => [path, texts[i]]));
 }
 
 /** Pure: what to write, given the host's files and what the last apply owned. */
@@ -84,68 +80,61 @@ export function planKernelCmdline(
 ): KernelCmdlinePlan {
   let backend: Backend;
   try {
-    backend = resolveBootBackend(inputs, {
-      hasDefaultGrub: facts.defaults !== undefined,
-      hasUpdateExtlinuxConf: facts.extlinuxDefaults !== undefined,
-    });
+    backend = resolveBootBackend(inputs, facts);
   } catch (err) {
     throw new InputError("backend", (err as Error).message);
   }
-  const previous = state?.backend === backend ? state.owned : undefined;
-  const request = { ensure: inputs.args, remove: inputs.remove };
-  if (backend === "grub") {
-    const before = facts.defaults ?? "";
-    const plan = planGrubDefaults({ ...request, text: before, dropIns: facts.dropIns, previouslyOwned: previous as ShellListOwnership, backup: facts.backups?.grub });
-    const stale = !grubCfgHasArgs(facts.grubCfg ?? "", inputs.args).ok;
-    return { backend, path: GRUB_DEFAULTS_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: plan.warnings, stale, staging };
-  }
-  const before = facts.extlinuxDefaults ?? "";
-  const plan = planUpdateExtlinuxConf({
-    ...request,
-    text: before,
-    modules: inputs.modules,
-    previouslyOwned: previous as ExtlinuxOwnership,
-    backup: facts.backups?.extlinux,
-  });
-  const stale = !extlinuxCfgHasArgs(facts.extlinuxCfg ?? "", inputs.args, inputs.modules).ok;
-  // Trial boots are GRUB's (its one-shot); extlinux changes are written as they always were.
-  return { backend, path: UPDATE_EXTLINUX_CONF_PATH, before, after: plan.text, owned: plan.owned, changes: plan.changes, warnings: [], stale, staging: { stage: false } };
+  const b = backends[backend];
+  const plan = b.plan(
+    { ensure: inputs.args, remove: inputs.remove, modules: inputs.modules, previouslyOwned: state && state.backend === backend ? state.owned : undefined, backups: facts.backups },
+    facts,
+  );
+  const stale = !b.verify(b.generatedText(facts), inputs.args, inputs.modules).ok;
+  // Trial boots need the loader's one-shot (GRUB's); other backends' changes are written as they always were.
+  return { backend, ...plan, stale, staging: b.trial ? staging : { stage: false } };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
-  const changed = plan.after !== plan.before;
-  if (!changed && !plan.stale) return [];
+  const edited = changedEdits(plan);
+  if (edited.length === 0 && !plan.stale) return [];
+  const b = backends[plan.backend];
+  const files = [...new Set(edited.map((e) => e.path))];
+  const prefix = (c: string) => (files.length === 1 ? `${files[0]}: ${c}` : c);
   return [
-    ...plan.changes.map((c) => `${plan.path}: ${c}`),
-    `regenerate ${backends[plan.backend].generated} (${backends[plan.backend].regenerateName})`,
+    ...plan.changes.map(prefix),
+    ...(b.regenerate ? [`regenerate ${b.generated} (${b.regenerate.name})`] : []),
     ...(plan.staging.line ? [plan.staging.line] : []),
   ];
 }
 
 /**
- * After a failed regeneration or check, the source file this run edited gets its bytes from before
- * the run back and the boot config is regenerated from them once more, so the next boot uses the
- * config it used before rather than a half-applied one. Says what happened, for the error.
+ * After a failed regeneration or check, the source files this run edited get their bytes from
+ * before the run back and the boot config is regenerated from them once more, so the next boot
+ * uses the config it used before rather than a half-applied one. Says what happened, for the error.
  */
 async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<string> {
   const b = backends[plan.backend];
+  const edited = changedEdits(plan);
+  const paths = edited.map((e) => e.path).join(", ");
+  const tool = b.regenerate?.name;
   try {
-    await host.writeFileAtomic(plan.path, plan.before);
+    for (const edit of edited) await host.writeFileAtomic(edit.path, edit.before ?? "");
   } catch (err) {
     return (
-      `putting ${plan.path} back failed too (${(err as Error).message}): it still holds this run's edit, which ` +
-      `${b.generated} may or may not reflect; check both and run ${b.regenerateName} by hand before rebooting`
+      `putting ${paths} back failed too (${(err as Error).message}): some still hold this run's edit` +
+      (tool ? `, which ${b.generated} may or may not reflect; check them and run ${tool} by hand before rebooting` : "; check them before rebooting")
     );
   }
+  if (!tool) return `${paths} put back`;
   try {
     await regenerate(host, plan.backend);
   } catch (err) {
     return (
-      `${plan.path} was put back, but running ${b.regenerateName} again failed too (${(err as Error).message}), so ` +
-      `${b.generated} may not match it; fix the cause and run ${b.regenerateName} by hand before rebooting`
+      `${paths} put back, but running ${tool} again failed too (${(err as Error).message}), so ` +
+      `${b.generated} may not match; fix the cause and run ${tool} by hand before rebooting`
     );
   }
-  return `${plan.path} was put back and ${b.generated} regenerated from it`;
+  return `${paths} put back and ${b.generated} regenerated from ${edited.length === 1 ? "it" : "them"}`;
 }
 
 /** The plan's reads, at once; without state the backups too, to recognise what a run that died wrote. */
@@ -165,34 +154,32 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
   warnings: (plan) => [...plan.warnings],
 
   async apply(host, plan, inputs) {
-    const changed = plan.after !== plan.before;
+    const edited = changedEdits(plan);
     if (plan.staging.stage) {
-      // GRUB's source file exists (the backend refuses a host without it), so an empty one is staged as such.
-      const staged = changed || plan.stale ? [stagedFile(plan.path, plan.before, plan.after)] : [];
+      // Only GRUB stages, and its source file exists (the backend refuses a host without it), so an empty one is staged as such.
+      const staged = edited.length > 0 || plan.stale ? plan.edits.map((e) => stagedFile(e.path, e.before ?? "", e.after)) : [];
       return { backend: plan.backend, owned: plan.owned, staged };
     }
-    if (changed) {
-      await host.backupOnce(plan.path);
-      await host.writeFileAtomic(plan.path, plan.after);
+    for (const edit of edited) {
+      await host.backupOnce(edit.path);
+      await host.writeFileAtomic(edit.path, edit.after);
     }
-    if (changed || plan.stale) {
+    if (edited.length > 0 || plan.stale) {
       await failpoint("kernelCmdline.regenerate");
-      const failure = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs));
+      const failure = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs.args, inputs.modules));
       // Leave the host as it was rather than half-configured.
-      if (failure !== undefined) throw new Error(changed ? `${failure}; ${await putBack(host, plan)}` : failure);
+      if (failure !== undefined) throw new Error(edited.length > 0 ? `${failure}; ${await putBack(host, plan)}` : failure);
     }
     return { backend: plan.backend, owned: plan.owned };
   },
 
   async revert(host, _inputs, state) {
-    const { source } = backends[state.backend];
-    const current = (await host.readFile(source))?.toString("utf8");
-    if (current === undefined) return;
-    const reverted =
-      state.backend === "grub"
-        ? revertGrubDefaults(current, state.owned as ShellListOwnership)
-        : revertUpdateExtlinuxConf(current, state.owned as ExtlinuxOwnership);
-    await host.revertFile(source, reverted);
+    const b = backends[state.backend];
+    const current = new Map<string, string | undefined>();
+    for (const path of b.sources) current.set(path, (await host.readFile(path))?.toString("utf8"));
+    const reverted = b.revert((path) => current.get(path), state.owned);
+    if (reverted.length === 0) return;
+    for (const edit of reverted) await host.revertFile(edit.path, edit.after);
     await regenerate(host, state.backend);
   },
 });
@@ -203,7 +190,7 @@ export interface KernelCmdlineArgs {
   args: pulumi.Input<pulumi.Input<string>[]>;
   /** Keys (or exact key=value) to take off the line, e.g. ["nomodeset"]. */
   remove?: pulumi.Input<pulumi.Input<string>[]>;
-  backend?: pulumi.Input<"auto" | "grub" | "extlinux">;
+  backend?: pulumi.Input<BootBackend>;
   /** extlinux only: appended to `modules=`, e.g. ["vfio", "vfio-pci", "vfio_iommu_type1"]. */
   modules?: pulumi.Input<pulumi.Input<string>[]>;
   /** Boot-critical keys (root, init, rd.*, ...) that args may set or remove take off, e.g. ["root"]. */

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { describeInput } from "../inputErrors";
 import { kernelArgKey } from "../kernel/cmdline";
+import { Backend, BACKEND_NAMES, backends, BootFiles, CmdlineBackend } from "./bootConfig";
 
 // No whitespace, quotes, backslashes, $ or `: an arg must survive shell quoting and grub.cfg as is.
 const KERNEL_ARG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(=[^\s"'\\$`]*)?$/;
@@ -85,10 +86,12 @@ const moduleName = z
   });
 
 const modulesNeedExtlinux =
-  'modules: only the extlinux backend (Alpine\'s update-extlinux) puts modules= on the kernel command line; on a GRUB host ' +
+  'modules: only the extlinux backend (Alpine\'s update-extlinux) puts modules= on the kernel command line; with any other backend ' +
   'list the modules in an InitramfsModules resource instead, or set backend: "extlinux"';
 
-export const BOOT_BACKENDS = ["auto", "grub", "extlinux"] as const;
+const orList = (names: readonly string[]) => names.map((n) => `"${n}"`).join(", ").replace(/, ([^,]*)$/, " or $1");
+
+export const BOOT_BACKENDS = ["auto", ...BACKEND_NAMES] as const;
 export type BootBackend = (typeof BOOT_BACKENDS)[number];
 
 export const KernelCmdlineInputs = z
@@ -99,7 +102,7 @@ export const KernelCmdlineInputs = z
         .min(1, { error: 'args: is empty; list the arguments this resource owns, e.g. ["intel_iommu=on", "iommu=pt"]' }),
       remove: z.array(removal, { error: 'remove: must be a list of keys or arguments, e.g. ["nomodeset"]' }).default([]),
       backend: z
-        .enum(BOOT_BACKENDS, { error: (issue) => `backend: ${describeInput(issue.input)} must be "auto", "grub" or "extlinux"` })
+        .enum(BOOT_BACKENDS, { error: (issue) => `backend: ${describeInput(issue.input)} must be ${orList(BOOT_BACKENDS)}` })
         .default("auto"),
       modules: z.array(moduleName, { error: 'modules: must be a list of module names, e.g. ["vfio", "vfio-pci"]' }).default([]),
       /** Boot-critical keys (isBootCriticalKey) that args may set or remove may take off, e.g. ["root"]. */
@@ -136,7 +139,7 @@ export const KernelCmdlineInputs = z
         });
       }
     }
-    if (inputs.backend === "grub" && inputs.modules.length > 0) {
+    if (inputs.backend !== "auto" && inputs.backend !== "extlinux" && inputs.modules.length > 0) {
       ctx.addIssue({ code: "custom", path: ["modules"], message: modulesNeedExtlinux });
     }
     const acknowledged = new Set(inputs.acknowledgeBootCritical);
@@ -168,35 +171,29 @@ export const KernelCmdlineInputs = z
 
 export type KernelCmdlineInputs = z.output<typeof KernelCmdlineInputs>;
 
-/** What the host has, read before planning. */
-export interface BootFiles {
-  readonly hasDefaultGrub: boolean;
-  readonly hasUpdateExtlinuxConf: boolean;
-}
-
 /** Resolves backend "auto" from the host's files; throws when that is ambiguous or impossible. */
-export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" | "modules">, files: BootFiles): "grub" | "extlinux" {
-  let backend: "grub" | "extlinux";
-  if (inputs.backend === "grub" && !files.hasDefaultGrub) {
-    throw new Error('backend: "grub" but the host has no /etc/default/grub; install grub (Debian: grub-pc or grub-efi-amd64), or use backend: "auto"');
+export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" | "modules">, files: BootFiles): Backend {
+  const all = Object.entries(backends) as [Backend, CmdlineBackend][];
+  let backend: Backend;
+  if (inputs.backend !== "auto") {
+    if (!backends[inputs.backend].present(files)) throw new Error(backends[inputs.backend].absentMessage);
+    backend = inputs.backend;
+  } else {
+    const found = all.filter(([, b]) => b.present(files));
+    if (found.length === 0) {
+      throw new Error(
+        `backend: "auto" found none of ${all.map(([, b]) => b.sources.join(" or ")).join(", ")} on the host (${all.map(([, b]) => b.label).join("; ")}); ` +
+          "install the bootloader's package, or manage the kernel command line another way",
+      );
+    }
+    if (found.length > 1) {
+      throw new Error(
+        `backend: "auto" found the files of ${found.map(([, b]) => b.label).join(" and ")} on the host; set backend to the one that boots it: ` +
+          found.map(([name, b]) => `"${name}" if ${b.generated} is what boots`).join(", "),
+      );
+    }
+    backend = found[0][0];
   }
-  if (inputs.backend === "extlinux" && !files.hasUpdateExtlinuxConf) {
-    throw new Error('backend: "extlinux" but the host has no /etc/update-extlinux.conf; install syslinux (Alpine: apk add syslinux), or use backend: "auto"');
-  }
-  if (inputs.backend !== "auto") backend = inputs.backend;
-  else if (files.hasDefaultGrub && files.hasUpdateExtlinuxConf) {
-    throw new Error(
-      'backend: "auto" found both /etc/default/grub and /etc/update-extlinux.conf on the host; set backend: "grub" if ' +
-        '/boot/grub/grub.cfg is what boots, or backend: "extlinux" if /boot/extlinux.conf is',
-    );
-  } else if (files.hasDefaultGrub) backend = "grub";
-  else if (files.hasUpdateExtlinuxConf) backend = "extlinux";
-  else {
-    throw new Error(
-      'backend: "auto" found neither /etc/default/grub (GRUB, Debian/Ubuntu) nor /etc/update-extlinux.conf (extlinux, Alpine) ' +
-        "on the host; install the bootloader's package, or manage the kernel command line another way",
-    );
-  }
-  if (backend === "grub" && inputs.modules.length > 0) throw new Error(modulesNeedExtlinux);
+  if (backend !== "extlinux" && inputs.modules.length > 0) throw new Error(modulesNeedExtlinux);
   return backend;
 }

@@ -16,7 +16,7 @@ const unsupported: Staging = { stage: false, line: trialPlanLine("/boot/grub is 
 const count = (lines: readonly string[], line: string | undefined) => lines.filter((l) => l === line).length;
 
 /** Debian 12 after the args were applied: the source file and the grub.cfg update-grub made from it. */
-const appliedDefaults = planKernelCmdline(grubInputs, grubFacts, undefined).after;
+const appliedDefaults = planKernelCmdline(grubInputs, grubFacts, undefined).edits[0].after;
 const appliedGrubCfg = debianGrubCfg.replace(/ ro {2}quiet\n/g, " ro  quiet intel_iommu=on iommu=pt\n");
 
 describe("planKernelCmdline with staging on GRUB", () => {
@@ -39,7 +39,7 @@ describe("planKernelCmdline with staging on GRUB", () => {
 
   it("names the trial when only grub.cfg is stale, since that too needs the reboot", () => {
     const plan = planKernelCmdline(grubInputs, { ...grubFacts, defaults: appliedDefaults }, undefined, staging);
-    expect(plan.after).toBe(plan.before);
+    expect(plan.edits[0].after).toBe(plan.edits[0].before);
     expect(describeKernelCmdlinePlan(plan)).toEqual(["regenerate /boot/grub/grub.cfg (update-grub)", staging.line]);
   });
 
@@ -71,7 +71,7 @@ describe("planKernelCmdline with staging on extlinux", () => {
   });
 
   it("names no trial when it is stale only either", () => {
-    const applied = planKernelCmdline(inputs, facts, undefined).after;
+    const applied = planKernelCmdline(inputs, facts, undefined).edits[0].after;
     const described = describeKernelCmdlinePlan(planKernelCmdline(inputs, { ...facts, extlinuxDefaults: applied, extlinuxCfg: alpineExtlinuxConf }, undefined, staging));
     expect(described).toEqual(["regenerate /boot/extlinux.conf (update-extlinux)"]);
   });
@@ -87,7 +87,7 @@ describe("planKernelCmdline staging properties", () => {
         // The source file as the user left it or with the args already in, and grub.cfg as update-grub
         // wrote it with the args or from the file before them.
         const grubCfg = current ? `menuentry 'Debian GNU/Linux' {\n\tlinux\t/boot/vmlinuz ro ${args.join(" ")}\n}\n` : debianGrubCfg;
-        const defaults = applied ? planKernelCmdline(inputs, { defaults: original, grubCfg, dropIns: [] }, undefined).after : original;
+        const defaults = applied ? planKernelCmdline(inputs, { defaults: original, grubCfg, dropIns: [] }, undefined).edits[0].after : original;
         const facts = { defaults, grubCfg, dropIns: [] };
         const plain = describeKernelCmdlinePlan(planKernelCmdline(inputs, facts, undefined));
         const staged = describeKernelCmdlinePlan(planKernelCmdline(inputs, facts, undefined, given));

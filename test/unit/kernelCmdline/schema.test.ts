@@ -78,7 +78,7 @@ describe("KernelCmdlineInputs", () => {
 
   it("rejects modules with the grub backend", () => {
     expect(messages({ args: ["iommu=pt"], backend: "grub", modules: ["vfio"] })).toEqual([
-      'modules: only the extlinux backend (Alpine\'s update-extlinux) puts modules= on the kernel command line; on a GRUB host list the modules in an InitramfsModules resource instead, or set backend: "extlinux"',
+      'modules: only the extlinux backend (Alpine\'s update-extlinux) puts modules= on the kernel command line; with any other backend list the modules in an InitramfsModules resource instead, or set backend: "extlinux"',
     ]);
   });
 
@@ -114,32 +114,37 @@ describe("KernelCmdlineInputs", () => {
 
 describe("resolveBootBackend", () => {
   const inputs = { backend: "auto" as const, modules: [] };
+  const grubHost = { defaults: "", dropIns: [] };
+  const alpineHost = { extlinuxDefaults: "", dropIns: [] };
+  const bothHost = { defaults: "", extlinuxDefaults: "", dropIns: [] };
+  const bareHost = { dropIns: [] };
 
   it("picks the bootloader the host has", () => {
-    expect(resolveBootBackend(inputs, { hasDefaultGrub: true, hasUpdateExtlinuxConf: false })).toBe("grub");
-    expect(resolveBootBackend(inputs, { hasDefaultGrub: false, hasUpdateExtlinuxConf: true })).toBe("extlinux");
+    expect(resolveBootBackend(inputs, grubHost)).toBe("grub");
+    expect(resolveBootBackend(inputs, alpineHost)).toBe("extlinux");
   });
 
   it("refuses to guess between two", () => {
-    expect(() => resolveBootBackend(inputs, { hasDefaultGrub: true, hasUpdateExtlinuxConf: true })).toThrow(
-      'backend: "auto" found both /etc/default/grub and /etc/update-extlinux.conf on the host; set backend: "grub" if /boot/grub/grub.cfg is what boots, or backend: "extlinux" if /boot/extlinux.conf is',
+    expect(() => resolveBootBackend(inputs, bothHost)).toThrow(
+      'backend: "auto" found the files of GRUB (/etc/default/grub, update-grub) and Alpine\'s extlinux (/etc/update-extlinux.conf, update-extlinux) on the host; ' +
+        'set backend to the one that boots it: "grub" if /boot/grub/grub.cfg is what boots, "extlinux" if /boot/extlinux.conf is what boots',
     );
   });
 
   it("refuses a host with neither", () => {
-    expect(() => resolveBootBackend(inputs, { hasDefaultGrub: false, hasUpdateExtlinuxConf: false })).toThrow(
-      'backend: "auto" found neither /etc/default/grub (GRUB, Debian/Ubuntu) nor /etc/update-extlinux.conf (extlinux, Alpine) on the host; install the bootloader\'s package, or manage the kernel command line another way',
+    expect(() => resolveBootBackend(inputs, bareHost)).toThrow(
+      'backend: "auto" found none of /etc/default/grub, /etc/update-extlinux.conf on the host (GRUB (/etc/default/grub, update-grub); Alpine\'s extlinux (/etc/update-extlinux.conf, update-extlinux)); install the bootloader\'s package, or manage the kernel command line another way',
     );
   });
 
   it("refuses an explicit backend whose file is missing", () => {
-    expect(() => resolveBootBackend({ backend: "extlinux", modules: [] }, { hasDefaultGrub: true, hasUpdateExtlinuxConf: false })).toThrow(
+    expect(() => resolveBootBackend({ backend: "extlinux", modules: [] }, grubHost)).toThrow(
       'backend: "extlinux" but the host has no /etc/update-extlinux.conf; install syslinux (Alpine: apk add syslinux), or use backend: "auto"',
     );
   });
 
   it("refuses modules when auto resolves to GRUB", () => {
-    expect(() => resolveBootBackend({ backend: "auto", modules: ["vfio"] }, { hasDefaultGrub: true, hasUpdateExtlinuxConf: false })).toThrow(
+    expect(() => resolveBootBackend({ backend: "auto", modules: ["vfio"] }, grubHost)).toThrow(
       "modules: only the extlinux backend",
     );
   });
