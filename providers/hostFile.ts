@@ -7,7 +7,7 @@ import { HostResource, hostResourceProvider } from "./hostResource";
 import { ConnectionInput } from "./ssh/connection";
 import { BACKUP_ROOT, RemoteHost, RestoreOutcome, sha256Hex } from "./ssh/host";
 
-type Backup = Buffer | "absent" | undefined;
+export type Backup = Buffer | "absent" | undefined;
 
 const sameBytes = (file: Buffer | undefined, other: string | Buffer | "absent") =>
   other === "absent" ? file === undefined : file !== undefined && file.equals(Buffer.from(other));
@@ -62,9 +62,10 @@ export async function restoreWholeFile(host: RemoteHost, path: string, sha256: s
  * not exist before (an empty file edits the same way), undefined where there is no backup.
  */
 export async function readBackupTexts(host: RemoteHost, paths: readonly string[]): Promise<(string | undefined)[]> {
-  const backups = await Promise.all(paths.map((p) => host.readBackup(p)));
-  return backups.map((backup) => (backup === "absent" ? "" : backup?.toString("utf8")));
+  return (await Promise.all(paths.map((p) => host.readBackup(p)))).map(backupText);
 }
+
+export const backupText = (backup: Backup): string | undefined => (backup === "absent" ? "" : backup?.toString("utf8"));
 
 /** The state of a file owned whole: the hash of what this stack last wrote to it. */
 export interface WrittenFile {

@@ -9,20 +9,17 @@ import { prefetchBootReads, registerBootReads } from "../bootReads";
 import { readStaging, stagedFile, Staging } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
-import { readBackupTexts, restoreWholeFile, staleBackupRefusal } from "../hostFile";
+import { Backup } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { KernelModules, missingFromInitramfs, moduleListForKernel, VfioModule } from "../kernel/modules";
 import { KERNEL_SECTIONS, NEXT_KERNEL, parseNextKernel } from "../kernel/nextKernel";
 import { ConnectionInput } from "../ssh/connection";
-import { RemoteHost, sha256Hex } from "../ssh/host";
+import { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
-import { ShellListOwnership } from "../text/shellVariable";
-import { TokenOwnership } from "../text/tokenList";
-import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
-import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
+import { FileChange, System, SYSTEM_NAMES, SystemPlan, systems } from "./systems";
 
 export const InitramfsModulesInputs = z.strictObject({
-  system: z.enum(["auto", "initramfs-tools", "mkinitfs"]).default("auto"),
+  system: z.enum(["auto", ...SYSTEM_NAMES]).default("auto"),
   /** Whatever else must be in the image, e.g. VfioBinding's modprobe.d content: a change rebuilds it. */
   triggers: z.array(z.unknown()).default([]),
   /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (initramfs-tools only). */
@@ -34,12 +31,12 @@ export const InitramfsModulesInputs = z.strictObject({
   rebuildOnDelete: z.boolean().default(true),
 });
 type Inputs = z.output<typeof InitramfsModulesInputs>;
-type System = "initramfs-tools" | "mkinitfs";
 
 export interface InitramfsState {
   system: System;
   release: string;
-  owned: TokenOwnership | ShellListOwnership;
+  /** The system's own record of what it changed (initramfs-tools: TokenOwnership; mkinitfs: ShellListOwnership). */
+  owned: unknown;
   triggers: unknown[];
   /** mkinitfs: what this stack last wrote to the features.d file (absent in state recorded before it was kept). */
   featureSha256?: string;
@@ -48,18 +45,13 @@ export interface InitramfsState {
   stagedRebuild?: boolean;
 }
 
-interface FileChange {
-  path: string;
-  before: string | undefined;
-  after: string;
-}
-
 interface InitramfsPlan {
   system: System;
   kernel: KernelModules;
   modules: VfioModule[];
+  /** The files that change. */
   files: FileChange[];
-  owned: InitramfsState["owned"];
+  owned: unknown;
   changes: string[];
   /** Why the image must be rebuilt, or undefined. */
   rebuild?: string;
@@ -71,51 +63,36 @@ interface InitramfsPlan {
   staging: Staging;
 }
 
-const systems = {
-  "initramfs-tools": {
-    rebuild: (release: string) => ["update-initramfs", "-u", "-k", release],
-    listing: `lsinitramfs "/boot/initrd.img-$release"`,
-  },
-  mkinitfs: {
-    rebuild: (release: string) => ["mkinitfs", release],
-    // Alpine keeps one image per flavour; list what is in it now.
-    listing: `f=/boot/initramfs-\${release##*-}; [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
-  },
-};
+const allSources = [...new Set(Object.values(systems).flatMap((s) => s.sources))];
 
 async function readInitramfsFacts(host: RemoteHost) {
-  const s = await readSections(host, {
+  // Section names are shell words: files and listings go by their index.
+  const files = Object.fromEntries(allSources.map((path, i) => [`file${i}`, catFile(path)]));
+  const listings = Object.fromEntries(SYSTEM_NAMES.map((name, i) => [`listing${i}`, systems[name].listing]));
+  const s: Record<string, string> = await readSections(host, {
     ...KERNEL_SECTIONS,
-    system: "command -v update-initramfs >/dev/null && echo initramfs-tools; command -v mkinitfs >/dev/null && echo mkinitfs",
-    modulesFile: catFile(INITRAMFS_TOOLS_MODULES_PATH),
-    mkinitfsConf: catFile(MKINITFS_CONF_PATH),
-    featureFile: catFile(VFIO_FEATURE_MODULES_PATH),
-    toolsListing: systems["initramfs-tools"].listing,
-    mkinitfsListing: systems.mkinitfs.listing,
+    system: SYSTEM_NAMES.map((name) => `command -v ${systems[name].command} >/dev/null && echo ${name}`).join("; "),
+    ...files,
+    ...listings,
   }, { prelude: NEXT_KERNEL });
   return {
-    kernel: parseNextKernel(s),
+    kernel: parseNextKernel(s as Record<keyof typeof KERNEL_SECTIONS, string>),
     systems: s.system.split("\n").filter(Boolean) as System[],
-    modulesFile: fileFromSection(s.modulesFile),
-    mkinitfsConf: fileFromSection(s.mkinitfsConf),
-    featureFile: fileFromSection(s.featureFile),
-    listing: { "initramfs-tools": s.toolsListing, mkinitfs: s.mkinitfsListing },
+    files: Object.fromEntries(allSources.map((path, i) => [path, fileFromSection(s[`file${i}`])])) as Record<string, string | undefined>,
+    listing: Object.fromEntries(SYSTEM_NAMES.map((name, i) => [name, s[`listing${i}`]])) as Partial<Record<System, string>>,
   };
 }
 /** Read only without state: vfio-host's backups of the files, to recognise what a run that died before recording its state wrote. */
-async function readInitramfsBackups(host: RemoteHost) {
-  const [[modulesFile, mkinitfsConf], featureFile] = await Promise.all([
-    readBackupTexts(host, [INITRAMFS_TOOLS_MODULES_PATH, MKINITFS_CONF_PATH]),
-    host.readBackup(VFIO_FEATURE_MODULES_PATH),
-  ]);
-  return { modulesFile, mkinitfsConf, featureFile };
+async function readInitramfsBackups(host: RemoteHost): Promise<Record<string, Backup>> {
+  const backups = await Promise.all(allSources.map((path) => host.readBackup(path)));
+  return Object.fromEntries(allSources.map((path, i) => [path, backups[i]]));
 }
 /** The plan's reads, at once; without state the backups too. */
 const readInitramfsPlanFacts = (host: RemoteHost, trial: boolean, withBackups: boolean) =>
   Promise.all([readInitramfsFacts(host), withBackups ? readInitramfsBackups(host) : undefined, readStaging(host, trial)]);
 registerBootReads((host, trial) => readInitramfsPlanFacts(host, trial, true));
 
-type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Awaited<ReturnType<typeof readInitramfsBackups>> };
+type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Record<string, Backup> };
 
 /** Pure: which files change and whether the image must be rebuilt. */
 export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: InitramfsState | undefined, staging: Staging = { stage: false }): InitramfsPlan {
@@ -124,47 +101,20 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
     throw new InputError(
       "system",
       inputs.system === "auto"
-        ? "the host has neither update-initramfs (Debian: apt install initramfs-tools) nor mkinitfs (Alpine: apk add mkinitfs)"
-        : `system: "${inputs.system}" but the host has no ${inputs.system === "mkinitfs" ? "mkinitfs" : "update-initramfs"}`,
+        ? `the host has none of ${SYSTEM_NAMES.map((name) => `${systems[name].command} (${systems[name].install})`).join(", ")}`
+        : `system: "${inputs.system}" but the host has no ${systems[inputs.system].command} (${systems[inputs.system].install})`,
     );
   }
+  const builder = systems[system];
   const modules = moduleListForKernel(facts.kernel);
-  const previous = state?.system === system ? state.owned : undefined;
-  let files: FileChange[];
-  let owned: InitramfsState["owned"];
-  let changes: string[];
-  let featureSha256: string | undefined;
-  let refusal: string | undefined;
-  if (system === "initramfs-tools") {
-    const before = facts.modulesFile ?? "";
-    const plan = planInitramfsToolsModules({
-      text: before,
-      modules: modules.filter((m) => !m.builtin).map((m) => m.name),
-      previouslyOwned: previous as TokenOwnership,
-      backup: facts.backups?.modulesFile,
-    });
-    files = [{ path: INITRAMFS_TOOLS_MODULES_PATH, before: facts.modulesFile, after: plan.text }];
-    owned = plan.owned;
-    changes = plan.changes.map((c) => `${INITRAMFS_TOOLS_MODULES_PATH}: ${c}`);
-  } else {
-    if (facts.mkinitfsConf === undefined) throw new InputError("system", `${MKINITFS_CONF_PATH} is missing; reinstall mkinitfs`);
-    const conf = planMkinitfsFeatures({ text: facts.mkinitfsConf, previouslyOwned: previous as ShellListOwnership, backup: facts.backups?.mkinitfsConf });
-    const feature = renderVfioFeatureModules(modules);
-    featureSha256 = sha256Hex(feature);
-    const current = facts.featureFile === undefined ? undefined : Buffer.from(facts.featureFile);
-    refusal = facts.backups && staleBackupRefusal(VFIO_FEATURE_MODULES_PATH, feature, current, facts.backups.featureFile);
-    files = [
-      { path: VFIO_FEATURE_MODULES_PATH, before: facts.featureFile, after: feature },
-      { path: MKINITFS_CONF_PATH, before: facts.mkinitfsConf, after: conf.text },
-    ];
-    owned = conf.owned;
-    changes = [
-      ...(facts.featureFile !== feature ? [`${VFIO_FEATURE_MODULES_PATH}: ${facts.featureFile === undefined ? "create" : "rewrite"} with ${modules.filter((m) => !m.builtin).map((m) => m.fileName).join(", ")}`] : []),
-      ...conf.changes.map((c) => `${MKINITFS_CONF_PATH}: features: ${c}`),
-    ];
+  let planned: SystemPlan;
+  try {
+    planned = builder.plan({ modules, files: facts.files, previouslyOwned: state?.system === system ? state.owned : undefined, backups: facts.backups });
+  } catch (err) {
+    throw new InputError("system", (err as Error).message);
   }
-  const written = files.filter((f) => f.before !== f.after);
-  const missing = missingFromInitramfs(facts.listing[system], modules);
+  const written = planned.files.filter((f) => f.before !== f.after);
+  const missing = missingFromInitramfs(facts.listing[system] ?? "", modules);
   const rebuild =
     written.length > 0
       ? "its configuration changed"
@@ -173,20 +123,20 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
         : state && !isDeepStrictEqual(state.triggers, inputs.triggers)
           ? "its triggers changed"
           : undefined;
-  // Trial boots build initramfs-tools images (mkinitramfs -d); mkinitfs changes are written as they always were.
-  const staged = system === "initramfs-tools" ? staging : { stage: false };
-  const all = [...changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${systems[system].rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])];
+  // Trial boots build initramfs-tools images (mkinitramfs -d); other builders' changes are written as they always were.
+  const staged = builder.trial ? staging : { stage: false };
+  const all = [...planned.changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${builder.rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])];
   return {
     system,
     kernel: facts.kernel,
     modules,
     files: written,
-    owned,
+    owned: planned.owned,
     changes: all.length > 0 && staged.line ? [...all, staged.line] : all,
     rebuild,
     missing,
-    featureSha256,
-    refusal,
+    featureSha256: planned.wholeFileSha256,
+    refusal: planned.refusal,
     staging: staged,
   };
 }
@@ -227,27 +177,23 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
     return recorded;
   },
   async revert(host, inputs, state) {
-    if (state.system === "initramfs-tools") {
-      const current = (await host.readFile(INITRAMFS_TOOLS_MODULES_PATH))?.toString("utf8");
-      if (current !== undefined) await host.revertFile(INITRAMFS_TOOLS_MODULES_PATH, revertInitramfsToolsModules(current, state.owned as TokenOwnership));
-    } else {
-      const conf = (await host.readFile(MKINITFS_CONF_PATH))?.toString("utf8");
-      if (conf !== undefined) await host.revertFile(MKINITFS_CONF_PATH, revertMkinitfsFeatures(conf, state.owned as ShellListOwnership));
-      const written = state.featureSha256 ?? (await featureShaNow(host));
-      await restoreWholeFile(host, VFIO_FEATURE_MODULES_PATH, written, `mkinitfs ${state.release}`);
-    }
+    const builder = systems[state.system];
+    const current = new Map<string, string | undefined>();
+    for (const path of builder.sources) current.set(path, (await host.readFile(path))?.toString("utf8"));
+    await builder.revert(host, { release: state.release, owned: state.owned, wholeFileSha256: state.featureSha256 }, (path) => current.get(path), () => wholeFileShaNow(host, state.system));
     if (inputs.rebuildOnDelete) await rebuildInitramfs(host, state.system, state.release);
   },
 });
 
 /**
- * For state recorded before the hash was kept: the features.d file as this resource would write it
+ * For state recorded before the hash was kept: the whole file as this resource would write it
  * now. A kernel whose modules moved since (or that has none) gives no match, and the file is then
  * kept, with the message that says how to put the original back, rather than lost.
  */
-async function featureShaNow(host: RemoteHost): Promise<string> {
+async function wholeFileShaNow(host: RemoteHost, system: System): Promise<string> {
   try {
-    return sha256Hex(renderVfioFeatureModules(moduleListForKernel((await readInitramfsFacts(host)).kernel)));
+    const facts = await readInitramfsFacts(host);
+    return systems[system].plan({ modules: moduleListForKernel(facts.kernel), files: facts.files }).wholeFileSha256 ?? "unknown";
   } catch {
     return "unknown";
   }
@@ -269,7 +215,7 @@ export async function rebuildInitramfs(host: RemoteHost, system?: System, releas
 
 export interface InitramfsModulesArgs {
   connection: pulumi.Input<ConnectionInput>;
-  system?: pulumi.Input<"auto" | "initramfs-tools" | "mkinitfs">;
+  system?: pulumi.Input<"auto" | System>;
   triggers?: pulumi.Input<unknown[]>;
   trial?: pulumi.Input<boolean>;
   rebuildOnDelete?: pulumi.Input<boolean>;

@@ -117,6 +117,7 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
   const edited = changedEdits(plan);
   const paths = edited.map((e) => e.path).join(", ");
   const tool = b.regenerate?.name;
+  const [was, it] = edited.length === 1 ? ["was", "it"] : ["were", "them"];
   try {
     for (const edit of edited) await host.writeFileAtomic(edit.path, edit.before ?? "");
   } catch (err) {
@@ -125,16 +126,16 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
       (tool ? `, which ${b.generated} may or may not reflect; check them and run ${tool} by hand before rebooting` : "; check them before rebooting")
     );
   }
-  if (!tool) return `${paths} put back`;
+  if (!tool) return `${paths} ${was} put back`;
   try {
     await regenerate(host, plan.backend);
   } catch (err) {
     return (
-      `${paths} put back, but running ${tool} again failed too (${(err as Error).message}), so ` +
-      `${b.generated} may not match; fix the cause and run ${tool} by hand before rebooting`
+      `${paths} ${was} put back, but running ${tool} again failed too (${(err as Error).message}), so ` +
+      `${b.generated} may not match ${it}; fix the cause and run ${tool} by hand before rebooting`
     );
   }
-  return `${paths} put back and ${b.generated} regenerated from ${edited.length === 1 ? "it" : "them"}`;
+  return `${paths} ${was} put back and ${b.generated} regenerated from ${it}`;
 }
 
 /** The plan's reads, at once; without state the backups too, to recognise what a run that died wrote. */

@@ -3,6 +3,8 @@
 import fc from "fast-check";
 import { Staging } from "../../../providers/bootTrial/host";
 import { trialPlanLine } from "../../../providers/bootTrial/plan";
+import { INITRAMFS_TOOLS_MODULES_PATH } from "../../../providers/initramfsModules/initramfsTools";
+import { MKINITFS_CONF_PATH } from "../../../providers/initramfsModules/mkinitfs";
 import { InitramfsModulesInputs, InitramfsState, planInitramfs } from "../../../providers/initramfsModules/resource";
 import { alpine66Kernel, alpine66MkinitfsList, alpineMkinitfsConf, debianInitramfsToolsModules, debianKernel, debianLsinitramfsAfter, debianLsinitramfsBefore } from "./fixtures";
 
@@ -15,9 +17,7 @@ const inputs = InitramfsModulesInputs.parse({ trial: true });
 const debianFacts = {
   kernel: debianKernel,
   systems: ["initramfs-tools" as const],
-  modulesFile: debianInitramfsToolsModules,
-  mkinitfsConf: undefined,
-  featureFile: undefined,
+  files: { [INITRAMFS_TOOLS_MODULES_PATH]: debianInitramfsToolsModules },
   listing: { "initramfs-tools": debianLsinitramfsBefore, mkinitfs: "" },
 };
 const first = planInitramfs(inputs, debianFacts, undefined);
@@ -36,14 +36,14 @@ describe("planInitramfs with staging on initramfs-tools", () => {
   });
 
   it("names the trial for a rebuild alone: an image that lacks the modules, or new triggers", () => {
-    const lacking = planInitramfs(inputs, { ...debianFacts, modulesFile: written }, recorded, staging);
+    const lacking = planInitramfs(inputs, { ...debianFacts, files: { [INITRAMFS_TOOLS_MODULES_PATH]: written } }, recorded, staging);
     expect(lacking.changes).toEqual([`${REBUILD}: the image lacks vfio, vfio_pci, vfio_iommu_type1, vfio_virqfd`, staging.line]);
-    const triggered = planInitramfs(inputs, { ...debianFacts, modulesFile: written, listing: { ...debianFacts.listing, "initramfs-tools": debianLsinitramfsAfter } }, { ...recorded, triggers: ["old"] }, staging);
+    const triggered = planInitramfs(inputs, { ...debianFacts, files: { [INITRAMFS_TOOLS_MODULES_PATH]: written }, listing: { ...debianFacts.listing, "initramfs-tools": debianLsinitramfsAfter } }, { ...recorded, triggers: ["old"] }, staging);
     expect(triggered.changes).toEqual([`${REBUILD}: its triggers changed`, staging.line]);
   });
 
   it("describes nothing, and no trial, when the file and the image are already right", () => {
-    const settled = { ...debianFacts, modulesFile: written, listing: { ...debianFacts.listing, "initramfs-tools": debianLsinitramfsAfter } };
+    const settled = { ...debianFacts, files: { [INITRAMFS_TOOLS_MODULES_PATH]: written }, listing: { ...debianFacts.listing, "initramfs-tools": debianLsinitramfsAfter } };
     const plan = planInitramfs(inputs, settled, recorded, staging);
     expect(plan.rebuild).toBeUndefined();
     expect(plan.changes).toEqual([]);
@@ -65,9 +65,7 @@ describe("planInitramfs with staging on mkinitfs", () => {
   const alpineFacts = {
     kernel: alpine66Kernel,
     systems: ["mkinitfs" as const],
-    modulesFile: undefined,
-    mkinitfsConf: alpineMkinitfsConf,
-    featureFile: undefined,
+    files: { [MKINITFS_CONF_PATH]: alpineMkinitfsConf },
     listing: { "initramfs-tools": "", mkinitfs: alpine66MkinitfsList },
   };
 
@@ -102,7 +100,7 @@ describe("planInitramfs staging properties", () => {
         (file, applied, imageHasModules, triggers, given) => {
           const facts = {
             ...debianFacts,
-            modulesFile: applied ? planInitramfs(inputs, { ...debianFacts, modulesFile: file }, undefined).files[0]?.after ?? file : file,
+            files: { [INITRAMFS_TOOLS_MODULES_PATH]: applied ? planInitramfs(inputs, { ...debianFacts, files: { [INITRAMFS_TOOLS_MODULES_PATH]: file } }, undefined).files[0]?.after ?? file : file },
             listing: { ...debianFacts.listing, "initramfs-tools": imageHasModules ? debianLsinitramfsAfter : debianLsinitramfsBefore },
           };
           const state = triggers === undefined ? undefined : { ...recorded, triggers };

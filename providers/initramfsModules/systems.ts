@@ -1,0 +1,129 @@
+// The initramfs builders InitramfsModules can configure, one entry each: the tool that marks the
+// builder as installed, the files that put the VFIO modules into its image, how a plan edits them
+// and a revert takes back only what this stack wrote, the rebuild, and how to list the image.
+import { Backup, backupText, restoreWholeFile, staleBackupRefusal } from "../hostFile";
+import { VfioModule } from "../kernel/modules";
+import { RemoteHost, sha256Hex } from "../ssh/host";
+import { ShellListOwnership } from "../text/shellVariable";
+import { TokenOwnership } from "../text/tokenList";
+import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
+import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
+
+export const SYSTEM_NAMES = ["initramfs-tools", "mkinitfs"] as const;
+export type System = (typeof SYSTEM_NAMES)[number];
+
+export interface FileChange {
+  readonly path: string;
+  readonly before: string | undefined;
+  readonly after: string;
+}
+
+export interface SystemPlan {
+  /** Every file of the system, changed or not. */
+  readonly files: readonly FileChange[];
+  readonly owned: unknown;
+  readonly changes: readonly string[];
+  /** The hash of a file this stack owns whole, kept in state for a revert that keeps hand edits. */
+  readonly wholeFileSha256?: string;
+  /** Planned without state: why creating the resource must not write (see staleBackupRefusal). */
+  readonly refusal?: string;
+}
+
+export interface SystemRequest {
+  readonly modules: readonly VfioModule[];
+  /** The system's files as read (undefined: absent). */
+  readonly files: Readonly<Record<string, string | undefined>>;
+  readonly previouslyOwned?: unknown;
+  /** Without state: the files as vfio-host saved them before its first edit. */
+  readonly backups?: Readonly<Record<string, Backup>>;
+}
+
+/** What a revert needs from state. */
+export interface SystemRecord {
+  readonly release: string;
+  readonly owned: unknown;
+  readonly wholeFileSha256?: string;
+}
+
+export interface InitramfsSystem {
+  /** On PATH when the builder is installed. */
+  readonly command: string;
+  /** How to install it, for the error on a host without it. */
+  readonly install: string;
+  /** The files a plan reads and may write; their backups identify a dead run's edits. */
+  readonly sources: readonly string[];
+  plan(request: SystemRequest): SystemPlan;
+  /** Takes this stack's lines back off the host (the rebuild follows separately). */
+  revert(host: RemoteHost, record: SystemRecord, current: (path: string) => string | undefined, fallbackSha256: () => Promise<string>): Promise<void>;
+  rebuild(release: string): string[];
+  /** Shell code listing the files of the image of `$release`. */
+  readonly listing: string;
+  /** Trial boots can build its image beside the live one (mkinitramfs -d). */
+  readonly trial: boolean;
+}
+
+const loadable = (modules: readonly VfioModule[]) => modules.filter((m) => !m.builtin);
+
+export const systems: Record<System, InitramfsSystem> = {
+  "initramfs-tools": {
+    command: "update-initramfs",
+    install: "Debian: apt install initramfs-tools",
+    sources: [INITRAMFS_TOOLS_MODULES_PATH],
+    plan({ modules, files, previouslyOwned, backups }) {
+      const before = files[INITRAMFS_TOOLS_MODULES_PATH];
+      const plan = planInitramfsToolsModules({
+        text: before ?? "",
+        modules: loadable(modules).map((m) => m.name),
+        previouslyOwned: previouslyOwned as TokenOwnership | undefined,
+        backup: backupText(backups?.[INITRAMFS_TOOLS_MODULES_PATH]),
+      });
+      return {
+        files: [{ path: INITRAMFS_TOOLS_MODULES_PATH, before, after: plan.text }],
+        owned: plan.owned,
+        changes: plan.changes.map((c) => `${INITRAMFS_TOOLS_MODULES_PATH}: ${c}`),
+      };
+    },
+    async revert(host, record, current) {
+      const text = current(INITRAMFS_TOOLS_MODULES_PATH);
+      if (text !== undefined) await host.revertFile(INITRAMFS_TOOLS_MODULES_PATH, revertInitramfsToolsModules(text, record.owned as TokenOwnership));
+    },
+    rebuild: (release) => ["update-initramfs", "-u", "-k", release],
+    listing: `lsinitramfs "/boot/initrd.img-$release"`,
+    trial: true,
+  },
+  mkinitfs: {
+    command: "mkinitfs",
+    install: "Alpine: apk add mkinitfs",
+    sources: [MKINITFS_CONF_PATH, VFIO_FEATURE_MODULES_PATH],
+    plan({ modules, files, previouslyOwned, backups }) {
+      const confText = files[MKINITFS_CONF_PATH];
+      if (confText === undefined) throw new Error(`${MKINITFS_CONF_PATH} is missing; reinstall mkinitfs`);
+      const conf = planMkinitfsFeatures({ text: confText, previouslyOwned: previouslyOwned as ShellListOwnership | undefined, backup: backupText(backups?.[MKINITFS_CONF_PATH]) });
+      const feature = renderVfioFeatureModules(modules);
+      const featureFile = files[VFIO_FEATURE_MODULES_PATH];
+      const current = featureFile === undefined ? undefined : Buffer.from(featureFile);
+      return {
+        files: [
+          { path: VFIO_FEATURE_MODULES_PATH, before: featureFile, after: feature },
+          { path: MKINITFS_CONF_PATH, before: confText, after: conf.text },
+        ],
+        owned: conf.owned,
+        changes: [
+          ...(featureFile !== feature ? [`${VFIO_FEATURE_MODULES_PATH}: ${featureFile === undefined ? "create" : "rewrite"} with ${loadable(modules).map((m) => m.fileName).join(", ")}`] : []),
+          ...conf.changes.map((c) => `${MKINITFS_CONF_PATH}: features: ${c}`),
+        ],
+        wholeFileSha256: sha256Hex(feature),
+        refusal: backups && staleBackupRefusal(VFIO_FEATURE_MODULES_PATH, feature, current, backups[VFIO_FEATURE_MODULES_PATH]),
+      };
+    },
+    async revert(host, record, current, fallbackSha256) {
+      const conf = current(MKINITFS_CONF_PATH);
+      if (conf !== undefined) await host.revertFile(MKINITFS_CONF_PATH, revertMkinitfsFeatures(conf, record.owned as ShellListOwnership));
+      await restoreWholeFile(host, VFIO_FEATURE_MODULES_PATH, record.wholeFileSha256 ?? (await fallbackSha256()), `mkinitfs ${record.release}`);
+    },
+    rebuild: (release) => ["mkinitfs", release],
+    // Alpine keeps one image per flavour; list what is in it now.
+    listing: `f=/boot/initramfs-\${release##*-}; [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
+    trial: false,
+  },
+};
