@@ -76,3 +76,20 @@ export function catFile(path: string): string {
 export function fileFromSection(section: string): string | undefined {
   return section.startsWith("present\n") ? section.slice("present\n".length) : undefined;
 }
+
+/**
+ * A snippet printing every regular file that the shell words `globs` expand to (e.g.
+ * `/etc/default/grub.d/*.cfg`, unquoted so the shell expands them) as NUL-separated path/content
+ * pairs: file names are the host's, not ours to frame. `filesFromSection` reads them back.
+ */
+export function catFiles(globs: string): string {
+  return `for f in ${globs}; do [ -f "$f" ] && printf '%s\\0' "$f" && cat "$f" && printf '\\0'; done`;
+}
+
+/** The files a catFiles snippet printed, in the order the shell listed them. */
+export function filesFromSection(section: string): { path: string; text: string }[] {
+  const parts = section.split("\0");
+  const files = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) files.push({ path: parts[i], text: parts[i + 1] });
+  return files;
+}
