@@ -2,9 +2,9 @@
 // <ESP or XBOOTLDR>/loader/entries/*.conf, one `key value` per line, read by systemd-boot and, on
 // Fedora/RHEL, by GRUB's blscfg module, and edited there by grubby. `options` may appear more than
 // once: the loader joins the lines, in order, into one kernel command line.
-import { kernelArgSyntax, missingKernelArgs } from "../kernel/cmdline";
+import { kernelArgKey, kernelArgSyntax, missingKernelArgs } from "../kernel/cmdline";
 import { catFiles, filesFromSection } from "../ssh/sections";
-import { parseWhitespaceTokens, planTokens, revertTokenText, TokenList, TokenOwnership, TokenPlan, TokenSyntax } from "../text/tokenList";
+import { adoptTokens, describeTokenChanges, parseWhitespaceTokens, planTokens, revertTokenText, TokenOwnership, TokenRequest } from "../text/tokenList";
 import type { BootConfigCheck } from "./bootConfig";
 
 export interface LoaderEntry {
@@ -63,70 +63,97 @@ function optionsValues(text: string): { start: number; end: number; spaced: bool
   return spans;
 }
 
-/**
- * The args of all `options` lines as one token list, the rest of the entry held in its leading,
- * separators and trailing bytes: removals and replacements reach every line, and additions go
- * at the end of the last one, which is the end of the command line the loader joins.
- */
-const loaderEntrySyntax: TokenSyntax = {
-  ...kernelArgSyntax,
-  parse: (text: string): TokenList => {
-    const values = optionsValues(text);
-    const spans: { start: number; end: number }[] = [];
-    for (const value of values) {
-      const list = parseWhitespaceTokens(text.slice(value.start, value.end));
-      let at = value.start + list.leading.length;
-      list.tokens.forEach((token, i) => {
-        spans.push({ start: at, end: at + token.length });
-        at += token.length + (list.separators[i]?.length ?? 0);
-      });
-    }
-    if (spans.length === 0) {
-      // An addition lands after the last options line's whitespace.
-      const split = values.length > 0 ? values[values.length - 1].end : text.length;
-      return { leading: text.slice(0, split), tokens: [], separators: [], trailing: text.slice(split) };
-    }
-    return {
-      leading: text.slice(0, spans[0].start),
-      tokens: spans.map((s) => text.slice(s.start, s.end)),
-      separators: spans.slice(1).map((s, i) => text.slice(spans[i].end, s.start)),
-      trailing: text.slice(spans[spans.length - 1].end),
-    };
-  },
-};
+export type LoaderEntryOwnership = readonly TokenOwnership[];
 
 export interface LoaderEntryRequest {
   /** The entry's file as read from the host. */
   readonly text: string;
   readonly ensure: readonly string[];
   readonly remove?: readonly string[];
-  readonly previouslyOwned?: TokenOwnership;
+  /** What the last apply changed on each options line, in order. */
+  readonly previouslyOwned?: LoaderEntryOwnership;
   /** Without previouslyOwned: the file as vfio-host saved it before its first edit, to recognise our own args in. */
   readonly backup?: string;
   /** For messages, e.g. /boot/efi/loader/entries/debian-6.1.0-18-amd64.conf. */
   readonly path?: string;
 }
 
-export function planLoaderEntry(request: LoaderEntryRequest): TokenPlan {
+export interface LoaderEntryPlan {
+  readonly text: string;
+  readonly owned: LoaderEntryOwnership;
+  readonly changes: readonly string[];
+}
+
+/**
+ * What one options line gets: the first the whole request (its additions go there); later lines
+ * have other values of our keys replaced and `remove`d args taken off, so the joined command line
+ * carries ours wherever a key sits. Lines after a `--` hold init's args, not the kernel's.
+ */
+function lineRequests(values: readonly string[], request: TokenRequest): TokenRequest[] {
+  const dashes = values.findIndex((value) => parseWhitespaceTokens(value).tokens.includes("--"));
+  return values.map((value, i) => {
+    if (i === 0) return request;
+    if (dashes >= 0 && i > dashes) return { ensure: [] };
+    const list = parseWhitespaceTokens(value);
+    const keys = new Set(list.tokens.slice(0, kernelArgSyntax.end(list)).map(kernelArgKey));
+    return { ensure: request.ensure.filter((arg) => keys.has(kernelArgKey(arg))), remove: request.remove };
+  });
+}
+
+/** Replaces each options value with its new text. */
+function withValues(text: string, values: readonly string[]): string {
+  let out = text;
+  optionsValues(text)
+    .map((span, i) => ({ ...span, value: values[i] }))
+    .reverse()
+    .forEach((span) => {
+      out = out.slice(0, span.start) + span.value + out.slice(span.end);
+    });
+  return out;
+}
+
+const valuesOf = (text: string) => optionsValues(text).map((span) => text.slice(span.start, span.end));
+
+/** Our own args recognised from the backup, line by line; undefined when its options lines differ in number. */
+function adoptLoaderEntry(text: string, backup: string, request: TokenRequest): LoaderEntryOwnership | undefined {
+  const before = valuesOf(backup);
+  const after = valuesOf(text);
+  if (before.length !== after.length) return undefined;
+  const requests = lineRequests(before, request);
+  const owned = before.map((value, i) => adoptTokens(value, after[i], requests[i], kernelArgSyntax));
+  return owned.every((o) => o !== undefined) ? (owned as TokenOwnership[]) : undefined;
+}
+
+/** Edits the options lines only (additions on the first); every other byte of the entry stays. */
+export function planLoaderEntry(request: LoaderEntryRequest): LoaderEntryPlan {
   const path = request.path ?? "the loader entry";
   const problem = kerneloptsProblem(request.text, path);
   if (problem) throw new Error(problem);
-  const values = optionsValues(request.text);
-  if (values.length === 0) {
+  const spans = optionsValues(request.text);
+  if (spans.length === 0) {
     throw new Error(
       `${path} has no options line, so there is no command line to add to; add one with the arguments the entry boots with ` +
         `(e.g. "options root=UUID=... ro", as in /proc/cmdline without BOOT_IMAGE= and initrd=)`,
     );
   }
-  const last = values[values.length - 1];
-  if (!last.spaced && request.ensure.length > 0 && loaderEntrySyntax.parse(request.text).tokens.length === 0) {
-    throw new Error(`${path}: its last options line is a bare "options"; write it as "options " followed by the arguments the entry boots with`);
+  const current = valuesOf(request.text);
+  if (!spans[0].spaced && request.ensure.length > 0 && current[0] === "") {
+    throw new Error(`${path}: its first options line is a bare "options"; write it as "options " followed by the arguments the entry boots with`);
   }
-  return planTokens(request.text, request, loaderEntrySyntax);
+  const tokenRequest = { ensure: request.ensure, remove: request.remove };
+  const previous = request.previouslyOwned ?? (request.backup !== undefined ? adoptLoaderEntry(request.text, request.backup, tokenRequest) : undefined);
+  const bases = current.map((value, i) => (previous?.[i] ? revertTokenText(value, previous[i], kernelArgSyntax) : value));
+  const plans = lineRequests(bases, tokenRequest).map((lineRequest, i) => planTokens(bases[i], lineRequest, kernelArgSyntax));
+  const changes = current.flatMap((value, i) =>
+    describeTokenChanges(kernelArgSyntax.parse(value), kernelArgSyntax.parse(plans[i].text), kernelArgSyntax).map((c) =>
+      current.length > 1 ? `options line ${i + 1}: ${c}` : c,
+    ),
+  );
+  return { text: withValues(request.text, plans.map((p) => p.text)), owned: plans.map((p) => p.owned), changes };
 }
 
-export function revertLoaderEntry(text: string, owned: TokenOwnership): string {
-  return revertTokenText(text, owned, loaderEntrySyntax);
+export function revertLoaderEntry(text: string, owned: LoaderEntryOwnership): string {
+  return withValues(text, valuesOf(text).map((value, i) => (owned[i] ? revertTokenText(value, owned[i], kernelArgSyntax) : value)));
 }
 
 /** Whether the command line the entry boots (its options lines joined) carries the args. */

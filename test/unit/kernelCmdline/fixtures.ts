@@ -12,3 +12,19 @@ export const alpineExtlinuxConf = read("alpine-extlinux.conf");
 export const alpineExtlinuxConfWithVfio = read("alpine-extlinux-vfio.conf");
 /** The Alpine lab VM, which starts with intel_iommu=off. */
 export const labUpdateExtlinuxConf = read("lab-update-extlinux.conf");
+/** Unraid's stock /boot/syslinux/syslinux.cfg. */
+export const unraidSyslinuxCfg = read("unraid-syslinux.cfg");
+/** Debian 12 with extlinux: a hand-written /boot/extlinux/extlinux.conf; and one u-boot-update generated. */
+export const debianExtlinuxConf = read("debian12-extlinux.conf");
+export const debianUBootExtlinuxConf = read("debian-u-boot-extlinux.conf");
+/** BLS entries: systemd-boot via kernel-install (Debian 12), proxmox-boot-tool, Fedora 40/44, RHEL 8 ($kernelopts). */
+export const debianSystemdBootEntry = read("debian12-systemd-boot-entry.conf");
+export const proxmoxEntry = read("proxmox-entry.conf");
+export const proxmoxKernelCmdline = read("proxmox-kernel-cmdline");
+export const fedoraBlsEntry = read("fedora40-bls-entry.conf");
+export const fedoraTunedBlsEntry = read("fedora44-bls-entry-tuned.conf");
+export const rhel8BlsEntry = read("rhel8-bls-entry.conf");
+/** `proxmox-boot-tool status`: systemd-boot ESPs (ZFS/UEFI), GRUB ESPs (legacy BIOS), none. */
+export const proxmoxStatusUefi = read("proxmox-boot-tool-status-uefi.txt");
+export const proxmoxStatusLegacy = read("proxmox-boot-tool-status-legacy.txt");
+export const proxmoxStatusUnconfigured = read("proxmox-boot-tool-status-unconfigured.txt");
