@@ -43,6 +43,8 @@ const connectionKeys = {
     port: "port",
     user: "user",
     hostKey: "hostKey",
+    insecureAcceptAnyHostKey: "insecureAcceptAnyHostKey",
+    /** The former name of insecureAcceptAnyHostKey: still read, with a warning (connectionWarnings). */
     insecureTrustOnFirstUse: "insecureTrustOnFirstUse",
     escalation: "escalation",
     readyTimeoutSeconds: "readyTimeoutSeconds",
@@ -52,7 +54,7 @@ const connectionKeys = {
     /** Log in with the keys of the ssh-agent at SSH_AUTH_SOCK, where pulumi runs. */
     sshAgent: "agent",
   },
-  text: { port: wholeNumber, readyTimeoutSeconds: wholeNumber, insecureTrustOnFirstUse: flag, sshAgent: flag },
+  text: { port: wholeNumber, readyTimeoutSeconds: wholeNumber, insecureAcceptAnyHostKey: flag, insecureTrustOnFirstUse: flag, sshAgent: flag },
 } satisfies KeyGroup<typeof ConnectionSchema>;
 
 const kernelCmdlineKeys = {
@@ -149,6 +151,10 @@ function parseKeys<S extends z.ZodType>(group: KeyGroup<S>, values: Record<strin
 
 /** The connection keys, and whether the private key decrypts (only worth asking once the keys are sound). */
 function parseConnection(values: Record<string, unknown>): Checked<Connection> {
+  if ("insecureTrustOnFirstUse" in values && "insecureAcceptAnyHostKey" in values) {
+    const message = "is the former name of insecureAcceptAnyHostKey, which is set too; remove it (`npm run pulumi -- config rm insecureTrustOnFirstUse`)";
+    return { problems: [{ path: ["insecureTrustOnFirstUse"], fieldPath: ["insecureTrustOnFirstUse"], message }] };
+  }
   const checked = parseKeys(connectionKeys, values);
   const key = checked.data?.privateKey;
   const problem = key === undefined ? undefined : privateKeyProblem(key, checked.data!.passphrase);
@@ -241,6 +247,32 @@ export function parseStackConfig(all: Record<string, string>, secretKeys: Readon
 }
 
 /**
+ * Pure: what a run should say about the connection keys of `namespace` even though they are valid,
+ * every run: that any host key is accepted (insecureAcceptAnyHostKey), and that a key has a new name.
+ */
+export function connectionWarnings(all: Record<string, string>, stack: string, namespace = CONFIG_NAMESPACE): string[] {
+  const value = (key: string) => all[`${namespace}:${key}`];
+  const trust = `pin the host's key instead with \`npm run trust -- --stack ${stack}\` (it shows the host's keys and fingerprints, and writes ${namespace}:hostKey)`;
+  const warnings: string[] = [];
+  if (value("insecureTrustOnFirstUse") !== undefined) {
+    warnings.push(
+      `${namespace}:insecureTrustOnFirstUse is now called ${namespace}:insecureAcceptAnyHostKey (it never recorded a first key: it accepted any key on every connection); ` +
+        `rename it (\`npm run pulumi -- config rm insecureTrustOnFirstUse\`, then \`config set insecureAcceptAnyHostKey true\`), or better, ${trust}`,
+    );
+  }
+  const acceptsAny = flag(value("insecureAcceptAnyHostKey") ?? value("insecureTrustOnFirstUse")) === true;
+  if (acceptsAny && value("hostKey") === undefined) {
+    warnings.push(
+      `${namespace}:insecureAcceptAnyHostKey is true: every connection to ${value("host") ?? "the host"} accepts whatever host key it is shown, ` +
+        `so anything between this machine and the host can take the connection and what is sent over it; ${trust}`,
+    );
+  } else if (acceptsAny) {
+    warnings.push(`${namespace}:insecureAcceptAnyHostKey has no effect while ${namespace}:hostKey is pinned; remove it (\`npm run pulumi -- config rm insecureAcceptAnyHostKey\`)`);
+  }
+  return warnings;
+}
+
+/**
  * Pure: only the connection keys of `namespace`, checked as parseStackConfig checks them; the other
  * keys are not looked at (`npm run discover -- --stack` runs before the stack is written).
  */
@@ -270,8 +302,10 @@ export function runningConfig(): { all: Record<string, string>; secretKeys: Set<
   return { all, secretKeys: new Set(Object.keys(all).filter((k) => runtimeConfig.isConfigSecret(k))) };
 }
 
-/** The running stack's config, checked. */
+/** The running stack's config, checked; the connection's warnings go to the run's diagnostics, every run. */
 export function readStackConfig(): StackConfig {
   const { all, secretKeys } = runningConfig();
-  return parseStackConfig(all, secretKeys);
+  const config = parseStackConfig(all, secretKeys);
+  connectionWarnings(all, pulumi.getStack()).forEach((warning) => void pulumi.log.warn(warning));
+  return config;
 }

@@ -3,7 +3,7 @@
 // one secret: encrypted in the state, never shown by preview.
 import * as pulumi from "@pulumi/pulumi";
 import type { Connection } from "../providers/ssh/connection";
-import { parseConnectionConfig, runningConfig } from "./config";
+import { connectionWarnings, parseConnectionConfig, runningConfig } from "./config";
 
 export function secretConnection(connection: Connection): pulumi.Output<Connection> {
   return pulumi.secret(connection);
@@ -12,5 +12,7 @@ export function secretConnection(connection: Connection): pulumi.Output<Connecti
 /** The connection keys of a program's own namespace (`config.name`), checked as a host stack's are. */
 export function connectionFromConfig(config: pulumi.Config): pulumi.Output<Connection> {
   const { all, secretKeys } = runningConfig();
-  return secretConnection(parseConnectionConfig(all, secretKeys, config.name));
+  const connection = parseConnectionConfig(all, secretKeys, config.name);
+  connectionWarnings(all, pulumi.getStack(), config.name).forEach((warning) => void pulumi.log.warn(warning));
+  return secretConnection(connection);
 }

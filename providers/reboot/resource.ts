@@ -15,7 +15,7 @@ import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernel/cmdline";
 import { normalizePciAddress } from "../kernel/pci";
 import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
-import { ConnectionInput, ConnectionSchema } from "../ssh/connection";
+import { comparableConnection, ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
@@ -358,10 +358,11 @@ async function recheck(host: RemoteHost, inputs: RebootInputs, failed: FailedVer
 
 const inputKeys = ["connection", "triggers", "expectArgs", "expectVfioDevices", "timeoutSeconds", "staged", "trial"] as const;
 // State recorded before trial boots has neither key: that is nothing staged, and trial options
-// matter only with something staged.
+// matter only with something staged. A connection an older version recorded (a renamed key)
+// compares as this version reads it.
 const comparable = (props: Record<string, unknown>): Record<string, unknown> => {
   const staged = (props.staged as unknown[] | undefined) ?? [];
-  return { ...props, staged, trial: staged.length > 0 ? props.trial : undefined };
+  return { ...props, connection: comparableConnection(props.connection), staged, trial: staged.length > 0 ? props.trial : undefined };
 };
 const sameInputs = (a: Record<string, unknown>, b: Record<string, unknown>, keys: readonly string[]) =>
   keys.every((k) => isDeepStrictEqual(comparable(a)[k], comparable(b)[k]));

@@ -1,7 +1,7 @@
 // How a resource reaches its host: validated once, in `check`, before anything touches the host.
 // Messages do not start with the key: the issue's path names it (`connection.port` in a resource's
 // check, `vfio-host:port` in a host stack, stacks/config.ts).
-import { createHash } from "crypto";
+import { createHash, createHmac, randomBytes } from "crypto";
 import { utils as sshUtils } from "ssh2";
 import { z } from "zod";
 
@@ -41,7 +41,10 @@ export const ConnectionSchema = z
           "or its fingerprint (SHA256:...), e.g. from `ssh-keyscan -t ed25519 HOST`",
       )
       .optional(),
-    insecureTrustOnFirstUse: z.boolean(trueOrFalse).default(false),
+    /** Accept whatever host key the server shows, on every connection: no protection against anyone in between. */
+    insecureAcceptAnyHostKey: z.boolean(trueOrFalse).default(false),
+    /** The former name of insecureAcceptAnyHostKey, which older versions recorded in the state: read as it. */
+    insecureTrustOnFirstUse: z.boolean(trueOrFalse).optional(),
     escalation: z.enum(escalations, { error: 'must be "auto", "none", "sudo" or "doas"' }).default("auto"),
     readyTimeoutSeconds: z.number({ error: timeoutMessage }).int(timeoutMessage).min(1, timeoutMessage).max(3600, timeoutMessage).default(300),
   })
@@ -64,24 +67,50 @@ export const ConnectionSchema = z
         message: "is set but there is no private key for it to decrypt; set the private key too, or drop the passphrase",
       });
     }
-    if (!c.hostKey && !c.insecureTrustOnFirstUse) {
+    if (!c.hostKey && !c.insecureAcceptAnyHostKey && !c.insecureTrustOnFirstUse) {
       ctx.addIssue({
         code: "custom",
         path: ["hostKey"],
         message:
-          "is not set; pin the host with its key, the output of `ssh-keyscan -t ed25519 HOST` " +
-          "(or set insecureTrustOnFirstUse: true to accept any key)",
+          "is not set; pin the host's key: `npm run trust -- --stack STACK` shows the keys the host offers with their " +
+          "fingerprints and writes the one you confirm (or give its line, e.g. from `ssh-keyscan -t ed25519 HOST`); " +
+          "insecureAcceptAnyHostKey: true accepts any key, and with it anyone in between",
       });
     }
     // Also when a key is malformed, so that a new stack learns everything it lacks at once.
-  }, { when: ({ value }) => typeof value === "object" && value !== null });
+  }, { when: ({ value }) => typeof value === "object" && value !== null })
+  .transform(({ insecureTrustOnFirstUse, ...c }) => ({ ...c, insecureAcceptAnyHostKey: c.insecureAcceptAnyHostKey || insecureTrustOnFirstUse === true }));
 
 export type ConnectionInput = z.input<typeof ConnectionSchema>;
 export type Connection = z.output<typeof ConnectionSchema>;
 
-/** `user@host:port`, the pool key and the name used in messages. */
+/** `user@host:port`, the name used in messages and the host's lock and reads. */
 export function connectionLabel(c: Pick<Connection, "user" | "host" | "port">): string {
   return `${c.user}@${c.host}:${c.port}`;
+}
+
+/** Per process: credentials enter a pool key as an HMAC under it, never as themselves nor as a plain hash one could test guesses against. */
+const credentialKey = randomBytes(32);
+
+/**
+ * What a pooled connection was opened to trust and log in with: the login, the pinned key (or
+ * "any") and the credential's identity. A connection serves only requests with the same identity,
+ * so no resource rides on a connection it would not have opened itself. The agent is identified by
+ * its socket, read where the command runs.
+ */
+export function connectionIdentity(c: Connection, agentSocket = process.env.SSH_AUTH_SOCK): string {
+  const pin = c.hostKey ? pinnedHostKey(c.hostKey) : undefined;
+  const trust = pin ? `${pin.keyType ?? "fingerprint"} ${pin.fingerprint}` : "any";
+  const credential = createHmac("sha256", credentialKey)
+    .update(JSON.stringify([c.privateKey ?? null, c.passphrase ?? null, c.password ?? null, c.agent ? (agentSocket ?? "") : null]))
+    .digest("base64");
+  return `${connectionLabel(c)} ${trust} ${credential}`;
+}
+
+/** A connection as it compares across versions: what an older version recorded parses to what this one makes. */
+export function comparableConnection(value: unknown): unknown {
+  const parsed = ConnectionSchema.safeParse(value);
+  return parsed.success ? parsed.data : value;
 }
 
 /** OpenSSH's fingerprint of a raw public key blob: SHA256 in unpadded base64. */
@@ -89,7 +118,7 @@ export function fingerprintOfKeyBlob(blob: Buffer): string {
   return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
 }
 
-/** The fingerprint a pinned `hostKey` value stands for, and the key type when the value says it. */
+/** The fingerprint a pinned `hostKey` value stands for, and the key type when the value says it (a key line's first word). */
 export function pinnedHostKey(hostKey: string): { fingerprint: string; keyType?: string } {
   const value = hostKey.trim();
   if (value.startsWith("SHA256:")) {

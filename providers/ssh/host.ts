@@ -3,7 +3,8 @@
 import { createHash } from "crypto";
 import { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { countConnection, countRoundTrip, timingClock } from "../timings";
-import { Connection, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "./connection";
+import { Connection, connectionIdentity, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "./connection";
+import { describeHostKey, hostKeyAlgorithmsFor, hostKeyFile, readServerHello } from "./hostKeys";
 import { describeCommand, shellCommand, ShellArg } from "./quote";
 
 export interface ExecOptions {
@@ -82,9 +83,15 @@ export class RemoteCommandError extends Error {
   }
 }
 
+/**
+ * The host cannot be trusted as pinned: another key, no key of the pinned type, a failed key
+ * exchange. Waiting will not help, so it is reported at once.
+ */
 export class HostKeyMismatchError extends Error {}
 /** The credentials cannot log in as given (a key that does not decrypt, no agent, a refused login): waiting will not help. */
 export class CredentialError extends Error {}
+/** The connection closed before the handshake completed, without an error of its own (an sshd going down or not up yet). */
+class ClosedDuringHandshakeError extends Error {}
 /** The command was never started: the connection would not open a channel for it. */
 class ChannelOpenError extends Error {}
 
@@ -107,17 +114,19 @@ interface PooledConnection {
   idleTimer?: NodeJS.Timeout;
 }
 
+/** Pooled connections by identity (connectionIdentity): who logs in, the pinned key, the credential. */
 const pool = new Map<string, Promise<PooledConnection>>();
 
 /**
- * The reads of this run, per host. The engine checks resources one at a time, and several read the
+ * The reads of this run, per host, then per identity (a read over a connection one resource would
+ * not trust is never handed to it). The engine checks resources one at a time, and several read the
  * same facts (the next kernel, the trial-boot support, a backup): each is read once and shared
- * until anything may have changed it. Forgotten, before and after, by every command that is not
- * marked read-only (a write, a rebuild, a reboot), by the end of the connection (the host may
- * have rebooted) and by taking the host lock (another run may have changed the host meanwhile), so a
- * change always plans from fresh reads; only a preview can see facts a few seconds old.
+ * until anything may have changed it. Forgotten for the whole host, before and after, by every
+ * command that is not marked read-only (a write, a rebuild, a reboot), by the end of a connection
+ * (the host may have rebooted) and by taking the host lock (another run may have changed the host
+ * meanwhile), so a change always plans from fresh reads; only a preview can see facts a few seconds old.
  */
-const hostReads = new Map<string, Map<string, Promise<unknown>>>();
+const hostReads = new Map<string, Map<string, Map<string, Promise<unknown>>>>();
 let readsShared = false;
 
 /**
@@ -129,24 +138,25 @@ export function shareReadsInThisProcess(share = true): void {
   hostReads.clear();
 }
 
-function readsOf(label: string): Map<string, Promise<unknown>> {
+function readsOf(connection: Connection): Map<string, Promise<unknown>> {
   if (!readsShared) return new Map();
-  let reads = hostReads.get(label);
-  if (!reads) {
-    reads = new Map();
-    hostReads.set(label, reads);
-  }
+  const label = connectionLabel(connection);
+  const identity = connectionIdentity(connection);
+  const byIdentity = hostReads.get(label) ?? new Map<string, Map<string, Promise<unknown>>>();
+  hostReads.set(label, byIdentity);
+  const reads = byIdentity.get(identity) ?? new Map<string, Promise<unknown>>();
+  byIdentity.set(identity, reads);
   return reads;
 }
 
-/** Forgets what was read from the host: it may have changed. A read in flight lands in the forgotten map. */
+/** Forgets what was read from the host, over any connection: it may have changed. A read in flight lands in the forgotten map. */
 export function forgetReads(connection: Connection): void {
   hostReads.delete(connectionLabel(connection));
 }
 
 /** A read through the host's read cache: the first caller reads, the others share its answer. */
-function cachedRead<T>(label: string, key: string, read: () => Promise<T>): Promise<T> {
-  const reads = readsOf(label);
+function cachedRead<T>(connection: Connection, key: string, read: () => Promise<T>): Promise<T> {
+  const reads = readsOf(connection);
   const known = reads.get(key) as Promise<T> | undefined;
   if (known) return known;
   const reading = read();
@@ -157,7 +167,7 @@ function cachedRead<T>(label: string, key: string, read: () => Promise<T>): Prom
   return reading;
 }
 
-/** Runs `fn` with the host behind `connection`, on a pooled connection shared by every resource of this process. */
+/** Runs `fn` with the host behind `connection`, on a pooled connection shared by every resource of this process that trusts and logs in alike. */
 export async function withHost<T>(connection: Connection, fn: (host: RemoteHost) => Promise<T>): Promise<T> {
   return fn(remoteHost(connection));
 }
@@ -290,7 +300,7 @@ function remoteHost(connection: Connection): RemoteHost {
   };
 
   const readFile = (path: string): Promise<Buffer | undefined> =>
-    cachedRead(label, `file ${path}`, async () => {
+    cachedRead(connection, `file ${path}`, async () => {
       const result = await exec(["sh", "-c", `[ -e "$1" ] || exit ${MISSING_FILE_EXIT}; exec cat -- "$1"`, "sh", path], { readOnly: true });
       if (result.code === MISSING_FILE_EXIT) return undefined;
       if (result.code !== 0) throw new RemoteCommandError(label, `read ${path}`, result);
@@ -312,7 +322,7 @@ function remoteHost(connection: Connection): RemoteHost {
   };
 
   const readBackup = (path: string): Promise<Buffer | "absent" | undefined> =>
-    cachedRead(label, `backup ${path}`, async () => {
+    cachedRead(connection, `backup ${path}`, async () => {
       const result = await run(["sh", "-c", READ_BACKUP_SCRIPT, "sh", BACKUP_ROOT + path], { readOnly: true });
       const tag = result.stdoutBytes.subarray(0, 1).toString();
       return tag === "F" ? result.stdoutBytes.subarray(1) : tag === "A" ? "absent" : undefined;
@@ -331,8 +341,9 @@ function remoteHost(connection: Connection): RemoteHost {
 
   const disconnect = async () => {
     forgetReads(connection);
-    const entry = pool.get(label);
-    pool.delete(label);
+    const key = connectionIdentity(connection);
+    const entry = pool.get(key);
+    pool.delete(key);
     const pooled = await entry?.catch(() => undefined);
     if (pooled) {
       clearTimeout(pooled.idleTimer);
@@ -340,7 +351,7 @@ function remoteHost(connection: Connection): RemoteHost {
     }
   };
 
-  return { label, escalates: escalation.length > 0, exec, run, readFile, writeFileAtomic, backupOnce, readBackup, restoreBackup, revertFile, disconnect, reads: () => readsOf(label) };
+  return { label, escalates: escalation.length > 0, exec, run, readFile, writeFileAtomic, backupOnce, readBackup, restoreBackup, revertFile, disconnect, reads: () => readsOf(connection) };
 }
 
 const INCOMPLETE_WRITE_EXIT = 65;
@@ -421,7 +432,7 @@ function escalationPrefix(c: Connection): string[] {
 }
 
 async function withChannel<T>(connection: Connection, fn: (client: Client) => Promise<T>): Promise<T> {
-  const key = connectionLabel(connection);
+  const key = connectionIdentity(connection);
   let entry = pool.get(key);
   if (!entry) {
     entry = connectWithRetry(connection).then((client) => {
@@ -459,14 +470,20 @@ async function withChannel<T>(connection: Connection, fn: (client: Client) => Pr
   }
 }
 
-/** Errors worth waiting out: the host is rebooting, sshd is not up yet, the network blipped. */
-function isTransient(err: Error & { code?: string; level?: string }): boolean {
-  if (err instanceof HostKeyMismatchError || err instanceof CredentialError) return false;
-  if (err.level === "client-authentication" || err.level === "agent") return false;
+const CONNECTION_ERRORS = ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EPIPE"];
+
+/**
+ * Errors worth waiting out, and only those: the host is rebooting, sshd is not up yet, the network
+ * blipped. A key, an algorithm or a login the host refuses stays refused (ssh2 gives those the
+ * levels "handshake", "client-authentication" and "agent"), so they are reported at once.
+ */
+function isTransient(err: Error & { code?: string | number; level?: string }): boolean {
   return (
-    ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EPIPE"].includes(err.code ?? "") ||
+    CONNECTION_ERRORS.includes(String(err.code)) ||
     err.level === "client-timeout" ||
-    /timed out|handshake|Connection lost|ECONNRESET/i.test(err.message)
+    err instanceof ClosedDuringHandshakeError ||
+    // ssh2 (lib/client.js): the socket closed before the server sent its identification line.
+    err.message === "Connection lost before handshake"
   );
 }
 
@@ -530,10 +547,54 @@ function privateKeyError(connection: Connection, label: string): CredentialError
   return new CredentialError(`${label}: ${name} ${problem.message}`);
 }
 
+/** What a pin of `hostKey` is called in messages: its key type when the value says it, and its fingerprint. */
+function describePin(hostKey: string): string {
+  const pin = pinnedHostKey(hostKey);
+  const name = pin.keyType === undefined ? undefined : describeKeyType(pin.keyType);
+  return name ? `${name} ${pin.fingerprint}` : pin.fingerprint;
+}
+
+function describeKeyType(keyType: string): string | undefined {
+  return keyType === "ssh-ed25519" ? "ED25519" : keyType.startsWith("ecdsa-") ? "ECDSA" : /rsa/.test(keyType) ? "RSA" : undefined;
+}
+
+const REPIN = "`npm run trust -- --stack STACK` (with `--expect SHA256:...`, the fingerprint read on the console)";
+
+/** The host showed another key than the pinned one: both, what to check before trusting the new one, and how to pin it. */
+function mismatchError(label: string, hostKey: string, presented: Buffer): HostKeyMismatchError {
+  const key = describeHostKey(presented);
+  return new HostKeyMismatchError(
+    `${label}: host key mismatch, refusing to connect. pinned (vfio-host:hostKey): ${describePin(hostKey)}; ` +
+      `the host presented: ${key.name} ${key.fingerprint}. Either its key changed (a reinstall, a restored image) or ` +
+      `something else answers at its address. Check on the host's own console, not over the network: ` +
+      `\`ssh-keygen -lf ${hostKeyFile(key)}\` must print ${key.fingerprint}. If it does, pin it again: ` +
+      `${REPIN.replace("SHA256:...", key.fingerprint)}; if it does not, do not connect: someone may be intercepting the connection.`,
+  );
+}
+
+/** No host-key algorithm in common: what the host offers (read from its KEXINIT), what the pin needs. */
+async function algorithmError(connection: Connection, label: string, wanted: readonly string[] | undefined, err: Error): Promise<HostKeyMismatchError> {
+  const offered = await readServerHello(connection.host, connection.port, 5_000).then(
+    (hello) => hello.hostKeyAlgorithms.join(", "),
+    (e: Error) => `something this could not read (${e.message})`,
+  );
+  const needs = wanted ? `the pin (vfio-host:hostKey) needs ${wanted.join(" or ")}` : "ssh2 checks none of them";
+  return new HostKeyMismatchError(
+    `${label}: the host has no key of the pinned type: it offers ${offered}; ${needs}. ` +
+      `If the host was reinstalled with other key types, pin one of the keys it has: ${REPIN} lists them; ` +
+      "otherwise check the HostKey lines of its sshd_config",
+    { cause: err },
+  );
+}
+
 function connectOnce(connection: Connection, handshakeTimeoutMs: number): Promise<Client> {
   const label = connectionLabel(connection);
   const pin = connection.hostKey ? pinnedHostKey(connection.hostKey) : undefined;
-  let presented: string | undefined;
+  // A key line says its type: offer only the algorithms that prove that key, so a server with
+  // several host keys shows the pinned one (an RSA key by rsa-sha2-512/256, ssh-rsa last).
+  const algorithms = pin?.keyType ? hostKeyAlgorithmsFor(pin.keyType) : undefined;
+  let presented: Buffer | undefined;
+  let failed = false;
   const started = timingClock();
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -549,33 +610,33 @@ function connectOnce(connection: Connection, handshakeTimeoutMs: number): Promis
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
       hostVerifier: (key: Buffer) => {
-        presented = fingerprintOfKeyBlob(key);
-        return pin === undefined || presented === pin.fingerprint;
+        presented = key;
+        return pin === undefined || fingerprintOfKeyBlob(key) === pin.fingerprint;
       },
+      ...(algorithms ? { algorithms: { serverHostKey: algorithms as never } } : {}),
     };
-    if (pin?.keyType) {
-      // Ask for the pinned key type, so a server with several host keys shows the one we pinned.
-      config.algorithms = { serverHostKey: [pin.keyType as never] };
-    }
     client
       .once("ready", () => {
         counters.connectionsOpened++;
         countConnection(started);
         resolve(client);
       })
+      // Without an error first (whose answer may take a moment, see algorithmError): the server closed mid-handshake.
+      .once("close", () => {
+        if (!failed) reject(new ClosedDuringHandshakeError(`${label}: the connection closed during the SSH handshake`));
+      })
       // `on`, not `once`: ssh2 can emit a second error as the socket closes, and an error event
       // without a listener would be thrown out of the provider process.
-      .on("error", (err) => {
+      .on("error", (err: Error & { level?: string }) => {
+        failed = true;
         client.end();
-        if (pin && presented && presented !== pin.fingerprint) {
-          reject(
-            new HostKeyMismatchError(
-              `${label}: host key mismatch, refusing to connect. Pinned (connection.hostKey): ${pin.fingerprint}; ` +
-                `the server presented: ${presented}. If the host was reinstalled, update hostKey from ` +
-                "`ssh-keyscan -t ed25519 HOST`; otherwise someone may be intercepting the connection.",
-            ),
-          );
-        } else if ((err as { level?: string }).level === "agent") {
+        if (pin && presented && fingerprintOfKeyBlob(presented) !== pin.fingerprint) {
+          reject(mismatchError(label, connection.hostKey!, presented));
+        } else if (err.level === "handshake" && /no matching host key format/.test(err.message)) {
+          void algorithmError(connection, label, algorithms, err).then(reject);
+        } else if (err.level === "handshake") {
+          reject(new HostKeyMismatchError(`${label}: the SSH key exchange failed: ${err.message}`, { cause: err }));
+        } else if (err.level === "agent") {
           reject(
             new CredentialError(
               `${label}: the ssh-agent at SSH_AUTH_SOCK=${process.env.SSH_AUTH_SOCK} (vfio-host:sshAgent) failed: ${err.message}; ` +
@@ -583,7 +644,7 @@ function connectOnce(connection: Connection, handshakeTimeoutMs: number): Promis
               { cause: err },
             ),
           );
-        } else if ((err as { level?: string }).level === "client-authentication") {
+        } else if (err.level === "client-authentication") {
           reject(
             new CredentialError(
               `${label}: the host refused the login with ${loginMethods(connection)}; ` +

@@ -303,7 +303,7 @@ describe("credentials as people keep them", () => {
     encryptedKey = fs.readFileSync(encryptedFile, "utf8");
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-  // The pool is keyed by user@host:port: each test logs in afresh, with its own credentials.
+  // Each test logs in afresh, with its own credentials (the pool would keep them apart anyway: sshTrust.test.ts).
   beforeEach(() => closeAllConnections());
 
   /** Logs in with `extra` instead of the test host's plain key; the login user's name, and how many logins the host accepted. */

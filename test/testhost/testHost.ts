@@ -14,8 +14,10 @@ export interface TestHost {
   user: "root";
   /** OpenSSH-format ed25519 private key, accepted for root and for `deploy` (passwordless sudo). */
   privateKey: string;
-  /** The server's ed25519 host key as `ssh-ed25519 AAAA…` (no comment), for host-key pinning. */
+  /** The server's first host key (ed25519 unless `hostKeyTypes` says otherwise) as `ssh-ed25519 AAAA…` (no comment), for host-key pinning. */
   hostKey: string;
+  /** Every host key the server has, as `hostKey` is written, in the order of `hostKeyTypes`. */
+  hostKeys: string[];
   /** The host's `/` as this machine sees it: an overlay of the cached tree, writable, private to this host. */
   rootfs: string;
   /** The cached tree beneath `rootfs`, never written, to compare files byte for byte with what a test changed. */
@@ -40,9 +42,17 @@ export interface TestHost {
   stop(): Promise<void>;
 }
 
+export type HostKeyType = "ed25519" | "ecdsa" | "rsa";
+
 export interface TestHostOptions {
   /** How long sshd may take to accept a login before start fails (default 20 s). */
   readyTimeoutMs?: number;
+  /**
+   * The host keys sshd serves (default ed25519 alone), each generated afresh with ssh-keygen's
+   * default size. sshd keeps OpenSSH's default algorithms: an RSA key signs with rsa-sha2-512 or
+   * rsa-sha2-256 only, since OpenSSH 8.8 refuses ssh-rsa (SHA-1) by default.
+   */
+  hostKeyTypes?: HostKeyType[];
 }
 
 /** A test host whose starting process is gone without stopping it. */
@@ -159,6 +169,9 @@ function treeUserIds(tree: string, user: string): { uid: number; gid: number } {
  */
 const sshdLauncher = `
 tree=$1 listen=$2
+shift 2
+# The remaining arguments are host key files: each becomes one -o HostKey=FILE.
+for key in "$@"; do set -- "$@" -o "HostKey=$key"; shift; done
 hostname testhost
 # proc(5) is the new PID namespace's, but sysctls are this machine's: make them read-only.
 mount -o bind,ro "$tree/proc/sys" "$tree/proc/sys"
@@ -177,11 +190,11 @@ printf 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n' > "$tree/run/swaps"
 [ ! -e "$tree/proc/swaps" ] || mount -o bind,ro "$tree/run/swaps" "$tree/proc/swaps"
 # chroot is no boundary against root, so drop what could reach this machine's kernel or disks.
 exec setpriv --bounding-set=-sys_module,-sys_boot,-sys_time,-sys_rawio,-sys_admin,-mknod -- \\
-  chroot "$tree" /usr/sbin/sshd -D -e -o "ListenAddress=$listen" -o HostKey=/etc/ssh/ssh_host_ed25519_key
+  chroot "$tree" /usr/sbin/sshd -D -e -o "ListenAddress=$listen" "$@"
 `;
 
-/** One login attempt; resolves when the server both shows the expected host key and accepts the key. */
-function tryLogin(host: string, privateKey: string, hostKeyBlob: Buffer): Promise<void> {
+/** One login attempt; resolves when the server both shows one of its host keys and accepts the key. */
+function tryLogin(host: string, privateKey: string, hostKeyBlobs: Buffer[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     client
@@ -196,21 +209,21 @@ function tryLogin(host: string, privateKey: string, hostKeyBlob: Buffer): Promis
         username: "root",
         privateKey,
         readyTimeout: 5000,
-        hostVerifier: (key: Buffer) => key.equals(hostKeyBlob),
+        hostVerifier: (key: Buffer) => hostKeyBlobs.some((blob) => key.equals(blob)),
       });
   });
 }
 
-async function waitForLogin(host: string, privateKey: string, hostKey: string, launcher: ChildProcess, log: string, timeoutMs: number): Promise<void> {
+async function waitForLogin(host: string, privateKey: string, hostKeys: string[], launcher: ChildProcess, log: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const blob = Buffer.from(hostKey.split(" ")[1], "base64");
+  const blobs = hostKeys.map((line) => Buffer.from(line.split(" ")[1], "base64"));
   let lastError: unknown;
   while (Date.now() < deadline) {
     if (launcher.exitCode !== null || launcher.signalCode !== null) {
       throw new Error(`sshd exited (${launcher.exitCode ?? launcher.signalCode}) before accepting a login; its log ${log}:\n${fs.readFileSync(log, "utf8")}`);
     }
     try {
-      return await tryLogin(host, privateKey, blob);
+      return await tryLogin(host, privateKey, blobs);
     } catch (error) {
       lastError = error;
       await sleep(100);
@@ -237,7 +250,7 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
   try {
     const { rootfs, upperDir, overlayWork } = treeDirs(workDir);
     const clientKey = path.join(workDir, "client_ed25519");
-    const hostKeyFile = path.join(rootfs, "etc/ssh/ssh_host_ed25519_key");
+    const hostKeyFiles = (options.hostKeyTypes ?? ["ed25519"]).map((type) => ({ type, file: `/etc/ssh/ssh_host_${type}_key` }));
     const sshdLog = path.join(workDir, "sshd.log");
     const { local, remote } = await pickSubnet();
 
@@ -246,7 +259,9 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     [rootfs, upperDir, overlayWork].forEach((dir) => fs.mkdirSync(dir));
     await runCommand("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${pristineRootfs},upperdir=${upperDir},workdir=${overlayWork}`, rootfs]);
     await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `vfiotest-client-${id}`, "-f", clientKey]);
-    await runCommand("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `root@${namespace}`, "-f", hostKeyFile]);
+    for (const { type, file } of hostKeyFiles) {
+      await runCommand("ssh-keygen", ["-q", "-t", type, "-N", "", "-C", `root@${namespace}`, "-f", path.join(rootfs, file)]);
+    }
     const authorizedKey = fs.readFileSync(`${clientKey}.pub`);
     fs.writeFileSync(path.join(rootfs, "root/.ssh/authorized_keys"), authorizedKey, { mode: 0o600 });
     const deployKeys = path.join(rootfs, "home/deploy/.ssh/authorized_keys");
@@ -272,7 +287,7 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     const launcher = spawn(
       "ip",
       ["netns", "exec", namespace, "unshare", "--mount", "--uts", "--ipc", "--pid", "--kill-child", `--mount-proc=${rootfs}/proc`,
-        "sh", "-euc", sshdLauncher, "sshd-launcher", rootfs, `${remote}:${sshPort}`],
+        "sh", "-euc", sshdLauncher, "sshd-launcher", rootfs, `${remote}:${sshPort}`, ...hostKeyFiles.map((k) => k.file)],
       { stdio: ["ignore", logFd, logFd], env: commandEnv },
     );
     fs.closeSync(logFd);
@@ -283,8 +298,8 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
     writeRecord(workDir, { ...record, launcher_pid: String(launcherPid), launcher_start: processStartTime(launcherPid) });
 
     const privateKey = fs.readFileSync(clientKey, "utf8");
-    const hostKey = fs.readFileSync(`${hostKeyFile}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
-    await waitForLogin(remote, privateKey, hostKey, launcher, sshdLog, options.readyTimeoutMs ?? 20_000);
+    const hostKeys = hostKeyFiles.map((k) => fs.readFileSync(path.join(rootfs, `${k.file}.pub`), "utf8").split(" ").slice(0, 2).join(" "));
+    await waitForLogin(remote, privateKey, hostKeys, launcher, sshdLog, options.readyTimeoutMs ?? 20_000);
     const readinessLogins = countAccepted(sshdLog);
     // unshare's only child: the launcher shell, which exec'd its way to sshd.
     const sshdPid = Number(fs.readFileSync(`/proc/${launcherPid}/task/${launcherPid}/children`, "utf8").trim());
@@ -306,7 +321,8 @@ export async function startTestHost(options: TestHostOptions = {}): Promise<Test
       port: sshPort,
       user: "root",
       privateKey,
-      hostKey,
+      hostKey: hostKeys[0],
+      hostKeys,
       rootfs,
       pristineRootfs,
       upperDir,

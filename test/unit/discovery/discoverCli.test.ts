@@ -54,7 +54,7 @@ describe("connectionFromStackConfig", () => {
       user: "deploy",
       hostKey,
       privateKey,
-      insecureTrustOnFirstUse: false,
+      insecureAcceptAnyHostKey: false,
       escalation: "auto",
       readyTimeoutSeconds: 45,
     });
@@ -63,10 +63,10 @@ describe("connectionFromStackConfig", () => {
 
   it('reads booleans as the program does: "false" is false, "yes" is refused', () => {
     const { "vfio-host:hostKey": _k, ...unpinned } = stackConfig;
-    expect(connectionFromStackConfig({ ...stackConfig, "vfio-host:insecureTrustOnFirstUse": { value: "false" } }, "reference").insecureTrustOnFirstUse).toBe(false);
-    expect(connectionFromStackConfig({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": { value: "true" } }, "reference").insecureTrustOnFirstUse).toBe(true);
-    expect(() => connectionFromStackConfig({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": { value: "yes" } }, "reference")).toThrow(
-      'vfio-host:insecureTrustOnFirstUse = "yes": must be true or false',
+    expect(connectionFromStackConfig({ ...stackConfig, "vfio-host:insecureAcceptAnyHostKey": { value: "false" } }, "reference").insecureAcceptAnyHostKey).toBe(false);
+    expect(connectionFromStackConfig({ ...unpinned, "vfio-host:insecureAcceptAnyHostKey": { value: "true" } }, "reference").insecureAcceptAnyHostKey).toBe(true);
+    expect(() => connectionFromStackConfig({ ...unpinned, "vfio-host:insecureAcceptAnyHostKey": { value: "yes" } }, "reference")).toThrow(
+      'vfio-host:insecureAcceptAnyHostKey = "yes": must be true or false',
     );
   });
 

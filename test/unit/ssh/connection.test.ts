@@ -1,5 +1,6 @@
+import fc from "fast-check";
 import { utils } from "ssh2";
-import { ConnectionSchema, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "../../../providers/ssh/connection";
+import { comparableConnection, Connection, connectionIdentity, ConnectionSchema, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "../../../providers/ssh/connection";
 
 const ed25519Line =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl host@example";
@@ -10,10 +11,15 @@ describe("ConnectionSchema", () => {
     expect(c).toMatchObject({ host: "h", port: 22, user: "root", escalation: "auto", readyTimeoutSeconds: 300 });
   });
 
-  it("makes of a stack's inputs exactly the connection an older version recorded, so HostReboot's comparison sees no change", () => {
-    // HostReboot compares the recorded connection with the new one as they are, not parsed again.
-    const recordedBeforeAgentAndPassphrase = { host: "h", port: 22, user: "root", privateKey: "k", hostKey: ed25519Line, insecureTrustOnFirstUse: false, escalation: "auto", readyTimeoutSeconds: 300 };
-    expect(ConnectionSchema.parse({ host: "h", privateKey: "k", hostKey: ed25519Line })).toEqual(recordedBeforeAgentAndPassphrase);
+  it("reads a connection an older version recorded (insecureTrustOnFirstUse) as the one this version makes", () => {
+    // HostReboot compares the recorded connection with the new one through comparableConnection.
+    const recordedBeforeRename = { host: "h", port: 22, user: "root", privateKey: "k", hostKey: ed25519Line, insecureTrustOnFirstUse: false, escalation: "auto", readyTimeoutSeconds: 300 };
+    const now = ConnectionSchema.parse({ host: "h", privateKey: "k", hostKey: ed25519Line });
+    expect(now).toEqual({ ...recordedBeforeRename, insecureTrustOnFirstUse: undefined, insecureAcceptAnyHostKey: false });
+    expect(ConnectionSchema.parse(recordedBeforeRename)).toEqual(now);
+    expect(comparableConnection(recordedBeforeRename)).toEqual(comparableConnection(now));
+    expect(ConnectionSchema.parse({ host: "h", privateKey: "k", insecureTrustOnFirstUse: true })).toMatchObject({ insecureAcceptAnyHostKey: true });
+    expect(comparableConnection("not a connection")).toBe("not a connection");
   });
 
   it("takes the ssh-agent as the only credential, and refuses a passphrase with no key to decrypt", () => {
@@ -30,12 +36,13 @@ describe("ConnectionSchema", () => {
     const messages = r.error!.issues.map((i) => i.message).join("\n");
     expect(messages).toContain("pulumi config set --secret sshPrivateKey");
     expect(messages).toContain("sshAgent: true");
-    expect(messages).toContain("ssh-keyscan -t ed25519 HOST");
+    expect(messages).toContain("npm run trust -- --stack STACK");
+    expect(messages).toContain("insecureAcceptAnyHostKey: true accepts any key");
   });
 
   it("rejects a malformed host key and unknown keys", () => {
     expect(ConnectionSchema.safeParse({ host: "h", password: "p", hostKey: "not a key" }).success).toBe(false);
-    expect(ConnectionSchema.safeParse({ host: "h", password: "p", insecureTrustOnFirstUse: true, hots: 1 }).success).toBe(
+    expect(ConnectionSchema.safeParse({ host: "h", password: "p", insecureAcceptAnyHostKey: true, hots: 1 }).success).toBe(
       false,
     );
   });
@@ -73,5 +80,43 @@ describe("host key fingerprints", () => {
   it("accept a bare fingerprint with or without padding", () => {
     const fp = "SHA256:" + "A".repeat(43);
     expect(pinnedHostKey(fp + "=")).toEqual({ fingerprint: fp });
+  });
+});
+
+describe("connectionIdentity, the pool's key", () => {
+  const base = ConnectionSchema.parse({ host: "192.0.2.10", privateKey: "KEY-SECRET", hostKey: ed25519Line });
+  const fingerprint = pinnedHostKey(ed25519Line).fingerprint;
+  // Each change is one a connection opened for `base` would not serve.
+  const others: Record<string, Partial<Connection>> = {
+    user: { user: "deploy" },
+    host: { host: "192.0.2.11" },
+    port: { port: 2222 },
+    "pin by fingerprint instead of key line": { hostKey: fingerprint },
+    "no pin": { hostKey: undefined, insecureAcceptAnyHostKey: true },
+    "another key": { privateKey: "OTHER-KEY" },
+    passphrase: { passphrase: "PASS-SECRET" },
+    password: { password: "PASSWORD-SECRET" },
+    agent: { agent: true },
+  };
+
+  it("differs whenever who logs in, where, what is trusted or the credential differs", () => {
+    const identities = [base, ...Object.values(others).map((o) => ({ ...base, ...o }))].map((c) => connectionIdentity(c, "/run/agent.sock"));
+    expect(new Set(identities).size).toBe(identities.length);
+    expect(connectionIdentity({ ...base, agent: true }, "/a.sock")).not.toBe(connectionIdentity({ ...base, agent: true }, "/b.sock"));
+  });
+
+  it("is the same for what does not change the connection: escalation, timeouts, a comment on the key line", () => {
+    const same = [{ escalation: "sudo" as const }, { readyTimeoutSeconds: 5 }, { hostKey: `${ed25519Line} another-comment` }];
+    for (const change of same) expect(connectionIdentity({ ...base, ...change })).toBe(connectionIdentity(base));
+  });
+
+  it("never holds a secret", () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 4 }), fc.string({ minLength: 4 }), (privateKey, password) => {
+        const identity = connectionIdentity({ ...base, privateKey, password });
+        expect(identity.includes(privateKey) || identity.includes(password)).toBe(false);
+      }),
+    );
+    expect(connectionIdentity(base)).toBe(`root@192.0.2.10:22 ssh-ed25519 ${fingerprint} ${connectionIdentity(base).split(" ").pop()}`);
   });
 });

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import fc from "fast-check";
 import { utils } from "ssh2";
-import { parseConnectionConfig, parseStackConfig } from "../../../stacks/config";
+import { connectionWarnings, parseConnectionConfig, parseStackConfig } from "../../../stacks/config";
 import { vfioSelectionDefaults } from "../vfioBinding/fixtures";
 
 // Real keys: the config reads the private key the way ssh2 will (a passphrase that does not decrypt it is a config error).
@@ -38,7 +38,7 @@ describe("parseStackConfig", () => {
         user: "root",
         hostKey,
         privateKey: plainKey,
-        insecureTrustOnFirstUse: false,
+        insecureAcceptAnyHostKey: false,
         escalation: "auto",
         readyTimeoutSeconds: 300,
       },
@@ -91,15 +91,15 @@ describe("parseStackConfig", () => {
   it('reads "false" as false and "true" as true in every boolean key, and refuses anything else', () => {
     const flags = (value: string) => {
       const config = parseStackConfig(
-        { ...base, "vfio-host:insecureTrustOnFirstUse": value, "vfio-host:sshAgent": value, "vfio-host:trialBoot": value },
+        { ...base, "vfio-host:insecureAcceptAnyHostKey": value, "vfio-host:sshAgent": value, "vfio-host:trialBoot": value },
         secrets,
       );
-      return [config.connection.insecureTrustOnFirstUse, config.connection.agent, config.trialBoot];
+      return [config.connection.insecureAcceptAnyHostKey, config.connection.agent, config.trialBoot];
     };
     expect(flags("false")).toEqual([false, false, false]);
     expect(flags("true")).toEqual([true, true, true]);
-    const refused = problems({ ...base, "vfio-host:insecureTrustOnFirstUse": "yes", "vfio-host:sshAgent": "1", "vfio-host:trialBoot": "False" });
-    expect(refused).toContain('vfio-host:insecureTrustOnFirstUse = "yes": must be true or false');
+    const refused = problems({ ...base, "vfio-host:insecureAcceptAnyHostKey": "yes", "vfio-host:sshAgent": "1", "vfio-host:trialBoot": "False" });
+    expect(refused).toContain('vfio-host:insecureAcceptAnyHostKey = "yes": must be true or false');
     expect(refused).toContain('vfio-host:sshAgent = "1": must be true or false');
     expect(refused).toContain('vfio-host:trialBoot = "False": must be true or false');
   });
@@ -213,16 +213,45 @@ describe("parseStackConfig", () => {
 
 describe("parseConnectionConfig", () => {
   it("reads only the connection keys of the namespace asked for, checked as the stack's are", () => {
-    const fixture = { "e2e:host": "10.0.0.2", "e2e:port": "2222", "e2e:readyTimeoutSeconds": "45", "e2e:sshPrivateKey": plainKey, "e2e:insecureTrustOnFirstUse": "true", "e2e:poolPath": "/x" };
+    const fixture = { "e2e:host": "10.0.0.2", "e2e:port": "2222", "e2e:readyTimeoutSeconds": "45", "e2e:sshPrivateKey": plainKey, "e2e:insecureAcceptAnyHostKey": "true", "e2e:poolPath": "/x" };
     expect(parseConnectionConfig(fixture, new Set(["e2e:sshPrivateKey"]), "e2e")).toMatchObject({
       host: "10.0.0.2",
       port: 2222,
       readyTimeoutSeconds: 45,
-      insecureTrustOnFirstUse: true,
+      insecureAcceptAnyHostKey: true,
     });
     expect(() => parseConnectionConfig(fixture, new Set(), "e2e")).toThrow("e2e:sshPrivateKey is stored in plain text");
-    expect(() => parseConnectionConfig({ ...fixture, "e2e:insecureTrustOnFirstUse": "false" }, new Set(["e2e:sshPrivateKey"]), "e2e")).toThrow(
-      "e2e:hostKey: is not set; pin the host with its key",
+    expect(() => parseConnectionConfig({ ...fixture, "e2e:insecureAcceptAnyHostKey": "false" }, new Set(["e2e:sshPrivateKey"]), "e2e")).toThrow(
+      "e2e:hostKey: is not set; pin the host's key: `npm run trust -- --stack STACK` shows the keys the host offers",
     );
+  });
+});
+
+describe("insecureAcceptAnyHostKey and its former name", () => {
+  const { "vfio-host:hostKey": _pinned, ...unpinned } = base;
+
+  it("reads insecureTrustOnFirstUse as insecureAcceptAnyHostKey, and refuses the two names together", () => {
+    expect(parseStackConfig({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": "true" }, secrets).connection.insecureAcceptAnyHostKey).toBe(true);
+    expect(parseStackConfig({ ...base, "vfio-host:insecureTrustOnFirstUse": "false" }, secrets).connection.insecureAcceptAnyHostKey).toBe(false);
+    expect(problems({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": "true", "vfio-host:insecureAcceptAnyHostKey": "true" })).toContain(
+      "vfio-host:insecureTrustOnFirstUse = \"true\": is the former name of insecureAcceptAnyHostKey, which is set too; remove it",
+    );
+  });
+
+  it("warns on every run while any key is accepted, and names the new key and `npm run trust` for the old one", () => {
+    expect(connectionWarnings(base, "myhost")).toEqual([]);
+    expect(connectionWarnings({ ...unpinned, "vfio-host:insecureAcceptAnyHostKey": "true" }, "myhost")).toEqual([
+      "vfio-host:insecureAcceptAnyHostKey is true: every connection to 192.0.2.10 accepts whatever host key it is shown, so anything between " +
+        "this machine and the host can take the connection and what is sent over it; pin the host's key instead with `npm run trust -- --stack myhost` " +
+        "(it shows the host's keys and fingerprints, and writes vfio-host:hostKey)",
+    ]);
+    const renamed = connectionWarnings({ ...unpinned, "vfio-host:insecureTrustOnFirstUse": "true" }, "myhost");
+    expect(renamed).toHaveLength(2);
+    expect(renamed[0]).toMatch(/^vfio-host:insecureTrustOnFirstUse is now called vfio-host:insecureAcceptAnyHostKey .*`npm run trust -- --stack myhost`/);
+    expect(renamed[1]).toMatch(/^vfio-host:insecureAcceptAnyHostKey is true: /);
+    expect(connectionWarnings({ ...unpinned, "vfio-host:insecureAcceptAnyHostKey": "false" }, "myhost")).toEqual([]);
+    expect(connectionWarnings({ ...base, "vfio-host:insecureAcceptAnyHostKey": "true" }, "myhost")).toEqual([
+      "vfio-host:insecureAcceptAnyHostKey has no effect while vfio-host:hostKey is pinned; remove it (`npm run pulumi -- config rm insecureAcceptAnyHostKey`)",
+    ]);
   });
 });

@@ -34,7 +34,7 @@ test("a fixture program's connection comes from its own namespace, with the same
       "fixture:host": "10.0.0.2",
       "fixture:port": "2222",
       "fixture:readyTimeoutSeconds": "45",
-      "fixture:insecureTrustOnFirstUse": "false",
+      "fixture:insecureAcceptAnyHostKey": "false",
       "fixture:hostKey": hostKey,
       "fixture:sshPrivateKey": privateKey,
       "fixture:motd": "not a connection key",
@@ -43,8 +43,8 @@ test("a fixture program's connection comes from its own namespace, with the same
   );
   const connection = connectionFromConfig(new pulumi.Config("fixture"));
   expect(await pulumi.isSecret(connection)).toBe(true);
-  expect(await valueOf(connection)).toMatchObject({ host: "10.0.0.2", port: 2222, readyTimeoutSeconds: 45, insecureTrustOnFirstUse: false });
+  expect(await valueOf(connection)).toMatchObject({ host: "10.0.0.2", port: 2222, readyTimeoutSeconds: 45, insecureAcceptAnyHostKey: false });
 
-  pulumi.runtime.setAllConfig({ "fixture:host": "10.0.0.2", "fixture:sshPrivateKey": privateKey, "fixture:insecureTrustOnFirstUse": "true" }, []);
+  pulumi.runtime.setAllConfig({ "fixture:host": "10.0.0.2", "fixture:sshPrivateKey": privateKey, "fixture:insecureAcceptAnyHostKey": "true" }, []);
   expect(() => connectionFromConfig(new pulumi.Config("fixture"))).toThrow("fixture:sshPrivateKey is stored in plain text");
 });

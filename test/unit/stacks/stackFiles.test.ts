@@ -46,7 +46,7 @@ describe("stacks/Pulumi.alpine-homeassistant.yaml", () => {
         user: "root",
         hostKey: perInstallation.hostKey,
         privateKey: perInstallation.sshPrivateKey,
-        insecureTrustOnFirstUse: false,
+        insecureAcceptAnyHostKey: false,
         escalation: "auto",
         readyTimeoutSeconds: 300,
       },
