@@ -1,5 +1,6 @@
 // What the SSH layer trusts, against real OpenSSH servers (each in its own namespace): pooled
-// connections keyed by what they trust, RSA host keys over SHA-2, trust errors reported at once.
+// connections keyed by what they trust, RSA host keys over SHA-2, trust errors reported at once,
+// and `npm run trust` pinning a key into a real stack's config through the Pulumi CLI.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -7,6 +8,8 @@ import * as path from "path";
 import { utils } from "ssh2";
 import { ConnectionSchema, fingerprintOfKeyBlob } from "../../providers/ssh/connection";
 import { closeAllConnections, sshStats, withHost } from "../../providers/ssh/host";
+import { pulumiCli, pulumiEnv } from "../../scripts/pulumiEnv";
+import { parseTrustArgs, runTrust, TrustArgs } from "../../scripts/trust";
 import { startTestHost, TestHost } from "../testhost/testHost";
 
 jest.setTimeout(120_000);
@@ -132,5 +135,99 @@ describe("trust errors are reported at once, with what was offered and what was 
     const { message, ms } = await failure(connect(multiKey, { privateKey: stranger }));
     expect(ms).toBeLessThan(5_000);
     expect(message).toMatch(/: the host refused the login with the private key \(vfio-host:sshPrivateKey\)/);
+  });
+});
+
+describe("npm run trust", () => {
+  const stack = "trusted";
+  let projectDir: string;
+  let backendDir: string;
+  let env: Record<string, string>;
+  const pulumi = (args: string[]) => pulumiCli(env, args, { cwd: projectDir });
+  const config = () => JSON.parse(pulumi(["config", "--json", "-s", stack])) as Record<string, { value: string }>;
+
+  beforeAll(() => {
+    // A project of its own, so no stack file lands in the checkout's stacks/.
+    projectDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-trust-project-"));
+    backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-trust-state-"));
+    fs.writeFileSync(path.join(projectDir, "Pulumi.yaml"), "name: vfio-host\nruntime: nodejs\nstackConfigDir: stacks\n");
+    fs.mkdirSync(path.join(projectDir, "stacks"));
+    env = pulumiEnv(backendDir);
+    pulumi(["stack", "init", stack]);
+  });
+  afterAll(() => {
+    for (const dir of [projectDir, backendDir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** One run of the command: what it printed, its error, the questions it asked (answered with `answer`, or no terminal). */
+  async function trust(argv: string[], answer?: boolean) {
+    let out = "";
+    const questions: string[] = [];
+    const confirm = async (question: string) => (questions.push(question), answer!);
+    const error = await runTrust(parseTrustArgs(argv) as TrustArgs, { out: (text) => (out += text), pulumi, ...(answer !== undefined ? { confirm } : {}) }).then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+    return { out, error, questions };
+  }
+  /** OpenSSH's own view of the host's keys. */
+  const keyscan = (testHost: TestHost) =>
+    execFileSync("sh", ["-c", 'ssh-keyscan -p "$2" "$1" 2>/dev/null | ssh-keygen -lf -', "sh", testHost.host, String(testHost.port)], { encoding: "utf8" })
+      .trim()
+      .split("\n");
+  const listed = (out: string) => out.split("\n").filter((line) => line.startsWith("  ")).map((line) => line.trim());
+
+  test("--host lists every key the host offers exactly as `ssh-keyscan | ssh-keygen -lf -` does, and writes nothing", async () => {
+    const many = await trust(["--host", multiKey.host]);
+    expect(many.error).toBeUndefined();
+    expect(listed(many.out).map((line) => line.replace(/.*\(/, "("))).toEqual(["(ED25519)", "(ECDSA)", "(RSA)"]);
+    expect([...listed(many.out)].sort()).toEqual(keyscan(multiKey).sort());
+    expect(many.out).toContain(`To pin the ED25519 key: npm run pulumi -- config set hostKey '${keyOf(multiKey, "ssh-ed25519")}' -s STACK`);
+    const rsa = await trust(["--host", rsaOnly.host, "--port", "22"]);
+    expect(listed(rsa.out)).toEqual(keyscan(rsaOnly));
+    expect(listed(rsa.out)[0]).toMatch(/^3072 SHA256:\S+ \S+ \(RSA\)$/);
+  });
+
+  test("--stack --expect pins the key read on the console, drops accept-any, and the pin connects", async () => {
+    expect((await trust(["--stack", stack, "--yes"])).error).toMatch(/^stack trusted has no vfio-host:host; set it first/);
+    pulumi(["config", "set", "-s", stack, "vfio-host:host", multiKey.host]);
+    pulumi(["config", "set", "-s", stack, "vfio-host:insecureTrustOnFirstUse", "true"]);
+    const rsa = keyOf(multiKey, "ssh-rsa");
+    const pinned = await trust(["--stack", stack, "--expect", fingerprint(rsa)]);
+    expect(pinned).toMatchObject({ error: undefined, questions: [] });
+    expect(pinned.out).toContain(`Pinned: vfio-host:hostKey of stack trusted is the RSA key ${fingerprint(rsa)}; removed vfio-host:insecureTrustOnFirstUse.`);
+    expect(config()["vfio-host:hostKey"].value).toBe(rsa);
+    expect(config()["vfio-host:insecureTrustOnFirstUse"]).toBeUndefined();
+    expect(await whoami(connect(multiKey, { hostKey: config()["vfio-host:hostKey"].value }))).toBe("root");
+    expect((await trust(["--stack", stack, "--type", "rsa"])).out).toContain(`vfio-host:hostKey of stack trusted is already this RSA key (${fingerprint(rsa)}); nothing to change.`);
+  });
+
+  test("refuses a fingerprint the host does not have, asks before pinning, and writes nothing without a yes", async () => {
+    const before = config()["vfio-host:hostKey"].value;
+    const stranger = fingerprint(rsaOnly.hostKey);
+    expect((await trust(["--stack", stack, "--expect", stranger])).error).toBe(
+      `none of the keys ${multiKey.host}:22 offers has the fingerprint ${stranger}; nothing was pinned. ` +
+        "Read the fingerprint again on the host's console; if it is right, something else answers at this address",
+    );
+    const ed25519 = fingerprint(keyOf(multiKey, "ssh-ed25519"));
+    const check = `\`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the host's console must print ${ed25519}`;
+    expect((await trust(["--stack", stack, "--type", "ed25519"])).error).toBe(
+      `not pinning without a confirmation and there is no terminal to ask: check that ${check}, then pass --expect ${ed25519} (or --yes)`,
+    );
+    const declined = await trust(["--stack", stack, "--type", "ed25519"], false);
+    expect(declined.questions).toEqual([`Pin the ED25519 key ${ed25519} as vfio-host:hostKey of stack trusted? First check that ${check}. [y/N] `]);
+    expect(declined.error).toBe("not pinned; nothing was written");
+    expect(config()["vfio-host:hostKey"].value).toBe(before);
+
+    expect((await trust(["--stack", stack, "--type", "ed25519"], true)).error).toBeUndefined();
+    expect(config()["vfio-host:hostKey"].value).toBe(keyOf(multiKey, "ssh-ed25519"));
+  });
+
+  test("a pin the host no longer matches is said so, and --yes pins the host's key for scripts", async () => {
+    pulumi(["config", "set", "-s", stack, "vfio-host:hostKey", rsaOnly.hostKey]);
+    const repinned = await trust(["--stack", stack, "--yes"]);
+    expect(repinned.out).toContain(`The pinned vfio-host:hostKey, ${fingerprint(rsaOnly.hostKey)}, is none of these: the host's keys changed`);
+    expect(repinned.error).toBeUndefined();
+    expect(config()["vfio-host:hostKey"].value).toBe(keyOf(multiKey, "ssh-ed25519"));
   });
 });
