@@ -4,6 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { InitramfsModules } from "./initramfsModules/resource";
 import { KernelCmdline } from "./kernelCmdline/resource";
+import { BootBackend } from "./kernelCmdline/schema";
 import { HostReboot } from "./reboot/resource";
 import { ConnectionInput } from "./ssh/connection";
 import { VfioBinding, VfioBindingArgs } from "./vfioBinding/resource";
@@ -14,7 +15,7 @@ export interface VfioHostArgs {
   removeKernelArgs?: string[];
   /** Boot-critical keys (root, init, rd.*, ...) that kernelArgs may set or removeKernelArgs take off. */
   acknowledgeBootCriticalArgs?: string[];
-  bootBackend?: "auto" | "grub" | "extlinux";
+  bootBackend?: BootBackend;
   extlinuxModules?: string[];
   vfio: VfioBindingArgs["selection"];
   /** "never": write everything but leave the reboot (and its verification) to the user. */

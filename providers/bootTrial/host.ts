@@ -214,7 +214,7 @@ export async function commitTrial(host: RemoteHost, trial: Trial, expectArgs: re
     await host.writeFileAtomic(file.path, file.after);
   }
   console.error(`${host.label}: the trial passed; making it permanent (update-grub)`);
-  const failure = await regenerateAndVerify(host, "grub", (generated) => grubCfgHasArgs(generated, expectArgs));
+  const failure = await regenerateAndVerify(host, "grub", (files) => grubCfgHasArgs(files.grubCfg ?? "", expectArgs));
   if (failure !== undefined) {
     throw new Error(`${host.label}: the trial boot passed, but making it permanent failed: ${failure}. The host runs the trial; run pulumi up again to finish.`);
   }

@@ -1,10 +1,16 @@
 // The boot backends KernelCmdline can edit, one entry each: the source files that carry the
 // kernel's arguments, how a plan edits and a revert takes back only this stack's arguments, the
 // tool that regenerates what the loader reads (if any), and the check that what it reads has them.
+import { missingKernelArgs } from "../kernel/cmdline";
 import type { RemoteHost } from "../ssh/host";
+import { catFile, catFiles, fileFromSection, filesFromSection, readSections } from "../ssh/sections";
 import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
 import { ConfigFile, GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import type { ShellListOwnership } from "../text/shellVariable";
+import type { TokenOwnership } from "../text/tokenList";
+import { KERNEL_CMDLINE_PATH, kernelCmdlineSeed, planKernelCmdlineFile, revertKernelCmdlineFile } from "./kernelCmdlineFile";
+import { LOADER_ENTRIES_SNIPPET, loaderEntryHasArgs, LoaderEntryOwnership, parseLoaderEntries, planLoaderEntry, revertLoaderEntry } from "./loaderEntries";
+import { planSyslinuxConfig, revertSyslinuxConfig, SYSLINUX_CONFIG_PATHS, syslinuxConfigHasArgs, SyslinuxOwnership } from "./syslinux";
 
 /** The result of checking what the loader reads (grub.cfg, extlinux.conf, loader entries) for the args. */
 export interface BootConfigCheck {
@@ -20,6 +26,46 @@ export interface BootFiles {
   readonly extlinuxCfg?: string;
   /** /etc/default/grub.d/*.cfg */
   readonly dropIns: readonly ConfigFile[];
+  /** /etc/kernel/cmdline, which kernel-install writes into new loader entries. */
+  readonly kernelCmdline?: string;
+  /** The running kernel's command line: kernel-install's fallback without /etc/kernel/cmdline. */
+  readonly procCmdline?: string;
+  /** /etc/machine-id: kernel-install names this installation's entries by it. */
+  readonly machineId?: string;
+  /** Boot Loader Specification entries on the ESP or XBOOTLDR partition. */
+  readonly loaderEntries?: readonly ConfigFile[];
+  /** Syslinux/extlinux configs written by hand (SYSLINUX_CONFIG_PATHS that exist). */
+  readonly syslinux?: readonly ConfigFile[];
+}
+
+const BOOT_SNIPPETS = {
+  defaults: catFile(GRUB_DEFAULTS_PATH),
+  extlinuxDefaults: catFile(UPDATE_EXTLINUX_CONF_PATH),
+  grubCfg: catFile(GRUB_CFG_PATH),
+  extlinuxCfg: catFile(EXTLINUX_CONF_PATH),
+  dropIns: catFiles("/etc/default/grub.d/*.cfg"),
+  kernelCmdline: catFile(KERNEL_CMDLINE_PATH),
+  procCmdline: "cat /proc/cmdline",
+  machineId: "cat /etc/machine-id",
+  loaderEntries: LOADER_ENTRIES_SNIPPET,
+  syslinux: catFiles(SYSLINUX_CONFIG_PATHS.join(" ")),
+};
+
+/** Every backend's files, in one round trip. */
+export async function readBootFiles(host: RemoteHost): Promise<BootFiles> {
+  const s = await readSections(host, BOOT_SNIPPETS);
+  return {
+    defaults: fileFromSection(s.defaults),
+    extlinuxDefaults: fileFromSection(s.extlinuxDefaults),
+    grubCfg: fileFromSection(s.grubCfg),
+    extlinuxCfg: fileFromSection(s.extlinuxCfg),
+    dropIns: filesFromSection(s.dropIns),
+    kernelCmdline: fileFromSection(s.kernelCmdline),
+    procCmdline: s.procCmdline,
+    machineId: s.machineId.trim() || undefined,
+    loaderEntries: parseLoaderEntries(s.loaderEntries),
+    syslinux: filesFromSection(s.syslinux),
+  };
 }
 
 /** One source file as a plan leaves it. */
@@ -49,8 +95,10 @@ export interface BackendRequest {
 export interface CmdlineBackend {
   /** For messages: what the loader reads and the tool that writes it, e.g. "GRUB (/etc/default/grub, update-grub)". */
   readonly label: string;
-  /** The files a plan may edit and whose backups identify a dead run's edits. */
-  readonly sources: readonly string[];
+  /** The files a plan may edit on this host, whose backups identify a dead run's edits. */
+  sources(files: BootFiles): string[];
+  /** The files a revert of `owned` edits. */
+  revertSources(owned: unknown): string[];
   /** Whether the host has this backend's source files. */
   present(files: BootFiles): boolean;
   /** Why an explicitly chosen backend cannot be used on a host without its files, and the fix. */
@@ -60,25 +108,54 @@ export interface CmdlineBackend {
   revert(current: (path: string) => string | undefined, owned: unknown): SourceEdit[];
   /** The tool that writes what the loader reads from the sources; absent when the loader reads the sources. */
   readonly regenerate?: { readonly argv: readonly string[]; readonly name: string };
-  /** What the loader reads, for messages and to read back after regenerating. */
+  /** What the loader reads, for messages. */
   readonly generated: string;
-  /** Whether `text` (the generated file as read) carries the args (and, for extlinux, the modules). */
-  verify(text: string, args: readonly string[], modules: readonly string[]): BootConfigCheck;
-  /** The generated file's text among the facts read before planning. */
-  generatedText(files: BootFiles): string;
+  /** Whether what the loader reads carries the args (and, for extlinux, the modules). */
+  verify(files: BootFiles, args: readonly string[], modules: readonly string[]): BootConfigCheck;
   /** The loader has a one-shot the stack's trial boot uses (GRUB's next_entry). */
   readonly trial: boolean;
 }
 
 const single = (path: string, before: string | undefined, after: string): SourceEdit[] => [{ path, before, after }];
+const inFile = (path: string, changes: readonly string[]) => changes.map((c) => `${path}: ${c}`);
+const checkAll = (checks: BootConfigCheck[]): BootConfigCheck => {
+  const problems = checks.flatMap((c) => c.problems);
+  return { ok: problems.length === 0, problems };
+};
 
-export const BACKEND_NAMES = ["grub", "extlinux"] as const;
+function fileHasArgs(path: string, text: string | undefined, args: readonly string[], consequence: string): BootConfigCheck {
+  const missing = missingKernelArgs(text ?? "", args);
+  return missing.length === 0 ? { ok: true, problems: [] } : { ok: false, problems: [`${path} lacks ${missing.join(" ")}: ${consequence} them`] };
+}
+
+/** What systemd-boot's backend changed: /etc/kernel/cmdline for kernels installed later, and each entry. */
+interface LoaderEntriesOwnership {
+  readonly cmdline: TokenOwnership;
+  readonly entries: Readonly<Record<string, LoaderEntryOwnership>>;
+}
+
+/**
+ * This installation's loader entries: kernel-install writes `machine-id` into each, and an ESP
+ * shared with another Linux holds that one's entries too, which are not ours to edit.
+ */
+function ownEntries(files: BootFiles): readonly ConfigFile[] {
+  return (files.loaderEntries ?? []).filter((entry) => {
+    const id = /^machine-id[ \t]+(\S+)/m.exec(entry.text)?.[1];
+    return id === undefined || files.machineId === undefined || id === files.machineId;
+  });
+}
+
+/** Each hand-written syslinux config's own ownership, by path. */
+type SyslinuxFilesOwnership = Readonly<Record<string, SyslinuxOwnership>>;
+
+export const BACKEND_NAMES = ["grub", "extlinux", "systemd-boot", "syslinux"] as const;
 export type Backend = (typeof BACKEND_NAMES)[number];
 
 export const backends: Record<Backend, CmdlineBackend> = {
   grub: {
     label: `GRUB (${GRUB_DEFAULTS_PATH}, update-grub)`,
-    sources: [GRUB_DEFAULTS_PATH],
+    sources: () => [GRUB_DEFAULTS_PATH],
+    revertSources: () => [GRUB_DEFAULTS_PATH],
     present: (files) => files.defaults !== undefined,
     absentMessage: `backend: "grub" but the host has no ${GRUB_DEFAULTS_PATH}; install grub (Debian: grub-pc or grub-efi-amd64), or use backend: "auto"`,
     plan(request, files) {
@@ -91,7 +168,7 @@ export const backends: Record<Backend, CmdlineBackend> = {
         previouslyOwned: request.previouslyOwned as ShellListOwnership | undefined,
         backup: request.backups?.[GRUB_DEFAULTS_PATH],
       });
-      return { edits: single(GRUB_DEFAULTS_PATH, before, plan.text), owned: plan.owned, changes: plan.changes, warnings: plan.warnings };
+      return { edits: single(GRUB_DEFAULTS_PATH, before, plan.text), owned: plan.owned, changes: inFile(GRUB_DEFAULTS_PATH, plan.changes), warnings: plan.warnings };
     },
     revert: (current, owned) => {
       const text = current(GRUB_DEFAULTS_PATH);
@@ -100,13 +177,13 @@ export const backends: Record<Backend, CmdlineBackend> = {
     // update-grub is Debian's wrapper; elsewhere grub-mkconfig writes the same file.
     regenerate: { argv: ["sh", "-c", `if command -v update-grub >/dev/null; then update-grub; else grub-mkconfig -o ${GRUB_CFG_PATH}; fi`], name: "update-grub" },
     generated: GRUB_CFG_PATH,
-    verify: (text, args) => grubCfgHasArgs(text, args),
-    generatedText: (files) => files.grubCfg ?? "",
+    verify: (files, args) => grubCfgHasArgs(files.grubCfg ?? "", args),
     trial: true,
   },
   extlinux: {
     label: `Alpine's extlinux (${UPDATE_EXTLINUX_CONF_PATH}, update-extlinux)`,
-    sources: [UPDATE_EXTLINUX_CONF_PATH],
+    sources: () => [UPDATE_EXTLINUX_CONF_PATH],
+    revertSources: () => [UPDATE_EXTLINUX_CONF_PATH],
     present: (files) => files.extlinuxDefaults !== undefined,
     absentMessage: `backend: "extlinux" but the host has no ${UPDATE_EXTLINUX_CONF_PATH}; install syslinux (Alpine: apk add syslinux), or use backend: "auto"`,
     plan(request, files) {
@@ -119,7 +196,7 @@ export const backends: Record<Backend, CmdlineBackend> = {
         previouslyOwned: request.previouslyOwned as ExtlinuxOwnership | undefined,
         backup: request.backups?.[UPDATE_EXTLINUX_CONF_PATH],
       });
-      return { edits: single(UPDATE_EXTLINUX_CONF_PATH, before, plan.text), owned: plan.owned, changes: plan.changes, warnings: [] };
+      return { edits: single(UPDATE_EXTLINUX_CONF_PATH, before, plan.text), owned: plan.owned, changes: inFile(UPDATE_EXTLINUX_CONF_PATH, plan.changes), warnings: [] };
     },
     revert: (current, owned) => {
       const text = current(UPDATE_EXTLINUX_CONF_PATH);
@@ -127,8 +204,91 @@ export const backends: Record<Backend, CmdlineBackend> = {
     },
     regenerate: { argv: ["update-extlinux"], name: "update-extlinux" },
     generated: EXTLINUX_CONF_PATH,
-    verify: extlinuxCfgHasArgs,
-    generatedText: (files) => files.extlinuxCfg ?? "",
+    verify: (files, args, modules) => extlinuxCfgHasArgs(files.extlinuxCfg ?? "", args, modules),
+    trial: false,
+  },
+  // systemd-boot reads the entries themselves, so they are edited in place (as grubby does on
+  // Fedora) and no kernel-install run (which would rebuild the initramfs too) is needed;
+  // /etc/kernel/cmdline carries the args into the entries of kernels installed later.
+  "systemd-boot": {
+    label: `systemd-boot (${KERNEL_CMDLINE_PATH} and the loader entries kernel-install wrote)`,
+    sources: (files) => [KERNEL_CMDLINE_PATH, ...ownEntries(files).map((e) => e.path)],
+    revertSources: (owned) => [KERNEL_CMDLINE_PATH, ...Object.keys((owned as LoaderEntriesOwnership).entries)],
+    present: (files) => ownEntries(files).length > 0,
+    absentMessage:
+      'backend: "systemd-boot" but the host has no Boot Loader Specification entries of its own (loader/entries/*.conf on the ESP ' +
+      'at /boot/efi, /efi or /boot); install systemd-boot (bootctl install, then kernel-install add for the kernel), or use backend: "auto"',
+    plan(request, files) {
+      const previous = request.previouslyOwned as LoaderEntriesOwnership | undefined;
+      const edit = { ensure: request.ensure, remove: request.remove };
+      // Without the file kernel-install uses /proc/cmdline; the file starts from that, so the next kernel keeps root= and the rest.
+      const cmdline = planKernelCmdlineFile({
+        ...edit,
+        text: files.kernelCmdline ?? kernelCmdlineSeed(files.procCmdline ?? ""),
+        previouslyOwned: previous?.cmdline,
+        backup: request.backups?.[KERNEL_CMDLINE_PATH],
+      });
+      const entries = ownEntries(files).map((entry) => ({
+        entry,
+        plan: planLoaderEntry({ ...edit, text: entry.text, path: entry.path, previouslyOwned: previous?.entries[entry.path], backup: request.backups?.[entry.path] }),
+      }));
+      return {
+        edits: [
+          { path: KERNEL_CMDLINE_PATH, before: files.kernelCmdline, after: cmdline.text },
+          ...entries.map(({ entry, plan }) => ({ path: entry.path, before: entry.text, after: plan.text })),
+        ],
+        owned: { cmdline: cmdline.owned, entries: Object.fromEntries(entries.map(({ entry, plan }) => [entry.path, plan.owned])) },
+        changes: [...inFile(KERNEL_CMDLINE_PATH, cmdline.changes), ...entries.flatMap(({ entry, plan }) => inFile(entry.path, plan.changes))],
+        warnings: [],
+      };
+    },
+    revert(current, owned) {
+      const { cmdline, entries } = owned as LoaderEntriesOwnership;
+      const edits: SourceEdit[] = [];
+      const text = current(KERNEL_CMDLINE_PATH);
+      if (text !== undefined) edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after: revertKernelCmdlineFile(text, cmdline) });
+      for (const [path, tokens] of Object.entries(entries)) {
+        const entry = current(path);
+        if (entry !== undefined) edits.push({ path, before: entry, after: revertLoaderEntry(entry, tokens) });
+      }
+      return edits;
+    },
+    generated: "the loader entries (loader/entries/*.conf)",
+    verify: (files, args) =>
+      checkAll([
+        ...ownEntries(files).map((e) => loaderEntryHasArgs(e.text, args, e.path)),
+        ...(ownEntries(files).length === 0 ? [{ ok: false, problems: ["no loader entry of this installation is left"] }] : []),
+        fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "kernels installed later would boot without"),
+      ]),
+    trial: false,
+  },
+  // Debian's extlinux and Unraid's syslinux read configs nobody generates: APPEND is edited in place.
+  syslinux: {
+    label: `syslinux/extlinux (APPEND in ${SYSLINUX_CONFIG_PATHS.join(" or ")})`,
+    sources: (files) => (files.syslinux ?? []).map((f) => f.path),
+    revertSources: (owned) => Object.keys(owned as SyslinuxFilesOwnership),
+    present: (files) => (files.syslinux ?? []).length > 0,
+    absentMessage: `backend: "syslinux" but the host has none of ${SYSLINUX_CONFIG_PATHS.join(", ")}; install extlinux or syslinux, or use backend: "auto"`,
+    plan(request, files) {
+      const previous = request.previouslyOwned as SyslinuxFilesOwnership | undefined;
+      const configs = (files.syslinux ?? []).map((file) => ({
+        file,
+        plan: planSyslinuxConfig({ ensure: request.ensure, remove: request.remove, text: file.text, path: file.path, previouslyOwned: previous?.[file.path], backup: request.backups?.[file.path] }),
+      }));
+      return {
+        edits: configs.map(({ file, plan }) => ({ path: file.path, before: file.text, after: plan.text })),
+        owned: Object.fromEntries(configs.map(({ file, plan }) => [file.path, plan.owned])),
+        changes: configs.flatMap(({ file, plan }) => inFile(file.path, plan.changes)),
+        warnings: [],
+      };
+    },
+    revert: (current, owned) =>
+      Object.entries(owned as SyslinuxFilesOwnership).flatMap(([path, labels]) => {
+        const text = current(path);
+        return text === undefined ? [] : [{ path, before: text, after: revertSyslinuxConfig(text, labels) }];
+      }),
+    generated: SYSLINUX_CONFIG_PATHS.join(" or "),
+    verify: (files, args) => checkAll((files.syslinux ?? []).map((f) => syslinuxConfigHasArgs(f.text, args, f.path))),
     trial: false,
   },
 };
@@ -141,8 +301,8 @@ export async function regenerate(host: RemoteHost, backend: Backend): Promise<vo
   if (tool) await host.run(tool.argv, { timeoutMs: REGENERATE_TIMEOUT_MS });
 }
 
-/** Regenerates the boot config from the source files and checks it; the failure, described, or undefined. */
-export async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (generated: string) => BootConfigCheck): Promise<string | undefined> {
+/** Regenerates the boot config from the source files and checks what the loader reads; the failure, described, or undefined. */
+export async function regenerateAndVerify(host: RemoteHost, backend: Backend, check: (files: BootFiles) => BootConfigCheck): Promise<string | undefined> {
   const b = backends[backend];
   const tool = b.regenerate?.name ?? "the edit";
   try {
@@ -150,6 +310,6 @@ export async function regenerateAndVerify(host: RemoteHost, backend: Backend, ch
   } catch (err) {
     return `${tool} failed: ${(err as Error).message}`;
   }
-  const verdict = check((await host.readFile(b.generated))?.toString("utf8") ?? "");
+  const verdict = check(await readBootFiles(host));
   return verdict.ok ? undefined : `${b.generated} lacks the arguments after ${tool}: ${verdict.problems.join("; ")}`;
 }

@@ -10,10 +10,7 @@ import { readBackupTexts } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
-import { catFile, fileFromSection, readSections } from "../ssh/sections";
-import { Backend, backends, BootFiles, regenerate, regenerateAndVerify, SourceEdit } from "./bootConfig";
-import { EXTLINUX_CONF_PATH, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
-import { GRUB_CFG_PATH, GRUB_DEFAULTS_PATH } from "./grub";
+import { Backend, backends, BootFiles, readBootFiles, regenerate, regenerateAndVerify, SourceEdit } from "./bootConfig";
 import { BootBackend, KernelCmdlineInputs, resolveBootBackend } from "./schema";
 
 interface BootFacts extends BootFiles {
@@ -43,30 +40,9 @@ interface KernelCmdlinePlan {
 
 const changedEdits = (plan: Pick<KernelCmdlinePlan, "edits">) => plan.edits.filter((e) => e.after !== e.before);
 
-async function readBootFacts(host: RemoteHost): Promise<BootFiles> {
-  const s = await readSections(host, {
-    defaults: catFile(GRUB_DEFAULTS_PATH),
-    extlinuxDefaults: catFile(UPDATE_EXTLINUX_CONF_PATH),
-    grubCfg: catFile(GRUB_CFG_PATH),
-    extlinuxCfg: catFile(EXTLINUX_CONF_PATH),
-    // NUL-separated path/content pairs: drop-in names are the host's, not ours to frame.
-    dropIns: `for f in /etc/default/grub.d/*.cfg; do [ -f "$f" ] && printf '%s\\0' "$f" && cat "$f" && printf '\\0'; done`,
-  });
-  const parts = s.dropIns.split("\0");
-  const dropIns = [];
-  for (let i = 0; i + 1 < parts.length; i += 2) dropIns.push({ path: parts[i], text: parts[i + 1] });
-  return {
-    defaults: fileFromSection(s.defaults),
-    extlinuxDefaults: fileFromSection(s.extlinuxDefaults),
-    grubCfg: fileFromSection(s.grubCfg),
-    extlinuxCfg: fileFromSection(s.extlinuxCfg),
-    dropIns,
-  };
-}
-
-/** Our backups of every backend's source files, to recognise our own args after a run that died before recording its state. */
-async function readBackups(host: RemoteHost): Promise<Record<string, string | undefined>> {
-  const paths = [...new Set(Object.values(backends).flatMap((b) => b.sources))];
+/** Our backups of the source files every backend could edit here, to recognise our own args after a run that died before recording its state. */
+async function readBackups(host: RemoteHost, files: BootFiles): Promise<Record<string, string | undefined>> {
+  const paths = [...new Set(Object.values(backends).flatMap((b) => (b.present(files) ? b.sources(files) : [])))];
   const texts = await readBackupTexts(host, paths);
   return Object.fromEntries(paths.map((path, i) => [path, texts[i]]));
 }
@@ -89,7 +65,7 @@ export function planKernelCmdline(
     { ensure: inputs.args, remove: inputs.remove, modules: inputs.modules, previouslyOwned: state && state.backend === backend ? state.owned : undefined, backups: facts.backups },
     facts,
   );
-  const stale = !b.verify(b.generatedText(facts), inputs.args, inputs.modules).ok;
+  const stale = !b.verify(facts, inputs.args, inputs.modules).ok;
   // Trial boots need the loader's one-shot (GRUB's); other backends' changes are written as they always were.
   return { backend, ...plan, stale, staging: b.trial ? staging : { stage: false } };
 }
@@ -98,10 +74,8 @@ export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
   const edited = changedEdits(plan);
   if (edited.length === 0 && !plan.stale) return [];
   const b = backends[plan.backend];
-  const files = [...new Set(edited.map((e) => e.path))];
-  const prefix = (c: string) => (files.length === 1 ? `${files[0]}: ${c}` : c);
   return [
-    ...plan.changes.map(prefix),
+    ...plan.changes,
     ...(b.regenerate ? [`regenerate ${b.generated} (${b.regenerate.name})`] : []),
     ...(plan.staging.line ? [plan.staging.line] : []),
   ];
@@ -140,7 +114,10 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
 
 /** The plan's reads, at once; without state the backups too, to recognise what a run that died wrote. */
 const readKernelCmdlineFacts = (host: RemoteHost, trial: boolean, withBackups: boolean) =>
-  Promise.all([readBootFacts(host), withBackups ? readBackups(host) : undefined, readStaging(host, trial)]);
+  Promise.all([
+    readBootFiles(host).then(async (files) => ({ ...files, backups: withBackups ? await readBackups(host, files) : undefined })),
+    readStaging(host, trial),
+  ]);
 registerBootReads((host, trial) => readKernelCmdlineFacts(host, trial, true));
 
 export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({
@@ -148,8 +125,8 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
   identity: () => "kernel-cmdline",
   prefetch: prefetchBootReads,
   plan: async (host, inputs, state) => {
-    const [facts, backups, staging] = await readKernelCmdlineFacts(host, inputs.trial, state === undefined);
-    return planKernelCmdline(inputs, { ...facts, backups }, state, staging);
+    const [facts, staging] = await readKernelCmdlineFacts(host, inputs.trial, state === undefined);
+    return planKernelCmdline(inputs, facts, state, staging);
   },
   describe: describeKernelCmdlinePlan,
   warnings: (plan) => [...plan.warnings],
@@ -167,7 +144,7 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
     }
     if (edited.length > 0 || plan.stale) {
       await failpoint("kernelCmdline.regenerate");
-      const failure = await regenerateAndVerify(host, plan.backend, (g) => backends[plan.backend].verify(g, inputs.args, inputs.modules));
+      const failure = await regenerateAndVerify(host, plan.backend, (files) => backends[plan.backend].verify(files, inputs.args, inputs.modules));
       // Leave the host as it was rather than half-configured.
       if (failure !== undefined) throw new Error(edited.length > 0 ? `${failure}; ${await putBack(host, plan)}` : failure);
     }
@@ -177,7 +154,7 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
   async revert(host, _inputs, state) {
     const b = backends[state.backend];
     const current = new Map<string, string | undefined>();
-    for (const path of b.sources) current.set(path, (await host.readFile(path))?.toString("utf8"));
+    for (const path of b.revertSources(state.owned)) current.set(path, (await host.readFile(path))?.toString("utf8"));
     const reverted = b.revert((path) => current.get(path), state.owned);
     if (reverted.length === 0) return;
     for (const edit of reverted) await host.revertFile(edit.path, edit.after);

@@ -182,7 +182,7 @@ export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" |
     const found = all.filter(([, b]) => b.present(files));
     if (found.length === 0) {
       throw new Error(
-        `backend: "auto" found none of ${all.map(([, b]) => b.sources.join(" or ")).join(", ")} on the host (${all.map(([, b]) => b.label).join("; ")}); ` +
+        `backend: "auto" found the files of none of ${all.map(([, b]) => b.label).join("; ")} on the host; ` +
           "install the bootloader's package, or manage the kernel command line another way",
       );
     }

@@ -1,0 +1,149 @@
+// KernelCmdline over the backends whose loader reads the edited files itself (systemd-boot's
+// loader entries, hand-written syslinux configs): what auto picks, what a plan writes, that a
+// second plan on the result changes nothing, that a revert gives the original bytes back, and
+// that a run that died before recording its state is recognised from the backups.
+import fc from "fast-check";
+import { backends, BootFiles, SourceEdit } from "../../../providers/kernelCmdline/bootConfig";
+import { describeKernelCmdlinePlan, KernelCmdlineState, planKernelCmdline } from "../../../providers/kernelCmdline/resource";
+import { KernelCmdlineInputs } from "../../../providers/kernelCmdline/schema";
+import { ensureArgs } from "./arbitraries";
+import { debianExtlinuxConf, debianSystemdBootEntry, unraidSyslinuxCfg } from "./fixtures";
+
+const ARGS = ["intel_iommu=on", "iommu=pt"];
+const inputs = KernelCmdlineInputs.parse({ args: ARGS, remove: ["quiet"] });
+const ENTRY = "/boot/efi/loader/entries/3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f-6.1.0-18-amd64.conf";
+const OTHER_OS_ENTRY = "/boot/efi/loader/entries/0123456789abcdef0123456789abcdef-6.5.0-1-amd64.conf";
+const otherOsEntry = debianSystemdBootEntry.replace(/3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f/g, "0123456789abcdef0123456789abcdef");
+const CMDLINE = "root=UUID=6ad3a1f5-3b3c-4c4b-9b1f-3f1d2f0c1a2b ro quiet systemd.machine_id=3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f\n";
+
+const sdBootHost: BootFiles = {
+  dropIns: [],
+  kernelCmdline: CMDLINE,
+  procCmdline: `initrd=\\3f6d\\initrd BOOT_IMAGE=/linux ${CMDLINE}`,
+  machineId: "3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f",
+  loaderEntries: [
+    { path: ENTRY, text: debianSystemdBootEntry },
+    { path: OTHER_OS_ENTRY, text: otherOsEntry },
+  ],
+};
+
+/** The host's files after the plan's edits were written. */
+function applied(files: BootFiles, edits: readonly SourceEdit[]): BootFiles {
+  const after = new Map(edits.map((e) => [e.path, e.after]));
+  const swap = (list?: readonly { path: string; text: string }[]) => list?.map((f) => ({ ...f, text: after.get(f.path) ?? f.text }));
+  return { ...files, kernelCmdline: after.get("/etc/kernel/cmdline") ?? files.kernelCmdline, loaderEntries: swap(files.loaderEntries), syslinux: swap(files.syslinux) };
+}
+
+/** The source files as a revert of `state` leaves them. */
+function reverted(files: BootFiles, state: KernelCmdlineState): Map<string, string> {
+  const b = backends[state.backend];
+  const texts = new Map<string, string | undefined>([["/etc/kernel/cmdline", files.kernelCmdline], ...[...(files.loaderEntries ?? []), ...(files.syslinux ?? [])].map((f) => [f.path, f.text] as const)]);
+  return new Map(b.revert((path) => texts.get(path), state.owned).map((e) => [e.path, e.after]));
+}
+
+describe("the systemd-boot backend", () => {
+  const plan = planKernelCmdline(inputs, sdBootHost, undefined);
+
+  it("is what auto picks on a host with loader entries and no other loader's files", () => {
+    expect(plan.backend).toBe("systemd-boot");
+  });
+
+  it("edits /etc/kernel/cmdline and this installation's entry, not another one's, and runs no tool", () => {
+    expect(describeKernelCmdlinePlan(plan)).toEqual([
+      "/etc/kernel/cmdline: - quiet",
+      "/etc/kernel/cmdline: + intel_iommu=on",
+      "/etc/kernel/cmdline: + iommu=pt",
+      `${ENTRY}: - quiet`,
+      `${ENTRY}: + intel_iommu=on`,
+      `${ENTRY}: + iommu=pt`,
+    ]);
+    expect(plan.edits.map((e) => e.path)).toEqual(["/etc/kernel/cmdline", ENTRY]);
+    const entry = plan.edits[1].after;
+    expect(entry).toContain("options    root=UUID=6ad3a1f5-3b3c-4c4b-9b1f-3f1d2f0c1a2b ro systemd.machine_id=3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f intel_iommu=on iommu=pt\n");
+    expect(entry.replace(/^options.*$/m, "")).toBe(debianSystemdBootEntry.replace(/^options.*$/m, ""));
+    expect(plan.stale).toBe(true);
+  });
+
+  it("finds nothing to do once written, and a revert gives every file its bytes back", () => {
+    const after = applied(sdBootHost, plan.edits);
+    const state: KernelCmdlineState = { backend: plan.backend, owned: plan.owned };
+    const again = planKernelCmdline(inputs, after, state);
+    expect(describeKernelCmdlinePlan(again)).toEqual([]);
+    expect(again.stale).toBe(false);
+    expect(reverted(after, state)).toEqual(new Map([["/etc/kernel/cmdline", CMDLINE], [ENTRY, debianSystemdBootEntry]]));
+  });
+
+  it("owns what a run that died before recording its state wrote, from the backups", () => {
+    const after = applied(sdBootHost, plan.edits);
+    const backups = { "/etc/kernel/cmdline": CMDLINE, [ENTRY]: debianSystemdBootEntry };
+    const adopted = planKernelCmdline(inputs, { ...after, backups }, undefined);
+    expect(describeKernelCmdlinePlan(adopted)).toEqual([]);
+    expect(reverted(after, { backend: adopted.backend, owned: adopted.owned })).toEqual(new Map([["/etc/kernel/cmdline", CMDLINE], [ENTRY, debianSystemdBootEntry]]));
+  });
+
+  it("starts /etc/kernel/cmdline from the running command line when it is missing, as kernel-install would", () => {
+    const created = planKernelCmdline(inputs, { ...sdBootHost, kernelCmdline: undefined }, undefined);
+    expect(created.edits[0]).toEqual({
+      path: "/etc/kernel/cmdline",
+      before: undefined,
+      after: "root=UUID=6ad3a1f5-3b3c-4c4b-9b1f-3f1d2f0c1a2b ro systemd.machine_id=3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f intel_iommu=on iommu=pt\n",
+    });
+  });
+
+  it("any args: apply then revert is the identity on every file, and a second plan is a no-op", () => {
+    fc.assert(
+      fc.property(ensureArgs, (args) => {
+        const given = KernelCmdlineInputs.parse({ args });
+        const first = planKernelCmdline(given, sdBootHost, undefined);
+        const after = applied(sdBootHost, first.edits);
+        const state: KernelCmdlineState = { backend: first.backend, owned: first.owned };
+        expect(describeKernelCmdlinePlan(planKernelCmdline(given, after, state))).toEqual([]);
+        expect(reverted(after, state)).toEqual(new Map([["/etc/kernel/cmdline", CMDLINE], [ENTRY, debianSystemdBootEntry]]));
+      }),
+    );
+  });
+});
+
+describe("the syslinux backend", () => {
+  const EXTLINUX = "/boot/extlinux/extlinux.conf";
+  const host: BootFiles = { dropIns: [], syslinux: [{ path: EXTLINUX, text: debianExtlinuxConf }] };
+  const plan = planKernelCmdline(inputs, host, undefined);
+
+  it("is what auto picks on Debian's extlinux and edits each Linux label's APPEND in place", () => {
+    expect(plan.backend).toBe("syslinux");
+    expect(describeKernelCmdlinePlan(plan)).toEqual([
+      `${EXTLINUX}: LABEL debian: - quiet`,
+      `${EXTLINUX}: LABEL debian: + intel_iommu=on`,
+      `${EXTLINUX}: LABEL debian: + iommu=pt`,
+      `${EXTLINUX}: LABEL debian-rescue: + intel_iommu=on`,
+      `${EXTLINUX}: LABEL debian-rescue: + iommu=pt`,
+    ]);
+  });
+
+  it("finds nothing to do once written, and a revert gives the original bytes back", () => {
+    const after = applied(host, plan.edits);
+    const state: KernelCmdlineState = { backend: plan.backend, owned: plan.owned };
+    expect(describeKernelCmdlinePlan(planKernelCmdline(inputs, after, state))).toEqual([]);
+    expect(reverted(after, state)).toEqual(new Map([[EXTLINUX, debianExtlinuxConf]]));
+  });
+
+  it("edits both of Unraid's configs, the BIOS one and the UEFI copy", () => {
+    const unraid: BootFiles = {
+      dropIns: [],
+      syslinux: [
+        { path: "/boot/syslinux/syslinux.cfg", text: unraidSyslinuxCfg },
+        { path: "/boot/EFI/boot/syslinux.cfg", text: unraidSyslinuxCfg },
+      ],
+    };
+    const both = planKernelCmdline(KernelCmdlineInputs.parse({ args: ARGS }), unraid, undefined);
+    expect(both.edits.filter((e) => e.after !== e.before).map((e) => e.path)).toEqual(["/boot/syslinux/syslinux.cfg", "/boot/EFI/boot/syslinux.cfg"]);
+  });
+});
+
+describe("auto with more than one loader's files", () => {
+  it("refuses to guess and names each candidate", () => {
+    expect(() => planKernelCmdline(inputs, { ...sdBootHost, defaults: "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n" }, undefined)).toThrow(
+      /found the files of GRUB .* and systemd-boot .*; set backend to the one that boots it: "grub" if \/boot\/grub\/grub.cfg is what boots, "systemd-boot" if the loader entries/,
+    );
+  });
+});
