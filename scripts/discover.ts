@@ -22,13 +22,15 @@ Where to connect (one of):
   --lab                 the lab VM, from ~/.cache/vfio-host/lab-state/lab.json (\`npm run lab -- up\`)
   --host HOST           with --key FILE (a private key without passphrase) or --agent (the keys of the
                         ssh-agent at SSH_AUTH_SOCK, e.g. a key with a passphrase after \`ssh-add\`),
-                        --host-key "ssh-ed25519 AAAA..." or SHA256:... (from \`ssh-keyscan -t ed25519 HOST\`),
+                        --host-key "ssh-ed25519 AAAA..." or SHA256:... (\`npm run trust -- --host HOST\` lists the
+                        host's keys; check the one you pin on its console),
                         and optionally --port (22), --user (root)
 
 Options:
   --group N             print the stack config for IOMMU group N (default: the first group of USB controllers)
   --json                print the discovery as JSON instead of the tables
-  --insecure-trust-on-first-use   accept whatever host key the server shows (no --host-key)
+  --insecure-accept-any-host-key  accept whatever host key the server shows (no --host-key): anyone in
+                                  between can answer in the host's place
 `;
 
 const options = {
@@ -40,6 +42,8 @@ const options = {
   key: { type: "string" },
   agent: { type: "boolean" },
   "host-key": { type: "string" },
+  "insecure-accept-any-host-key": { type: "boolean" },
+  /** The former name: refused with the new one, so a script learns it accepted any key every time. */
   "insecure-trust-on-first-use": { type: "boolean" },
   group: { type: "string" },
   json: { type: "boolean" },
@@ -71,9 +75,15 @@ export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help
     throw usageError((error as Error).message);
   }
   if (values.help) return "help";
+  if (values["insecure-trust-on-first-use"] !== undefined) {
+    throw usageError(
+      "--insecure-trust-on-first-use is now --insecure-accept-any-host-key (it accepted any key on every connection); " +
+        "better, pin the key: `npm run trust -- --host HOST` lists them, then --host-key",
+    );
+  }
   const chosen = [values.stack !== undefined, values.lab === true, values.host !== undefined].filter(Boolean).length;
   if (chosen !== 1) throw usageError("Say where to connect: exactly one of --stack NAME, --lab or --host HOST");
-  const hostOnly = (["port", "user", "key", "agent", "host-key", "insecure-trust-on-first-use"] as const).filter((flag) => values[flag] !== undefined);
+  const hostOnly = (["port", "user", "key", "agent", "host-key", "insecure-accept-any-host-key"] as const).filter((flag) => values[flag] !== undefined);
   if (values.host === undefined && hostOnly.length > 0) {
     throw usageError(`--${hostOnly[0]} goes with --host; --stack and --lab bring their own connection`);
   }
@@ -93,7 +103,7 @@ export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help
         user: values.user ?? "root",
         ...(values.agent ? { agent: true } : {}),
         ...(values["host-key"] !== undefined ? { hostKey: values["host-key"] } : {}),
-        ...(values["insecure-trust-on-first-use"] ? { insecureTrustOnFirstUse: true } : {}),
+        ...(values["insecure-accept-any-host-key"] ? { insecureAcceptAnyHostKey: true } : {}),
       },
     };
   }

@@ -19,6 +19,10 @@ describe("parseDiscoverArgs", () => {
       target: { kind: "flags", connection: { host: "192.0.2.10", port: 22, user: "root", agent: true, hostKey } },
       json: false,
     });
+    expect(parseDiscoverArgs(["--host", "192.0.2.10", "--key", "/k", "--insecure-accept-any-host-key"])).toEqual({
+      target: { kind: "flags", keyFile: "/k", connection: { host: "192.0.2.10", port: 22, user: "root", insecureAcceptAnyHostKey: true } },
+      json: false,
+    });
     expect(parseDiscoverArgs(["-h"])).toBe("help");
   });
 
@@ -28,6 +32,10 @@ describe("parseDiscoverArgs", () => {
     expect(() => parseDiscoverArgs(["--lab", "--port", "22"])).toThrow("--port goes with --host; --stack and --lab bring their own connection");
     expect(() => parseDiscoverArgs(["--host", "h"])).toThrow("--host needs --key FILE, the SSH private key to log in with, or --agent");
     expect(() => parseDiscoverArgs(["--lab", "--agent"])).toThrow("--agent goes with --host");
+    expect(() => parseDiscoverArgs(["--lab", "--insecure-accept-any-host-key"])).toThrow("--insecure-accept-any-host-key goes with --host");
+    expect(() => parseDiscoverArgs(["--host", "h", "--key", "/k", "--insecure-trust-on-first-use"])).toThrow(
+      "--insecure-trust-on-first-use is now --insecure-accept-any-host-key (it accepted any key on every connection); better, pin the key: `npm run trust -- --host HOST`",
+    );
     expect(() => parseDiscoverArgs(["--lab", "--group", "four"])).toThrow('--group "four" is not a whole number');
     expect(() => parseDiscoverArgs(["--lab", "--grup", "4"])).toThrow("Unknown option '--grup'");
   });
