@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { utils } from "ssh2";
 import { connectionFromConfig, secretConnection } from "../../../stacks/connection";
-import { parseStackConfig } from "../../../stacks/config";
+import { parseStackConfig, readStackConfig } from "../../../stacks/config";
 
 const privateKey = utils.generateKeyPairSync("ed25519").private;
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
@@ -47,4 +47,25 @@ test("a fixture program's connection comes from its own namespace, with the same
 
   pulumi.runtime.setAllConfig({ "fixture:host": "10.0.0.2", "fixture:sshPrivateKey": privateKey, "fixture:insecureAcceptAnyHostKey": "true" }, []);
   expect(() => connectionFromConfig(new pulumi.Config("fixture"))).toThrow("fixture:sshPrivateKey is stored in plain text");
+});
+
+test("every run that reads a connection accepting any host key warns, naming `npm run trust` and the stack", () => {
+  const warn = jest.spyOn(pulumi.log, "warn").mockResolvedValue();
+  try {
+    pulumi.runtime.setAllConfig({ "vfio-host:host": "10.0.0.2", "vfio-host:sshPrivateKey": privateKey, "vfio-host:hostKey": hostKey, "vfio-host:kernelArgs": '["intel_iommu=on"]', "vfio-host:vfio": '{"iommuGroups":[4]}' }, ["vfio-host:sshPrivateKey"]);
+    readStackConfig();
+    expect(warn).not.toHaveBeenCalled();
+    pulumi.runtime.setAllConfig({ "vfio-host:host": "10.0.0.2", "vfio-host:sshPrivateKey": privateKey, "vfio-host:insecureTrustOnFirstUse": "true", "vfio-host:kernelArgs": '["intel_iommu=on"]', "vfio-host:vfio": '{"iommuGroups":[4]}' }, ["vfio-host:sshPrivateKey"]);
+    readStackConfig();
+    pulumi.runtime.setAllConfig({ "fixture:host": "10.0.0.2", "fixture:sshPrivateKey": privateKey, "fixture:insecureAcceptAnyHostKey": "true" }, ["fixture:sshPrivateKey"]);
+    connectionFromConfig(new pulumi.Config("fixture"));
+    const warnings = warn.mock.calls.map(([message]) => message);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^vfio-host:insecureTrustOnFirstUse is now called vfio-host:insecureAcceptAnyHostKey .*`npm run trust -- --stack /),
+      expect.stringMatching(/^vfio-host:insecureAcceptAnyHostKey is true: every connection to 10\.0\.0\.2 accepts whatever host key/),
+      expect.stringMatching(/^fixture:insecureAcceptAnyHostKey is true: every connection to 10\.0\.0\.2 accepts whatever host key .*writes fixture:hostKey/),
+    ]);
+  } finally {
+    warn.mockRestore();
+  }
 });
