@@ -55,6 +55,8 @@ interface InitramfsPlan {
   changes: string[];
   /** Why the image must be rebuilt, or undefined. */
   rebuild?: string;
+  /** The commands that rebuild it. */
+  commands: string[][];
   /** The modules the live image lacks. */
   missing: string[];
   featureSha256?: string;
@@ -69,17 +71,20 @@ async function readInitramfsFacts(host: RemoteHost) {
   // Section names are shell words: files and listings go by their index.
   const files = Object.fromEntries(allSources.map((path, i) => [`file${i}`, catFile(path)]));
   const listings = Object.fromEntries(SYSTEM_NAMES.map((name, i) => [`listing${i}`, systems[name].listing]));
+  const boots = Object.fromEntries(SYSTEM_NAMES.map((name, i) => [`boot${i}`, systems[name].bootSection ?? ":"]));
   const s: Record<string, string> = await readSections(host, {
     ...KERNEL_SECTIONS,
     system: SYSTEM_NAMES.map((name) => `command -v ${systems[name].command} >/dev/null && echo ${name}`).join("; "),
     ...files,
     ...listings,
+    ...boots,
   }, { prelude: NEXT_KERNEL });
   return {
     kernel: parseNextKernel(s as Record<keyof typeof KERNEL_SECTIONS, string>),
     systems: s.system.split("\n").filter(Boolean) as System[],
     files: Object.fromEntries(allSources.map((path, i) => [path, fileFromSection(s[`file${i}`])])) as Record<string, string | undefined>,
     listing: Object.fromEntries(SYSTEM_NAMES.map((name, i) => [name, s[`listing${i}`]])) as Partial<Record<System, string>>,
+    boot: Object.fromEntries(SYSTEM_NAMES.map((name, i) => [name, s[`boot${i}`]])) as Partial<Record<System, string>>,
   };
 }
 /** Read only without state: vfio-host's backups of the files, to recognise what a run that died before recording its state wrote. */
@@ -92,7 +97,11 @@ const readInitramfsPlanFacts = (host: RemoteHost, trial: boolean, withBackups: b
   Promise.all([readInitramfsFacts(host), withBackups ? readInitramfsBackups(host) : undefined, readStaging(host, trial)]);
 registerBootReads((host, trial) => readInitramfsPlanFacts(host, trial, true));
 
-type InitramfsFacts = Awaited<ReturnType<typeof readInitramfsFacts>> & { backups?: Record<string, Backup> };
+type InitramfsFacts = Omit<Awaited<ReturnType<typeof readInitramfsFacts>>, "boot"> & {
+  /** Each system's bootSection output (where the image is, which tools there are); none for builders without one. */
+  boot?: Partial<Record<System, string>>;
+  backups?: Record<string, Backup>;
+};
 
 /** Pure: which files change and whether the image must be rebuilt. */
 export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: InitramfsState | undefined, staging: Staging = { stage: false }): InitramfsPlan {
@@ -125,7 +134,8 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
           : undefined;
   // Trial boots build initramfs-tools images (mkinitramfs -d); other builders' changes are written as they always were.
   const staged = builder.trial ? staging : { stage: false };
-  const all = [...planned.changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${builder.rebuild(facts.kernel.release).join(" ")}): ${rebuild}`] : [])];
+  const commands = builder.rebuild(facts.kernel.release, facts.boot?.[system] ?? "");
+  const all = [...planned.changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${describeCommands(commands)}): ${rebuild}`] : [])];
   return {
     system,
     kernel: facts.kernel,
@@ -134,6 +144,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
     owned: planned.owned,
     changes: all.length > 0 && staged.line ? [...all, staged.line] : all,
     rebuild,
+    commands,
     missing,
     featureSha256: planned.wholeFileSha256,
     refusal: planned.refusal,
@@ -141,14 +152,21 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
   };
 }
 
-async function rebuildAndVerify(host: RemoteHost, system: System, release: string, modules: VfioModule[]) {
+const describeCommands = (commands: readonly (readonly string[])[]) => commands.map((argv) => argv.join(" ")).join(" && ");
+
+async function runRebuild(host: RemoteHost, release: string, commands: readonly (readonly string[])[]) {
   console.error(`${host.label}: rebuilding the initramfs of ${release} (this takes a while)`);
+  for (const argv of commands) await host.run(argv, { timeoutMs: 30 * 60_000 });
+}
+
+async function rebuildAndVerify(host: RemoteHost, plan: InitramfsPlan) {
+  const release = plan.kernel.release;
   await failpoint("initramfs.rebuild");
-  await host.run(systems[system].rebuild(release), { timeoutMs: 30 * 60_000 });
-  const listing = await readSections(host, { listing: `release=$1; ${systems[system].listing}` }, { args: [release] });
-  const missing = missingFromInitramfs(listing.listing, modules);
+  await runRebuild(host, release, plan.commands);
+  const listing = await readSections(host, { listing: `release=$1; ${systems[plan.system].listing}` }, { args: [release] });
+  const missing = missingFromInitramfs(listing.listing, plan.modules);
   if (missing.length > 0) {
-    throw new Error(`the rebuilt initramfs of ${release} still lacks ${missing.join(", ")}; see ${systems[system].rebuild(release).join(" ")}`);
+    throw new Error(`the rebuilt initramfs of ${release} still lacks ${missing.join(", ")}; see ${describeCommands(plan.commands)}`);
   }
 }
 
@@ -173,7 +191,7 @@ export const initramfsModulesProvider = hostResourceProvider<Inputs, InitramfsPl
       await host.backupOnce(file.path);
       await host.writeFileAtomic(file.path, file.after);
     }
-    if (plan.rebuild) await rebuildAndVerify(host, plan.system, plan.kernel.release, plan.modules);
+    if (plan.rebuild) await rebuildAndVerify(host, plan);
     return recorded;
   },
   async revert(host, inputs, state) {
@@ -205,12 +223,12 @@ async function wholeFileShaNow(host: RemoteHost, system: System): Promise<string
  * depends on VfioBinding).
  */
 export async function rebuildInitramfs(host: RemoteHost, system?: System, release?: string): Promise<void> {
-  const facts = system && release ? undefined : await readInitramfsFacts(host);
-  const chosen = system ?? facts?.systems[0];
-  const kernel = release ?? facts!.kernel.release;
+  const facts = await readInitramfsFacts(host);
+  const chosen = system ?? facts.systems[0];
   if (!chosen) return;
-  console.error(`${host.label}: rebuilding the initramfs of ${kernel}`);
-  await host.run(systems[chosen].rebuild(kernel), { timeoutMs: 30 * 60_000 });
+  // The next kernel's boot section; another release (a state recorded before a kernel update) is rebuilt where its tool puts it by default.
+  const kernel = release ?? facts.kernel.release;
+  await runRebuild(host, kernel, systems[chosen].rebuild(kernel, kernel === facts.kernel.release ? (facts.boot[chosen] ?? "") : ""));
 }
 
 export interface InitramfsModulesArgs {

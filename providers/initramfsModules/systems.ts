@@ -7,9 +7,10 @@ import { RemoteHost, sha256Hex } from "../ssh/host";
 import { ShellListOwnership } from "../text/shellVariable";
 import { TokenOwnership } from "../text/tokenList";
 import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
+import { DRACUT_BOOT_SECTION, DRACUT_CONF_PATH, DRACUT_LISTING, parseDracutBoot, renderDracutVfioConf } from "./dracut";
 import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
 
-export const SYSTEM_NAMES = ["initramfs-tools", "mkinitfs"] as const;
+export const SYSTEM_NAMES = ["initramfs-tools", "mkinitfs", "dracut"] as const;
 export type System = (typeof SYSTEM_NAMES)[number];
 
 export interface FileChange {
@@ -55,7 +56,10 @@ export interface InitramfsSystem {
   plan(request: SystemRequest): SystemPlan;
   /** Takes this stack's lines back off the host (the rebuild follows separately). */
   revert(host: RemoteHost, record: SystemRecord, current: (path: string) => string | undefined, fallbackSha256: () => Promise<string>): Promise<void>;
-  rebuild(release: string): string[];
+  /** Shell code (with `$release` set) whose output `rebuild` reads: where the image is and which tools there are. */
+  readonly bootSection?: string;
+  /** The commands, in order, that rebuild the image of `release`, given bootSection's output. */
+  rebuild(release: string, boot: string): string[][];
   /** Shell code listing the files of the image of `$release`. */
   readonly listing: string;
   /** Trial boots can build its image beside the live one (mkinitramfs -d). */
@@ -63,6 +67,17 @@ export interface InitramfsSystem {
 }
 
 const loadable = (modules: readonly VfioModule[]) => modules.filter((m) => !m.builtin);
+
+/** A file this stack owns whole: its change, the hash state keeps, and, planned without state, why it must not be written. */
+function wholeFile(path: string, content: string, { files, backups }: Pick<SystemRequest, "files" | "backups">) {
+  const before = files[path];
+  return {
+    change: { path, before, after: content },
+    created: before === undefined,
+    sha256: sha256Hex(content),
+    refusal: backups && staleBackupRefusal(path, content, before === undefined ? undefined : Buffer.from(before), backups[path]),
+  };
+}
 
 export const systems: Record<System, InitramfsSystem> = {
   "initramfs-tools": {
@@ -87,7 +102,7 @@ export const systems: Record<System, InitramfsSystem> = {
       const text = current(INITRAMFS_TOOLS_MODULES_PATH);
       if (text !== undefined) await host.revertFile(INITRAMFS_TOOLS_MODULES_PATH, revertInitramfsToolsModules(text, record.owned as TokenOwnership));
     },
-    rebuild: (release) => ["update-initramfs", "-u", "-k", release],
+    rebuild: (release) => [["update-initramfs", "-u", "-k", release]],
     listing: `lsinitramfs "/boot/initrd.img-$release"`,
     trial: true,
   },
@@ -95,25 +110,21 @@ export const systems: Record<System, InitramfsSystem> = {
     command: "mkinitfs",
     install: "Alpine: apk add mkinitfs",
     sources: [MKINITFS_CONF_PATH, VFIO_FEATURE_MODULES_PATH],
-    plan({ modules, files, previouslyOwned, backups }) {
+    plan(request) {
+      const { modules, files, previouslyOwned, backups } = request;
       const confText = files[MKINITFS_CONF_PATH];
       if (confText === undefined) throw new Error(`${MKINITFS_CONF_PATH} is missing; reinstall mkinitfs`);
       const conf = planMkinitfsFeatures({ text: confText, previouslyOwned: previouslyOwned as ShellListOwnership | undefined, backup: backupText(backups?.[MKINITFS_CONF_PATH]) });
-      const feature = renderVfioFeatureModules(modules);
-      const featureFile = files[VFIO_FEATURE_MODULES_PATH];
-      const current = featureFile === undefined ? undefined : Buffer.from(featureFile);
+      const feature = wholeFile(VFIO_FEATURE_MODULES_PATH, renderVfioFeatureModules(modules), request);
       return {
-        files: [
-          { path: VFIO_FEATURE_MODULES_PATH, before: featureFile, after: feature },
-          { path: MKINITFS_CONF_PATH, before: confText, after: conf.text },
-        ],
+        files: [feature.change, { path: MKINITFS_CONF_PATH, before: confText, after: conf.text }],
         owned: conf.owned,
         changes: [
-          ...(featureFile !== feature ? [`${VFIO_FEATURE_MODULES_PATH}: ${featureFile === undefined ? "create" : "rewrite"} with ${loadable(modules).map((m) => m.fileName).join(", ")}`] : []),
+          ...(feature.change.before !== feature.change.after ? [`${VFIO_FEATURE_MODULES_PATH}: ${feature.created ? "create" : "rewrite"} with ${loadable(modules).map((m) => m.fileName).join(", ")}`] : []),
           ...conf.changes.map((c) => `${MKINITFS_CONF_PATH}: features: ${c}`),
         ],
-        wholeFileSha256: sha256Hex(feature),
-        refusal: backups && staleBackupRefusal(VFIO_FEATURE_MODULES_PATH, feature, current, backups[VFIO_FEATURE_MODULES_PATH]),
+        wholeFileSha256: feature.sha256,
+        refusal: feature.refusal,
       };
     },
     async revert(host, record, current, fallbackSha256) {
@@ -121,9 +132,31 @@ export const systems: Record<System, InitramfsSystem> = {
       if (conf !== undefined) await host.revertFile(MKINITFS_CONF_PATH, revertMkinitfsFeatures(conf, record.owned as ShellListOwnership));
       await restoreWholeFile(host, VFIO_FEATURE_MODULES_PATH, record.wholeFileSha256 ?? (await fallbackSha256()), `mkinitfs ${record.release}`);
     },
-    rebuild: (release) => ["mkinitfs", release],
+    rebuild: (release) => [["mkinitfs", release]],
     // Alpine keeps one image per flavour; list what is in it now.
     listing: `f=/boot/initramfs-\${release##*-}; [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
+    trial: false,
+  },
+  dracut: {
+    command: "dracut",
+    install: "Debian: apt install dracut; Fedora: dnf install dracut",
+    sources: [DRACUT_CONF_PATH],
+    plan(request) {
+      const dropIn = wholeFile(DRACUT_CONF_PATH, renderDracutVfioConf(request.modules), request);
+      return {
+        files: [dropIn.change],
+        owned: {},
+        changes: dropIn.change.before !== dropIn.change.after ? [`${DRACUT_CONF_PATH}: ${dropIn.created ? "create" : "rewrite"} with force_drivers ${loadable(request.modules).map((m) => m.name).join(" ")} and /etc/modprobe.d`] : [],
+        wholeFileSha256: dropIn.sha256,
+        refusal: dropIn.refusal,
+      };
+    },
+    async revert(host, record, _current, fallbackSha256) {
+      await restoreWholeFile(host, DRACUT_CONF_PATH, record.wholeFileSha256 ?? (await fallbackSha256()), `dracut --force --kver ${record.release}`);
+    },
+    bootSection: DRACUT_BOOT_SECTION,
+    rebuild: (release, boot) => parseDracutBoot(boot, release).rebuild.map((argv) => [...argv]),
+    listing: DRACUT_LISTING,
     trial: false,
   },
 };
