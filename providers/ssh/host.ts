@@ -564,7 +564,7 @@ const REPIN = "`npm run trust -- --stack STACK` (with `--expect SHA256:...`, the
 function mismatchError(label: string, hostKey: string, presented: Buffer): HostKeyMismatchError {
   const key = describeHostKey(presented);
   return new HostKeyMismatchError(
-    `${label}: host key mismatch, refusing to connect. pinned (vfio-host:hostKey): ${describePin(hostKey)}; ` +
+    `${label}: host key mismatch, refusing to connect. Pinned (vfio-host:hostKey): ${describePin(hostKey)}; ` +
       `the host presented: ${key.name} ${key.fingerprint}. Either its key changed (a reinstall, a restored image) or ` +
       `something else answers at its address. Check on the host's own console, not over the network: ` +
       `\`ssh-keygen -lf ${hostKeyFile(key)}\` must print ${key.fingerprint}. If it does, pin it again: ` +
@@ -581,8 +581,8 @@ async function algorithmError(connection: Connection, label: string, wanted: rea
   const needs = wanted ? `the pin (vfio-host:hostKey) needs ${wanted.join(" or ")}` : "ssh2 checks none of them";
   return new HostKeyMismatchError(
     `${label}: the host has no key of the pinned type: it offers ${offered}; ${needs}. ` +
-      `If the host was reinstalled with other key types, pin one of the keys it has: ${REPIN} lists them; ` +
-      "otherwise check the HostKey lines of its sshd_config",
+      "If the host was reinstalled with other key types, pin one of the keys it has: `npm run trust -- --stack STACK` lists them " +
+      "with their fingerprints (check the one you pin on the host's console); otherwise check the HostKey lines of its sshd_config",
     { cause: err },
   );
 }

@@ -115,7 +115,7 @@ describe("trust errors are reported at once, with what was offered and what was 
     const { message, ms } = await failure(connect(multiKey, { hostKey: pinned }));
     expect(ms).toBeLessThan(5_000);
     expect(message).toContain(`root@${multiKey.host}:22: host key mismatch, refusing to connect.`);
-    expect(message).toContain(`pinned (vfio-host:hostKey): RSA ${fingerprint(pinned)}`);
+    expect(message).toContain(`Pinned (vfio-host:hostKey): RSA ${fingerprint(pinned)}`);
     expect(message).toContain(`the host presented: RSA ${fingerprint(keyOf(multiKey, "ssh-rsa"))}`);
     expect(message).toContain("ssh-keygen -lf /etc/ssh/ssh_host_rsa_key.pub");
     expect(message).toContain("npm run trust -- --stack");
