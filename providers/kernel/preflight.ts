@@ -104,15 +104,17 @@ function intelSwitch(args: readonly string[]): "on" | "off" | undefined {
 const intelDefaultOn = (facts: PreflightFacts) => facts.kernelConfig?.options.CONFIG_INTEL_IOMMU_DEFAULT_ON === "y";
 
 /**
- * Whether a boot with `args` has the IOMMU on: Intel with intel_iommu=on, or by default where the
- * kernel is built with CONFIG_INTEL_IOMMU_DEFAULT_ON=y and the args do not say off; AMD whenever
+ * Whether a boot with `args` has the IOMMU on: with intel_iommu=on; on Intel by default where the
+ * kernel is built with CONFIG_INTEL_IOMMU_DEFAULT_ON=y and the args do not say off; on AMD whenever
  * the firmware has an IVRS table and the args do not say amd_iommu=off (the AMD driver has no
- * "on": it initialises every IOMMU the IVRS table lists, drivers/iommu/amd/init.c).
+ * "on": it initialises every IOMMU the IVRS table lists, drivers/iommu/amd/init.c). The args' own
+ * intel_iommu=on counts on any CPU: whether they suit the CPU is iommuPreflight's to judge.
  */
 export function iommuOnAtBoot(facts: PreflightFacts, args: readonly string[]): boolean {
-  if (facts.vendor === "amd") return facts.ivrsTable && !(lastArgOptions(args, "amd_iommu") ?? []).includes("off");
   const intel = intelSwitch(args);
-  return intel === "on" || (intel === undefined && facts.vendor === "intel" && facts.dmarTable && intelDefaultOn(facts));
+  if (intel === "on") return true;
+  if (facts.vendor === "amd") return facts.ivrsTable && !(lastArgOptions(args, "amd_iommu") ?? []).includes("off");
+  return intel === undefined && facts.vendor === "intel" && facts.dmarTable && intelDefaultOn(facts);
 }
 
 /** The IOMMU arguments to suggest for this CPU: iommu=pt (no translation for the host's own devices) everywhere. */
@@ -153,11 +155,8 @@ export function interruptRemapping(facts: PreflightFacts): InterruptRemapping {
   return { state: "off", detail: why };
 }
 
-export interface InterruptRemappingVerdict {
-  readonly refusal?: string;
-  /** Present whenever there is no refusal. */
-  readonly note?: string;
-}
+/** A refusal, or else a note. */
+export type InterruptRemappingVerdict = { readonly refusal: string; readonly note?: undefined } | { readonly refusal?: undefined; readonly note: string };
 
 /** The interrupt remapping part of the preflight, which VfioBinding applies on its own. */
 export function interruptRemappingCheck(ir: InterruptRemapping, allowUnsafeInterrupts: boolean): InterruptRemappingVerdict {

@@ -1,32 +1,17 @@
 // What the stack's kernel command line (vfio-host:kernelArgs, which KernelCmdline writes) means to
-// VfioBinding: whether the next boot turns the IOMMU on, and whether it gives vfio_pci and
-// vfio_iommu_type1 the options the binding needs. A built-in module reads its options only from
+// VfioBinding: whether it gives vfio_pci and vfio_iommu_type1 the options the binding needs (whether
+// it turns the IOMMU on is kernel/preflight.ts's iommuOnAtBoot). A built-in module reads its options only from
 // there (`module.param=value`); a loaded one gets them from there too, beside /etc/modprobe.d
 // (modprobe(8) for kmod; busybox modprobe reads /proc/cmdline as well), so a value there that
 // contradicts the selection is refused either way.
 import { kernelArgKey, kernelArgValue } from "../kernel/cmdline";
 import { KernelModules } from "../kernel/modules";
+import { KERNEL_ARGS_KEY } from "../kernel/preflight";
 import { isTrueParameter } from "./modprobeConf";
-
-/** The stack key the messages send the user to. */
-const KERNEL_ARGS_KEY = "vfio-host:kernelArgs";
 
 /** The arg the kernel acts on for `key`: the last one, since each occurrence is parsed in turn. */
 function lastArg(args: readonly string[], key: string): string | undefined {
   return args.filter((arg) => kernelArgKey(arg) === key).at(-1);
-}
-
-/** The comma-separated options of `key`'s last occurrence: "on,igfx_off" -> ["on", "igfx_off"]. */
-const optionsOf = (args: readonly string[], key: string): string[] => (kernelArgValue(lastArg(args, key) ?? "") ?? "").split(",");
-
-/**
- * Whether the args turn an IOMMU on at boot: intel_iommu=on (a comma list, e.g. "on,igfx_off",
- * read in order), amd_iommu=on or amd_iommu=force_isolation
- * (Documentation/admin-guide/kernel-parameters.txt). iommu=pt alone turns nothing on.
- */
-export function turnsIommuOn(args: readonly string[]): boolean {
-  const intel = optionsOf(args, "intel_iommu").filter((o) => o === "on" || o === "off").at(-1);
-  return intel === "on" || optionsOf(args, "amd_iommu").some((o) => o === "on" || o === "force_isolation");
 }
 
 export interface VfioCommandLineRequest {

@@ -38,7 +38,7 @@ export interface HostFacts {
   readonly hostNeeds: readonly HostNeed[];
   /**
    * Whether the boot configuration the host will boot next turns the IOMMU on (the stack's kernel
-   * args do, see commandLine.ts turnsIommuOn). Only read when the running kernel shows no IOMMU groups.
+   * args do, see kernel/preflight.ts iommuOnAtBoot). Only read when the running kernel shows no IOMMU groups.
    */
   readonly iommuEnabledAtNextBoot: boolean;
 }

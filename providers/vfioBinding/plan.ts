@@ -1,7 +1,8 @@
 // The whole VfioBinding plan: the selection checked against the host, then whether the kernel can
-// let vfio-pci claim those devices before their host drivers, then whether the stack's kernel
-// command line agrees with it, then the file to write.
+// let vfio-pci claim those devices before their host drivers and the IOMMU remap their interrupts,
+// then whether the stack's kernel command line agrees with it, then the file to write.
 import { KernelModules } from "../kernel/modules";
+import { InterruptRemapping, interruptRemappingCheck } from "../kernel/preflight";
 import { commandLineProblems } from "./commandLine";
 import { HostFacts } from "./hostFacts";
 import { describeModprobeChanges, renderModprobeConf } from "./modprobeConf";
@@ -19,6 +20,8 @@ export interface VfioBindingRequest {
   readonly currentConf?: string;
   /** The stack's kernel args (vfio-host:kernelArgs): what the next boot's command line gets from the stack. */
   readonly kernelArgs: readonly string[];
+  /** Whether the IOMMU remaps interrupts (kernel/preflight.ts interruptRemapping): vfio_iommu_type1 refuses the devices without it. */
+  readonly interruptRemapping: InterruptRemapping;
 }
 
 export type VfioBindingPlan =
@@ -56,6 +59,10 @@ export function planVfioBinding(request: VfioBindingRequest): VfioBindingPlan {
         `kernel ${kernel.release} builds it in, so use bindBy: "ids"`,
     );
   }
+  const remapping = interruptRemappingCheck(request.interruptRemapping, inputs.allowUnsafeInterrupts);
+  if (remapping.refusal !== undefined) errors.push(remapping.refusal);
+  // Remapping on and nothing acknowledged is the normal case: nothing to say.
+  else if (request.interruptRemapping.state !== "on" || inputs.allowUnsafeInterrupts) warnings.push(remapping.note);
   if (!selection.ok) return { ok: false, key: "selection", errors, warnings };
 
   if (!vfioBuiltIn) {

@@ -1,10 +1,11 @@
 // VfioBinding's facts, read in one SSH round trip: what is on the PCI bus and in which IOMMU group,
 // which USB devices hang off which controller, what the host cannot lose (every filesystem, swap
-// area and crypttab volume it needs to boot, the path of this SSH session), and the kernel that
-// boots next. The shell only prints; every section is parsed by a pure function (hostNeeds.ts).
+// area and crypttab volume it needs to boot, the path of this SSH session), the kernel that boots
+// next, and the CPU and firmware preflight's (kernel/preflight.ts). The shell only prints; every section is parsed by a pure function (hostNeeds.ts).
 import { KernelModules } from "../kernel/modules";
 import { KERNEL_SECTIONS, NEXT_KERNEL, parseKernelReleases, parseNextKernel } from "../kernel/nextKernel";
 import { normalizePciAddress } from "../kernel/pci";
+import { parsePreflightSections, PREFLIGHT_SECTIONS, PreflightFacts } from "../kernel/preflight";
 import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import { parseHostStorage, parseSshPath, sshNeed, storageNeeds, tagged } from "./hostNeeds";
@@ -31,6 +32,8 @@ export interface VfioHostReading {
   readonly cmdline: string;
   /** Changes with every boot: tells whether the host rebooted since it was last read. */
   readonly bootId: string;
+  /** The CPU, the firmware's IOMMU tables, interrupt remapping and the kernel's IOMMU defaults. */
+  readonly preflight: PreflightFacts;
   /** Facts that could not be established (the modprobe kind, a kernel not booted yet), each with the reason. */
   readonly warnings: readonly string[];
 }
@@ -119,8 +122,9 @@ for peer in $peers; do echo "peerroute $peer $(ip route get "$peer" 2>&1 | head 
   // Busybox rejects --version and names itself on the second line of the complaint.
   modprobe: `[ -e /etc/alpine-release ] && echo "alpine $(cat /etc/alpine-release)"
 echo "modprobe $(modprobe --version 2>&1 | head -n 2 | tr '\n' ' ')"`,
-  cmdline: "cat /proc/cmdline",
   bootId: "cat /proc/sys/kernel/random/boot_id",
+  // cmdline among them; the kernel config read is the next kernel's ($release).
+  ...PREFLIGHT_SECTIONS,
 } as const;
 
 export type FactSection = keyof typeof FACT_SECTIONS;
@@ -181,6 +185,7 @@ export function parseVfioHostSections(sections: Record<FactSection, string>, lab
     modprobe: modprobe.kind,
     cmdline: sections.cmdline.trim(),
     bootId: sections.bootId.trim(),
+    preflight: parsePreflightSections(sections),
     warnings,
   };
 }

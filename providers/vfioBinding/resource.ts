@@ -11,9 +11,9 @@ import { restoreWholeFile, staleBackupRefusal } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
 import { rebuildInitramfs } from "../initramfsModules/resource";
 import { describeInput } from "../inputErrors";
+import { interruptRemapping, iommuOnAtBoot } from "../kernel/preflight";
 import { ConnectionInput } from "../ssh/connection";
 import { sha256Hex } from "../ssh/host";
-import { turnsIommuOn } from "./commandLine";
 import { MODPROBE_CONF_PATH } from "./modprobeConf";
 import { planVfioBinding } from "./plan";
 import { readVfioHostFacts } from "./readFacts";
@@ -82,11 +82,12 @@ export const vfioBindingProvider = hostResourceProvider<Inputs, Plan, VfioBindin
     const hasGroups = reading.facts.pciDevices.some((d) => d.iommuGroup !== undefined);
     const plan = planVfioBinding({
       inputs: inputs.selection,
-      facts: { ...reading.facts, iommuEnabledAtNextBoot: hasGroups || inputs.iommuAtNextBoot || turnsIommuOn(inputs.kernelArgs) },
+      facts: { ...reading.facts, iommuEnabledAtNextBoot: hasGroups || inputs.iommuAtNextBoot || iommuOnAtBoot(reading.preflight, inputs.kernelArgs) },
       kernel: reading.kernel,
       modprobe: reading.modprobe,
       currentConf: current,
       kernelArgs: inputs.kernelArgs,
+      interruptRemapping: interruptRemapping(reading.preflight),
     });
     if (!plan.ok) throw new InputError(plan.key, plan.errors.join("\n"));
     const s = plan.selection;

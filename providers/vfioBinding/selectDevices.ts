@@ -57,8 +57,9 @@ export const NOTHING_SELECTED =
 
 export const IOMMU_OFF =
   "The IOMMU is off on this host: /sys/kernel/iommu_groups is empty and the boot configuration does not turn it on, so no " +
-  'device can be passed through. Apply KernelCmdline with args ["intel_iommu=on", "iommu=pt"] (AMD: ["amd_iommu=on", ' +
-  '"iommu=pt"]), reboot, and run again';
+  'device can be passed through. Intel: apply KernelCmdline with args ["intel_iommu=on", "iommu=pt"], reboot, and run again. ' +
+  "AMD: the kernel turns the IOMMU on by itself when the firmware enables it (amd_iommu=on is no kernel value), so enable " +
+  "AMD-Vi/IOMMU in the firmware setup and take amd_iommu=off off the command line";
 
 export const GROUPS_DEFERRED =
   "IOMMU groups are unknown until the host boots with the IOMMU on (its boot configuration already turns it on): devices " +

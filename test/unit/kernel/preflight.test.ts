@@ -196,6 +196,7 @@ describe("iommuOnAtBoot and iommuArgsFor", () => {
     expect(iommuOnAtBoot(amd, ["iommu=pt"])).toBe(true);
     expect(iommuOnAtBoot(amd, ["amd_iommu=off"])).toBe(false);
     expect(iommuOnAtBoot({ ...amd, ivrsTable: false }, ["amd_iommu=on"])).toBe(false);
+    expect(iommuOnAtBoot({ ...amd, ivrsTable: false }, ["intel_iommu=on"])).toBe(true);
     expect(iommuArgsFor("amd")).toEqual(["iommu=pt"]);
     expect(iommuArgsFor("intel")).toEqual(["intel_iommu=on", "iommu=pt"]);
   });

@@ -1,6 +1,7 @@
 import { readFileSync } from "fs";
 import { join } from "path";
 import { KernelModules, parseModulesBuiltin } from "../../../providers/kernel/modules";
+import type { InterruptRemapping } from "../../../providers/kernel/preflight";
 import { HostFacts, parseIommuGroups, parseLspci, parseUsbDevices, withIommuGroups } from "../../../providers/vfioBinding/hostFacts";
 import { debianKernel } from "../initramfsModules/fixtures";
 
@@ -37,6 +38,14 @@ export const labFacts: HostFacts = {
   ],
   iommuEnabledAtNextBoot: true,
 };
+
+/**
+ * Interrupt remapping as kernel/preflight.ts finds it: the lab's QEMU intel-iommu is started with
+ * intremap=on (scripts/lab/lab.sh); the reference host's Q45 chipset VT-d cannot remap interrupts,
+ * which is why its stack sets allowUnsafeInterrupts.
+ */
+export const remappingOn: InterruptRemapping = { state: "on", detail: "14 interrupt chips in /proc/interrupts are IR- (remapped)" };
+export const remappingOff: InterruptRemapping = { state: "off", detail: "dmar0 (ecap 1000) cannot remap interrupts (bit 3 of the extended capabilities is clear)" };
 
 /** The lab before its first reboot: intel_iommu=off is still in effect, so no groups. */
 export const labFactsBeforeReboot = (iommuEnabledAtNextBoot: boolean): HostFacts => ({

@@ -5,7 +5,7 @@ import { planVfioBinding, VfioBindingRequest } from "../../../providers/vfioBind
 import { VfioBindingInputs } from "../../../providers/vfioBinding/schema";
 import { userArg } from "../kernelCmdline/arbitraries";
 import { alpine515Kernel as alpine515, debianKernel } from "../initramfsModules/fixtures";
-import { labFacts, referenceFacts, vfioBuiltInKernel } from "./fixtures";
+import { labFacts, referenceFacts, remappingOff, remappingOn, vfioBuiltInKernel } from "./fixtures";
 
 const inputs = (raw: object) => VfioBindingInputs.parse(raw);
 
@@ -13,7 +13,7 @@ describe("planVfioBinding", () => {
   it("plans the reference host's /etc/modprobe.d/vfio.conf", () => {
     const plan = planVfioBinding({
       inputs: inputs({ devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], allowUnsafeInterrupts: true }),
-      facts: referenceFacts,
+      facts: referenceFacts, interruptRemapping: remappingOff,
       kernel: alpine515,
       modprobe: "busybox",
       kernelArgs: [],
@@ -31,18 +31,41 @@ describe("planVfioBinding", () => {
         "softdep: + uhci_hcd",
         "allow_unsafe_interrupts: 0 -> 1",
       ],
+      warnings: [
+        "Interrupt remapping is off (dmar0 (ecap 1000) cannot remap interrupts (bit 3 of the extended capabilities is clear)); passed over " +
+          "because vfio-host:vfio.allowUnsafeInterrupts is true: a guest can inject interrupts into the host",
+      ],
+    });
+  });
+
+  it("refuses devices whose interrupts the IOMMU cannot remap until allowUnsafeInterrupts accepts it, and says when that is not known yet", () => {
+    const request = { inputs: inputs({ iommuGroups: [4] }), facts: referenceFacts, kernel: alpine515, modprobe: "busybox" as const, kernelArgs: [] };
+    expect(planVfioBinding({ ...request, interruptRemapping: remappingOff })).toEqual({
+      ok: false,
+      key: "selection",
+      errors: [
+        "Interrupt remapping is off on this host although its IOMMU is on: dmar0 (ecap 1000) cannot remap interrupts (bit 3 of the extended " +
+          'capabilities is clear). vfio_iommu_type1 then refuses to attach the devices ("No interrupt remapping support"), unless told to ' +
+          "accept that a guest can inject interrupts into the host: set vfio-host:vfio.allowUnsafeInterrupts to true to accept it, or turn " +
+          "interrupt remapping on (a firmware update or setting; drop intremap=off from the kernel command line)",
+      ],
       warnings: [],
+    });
+    expect(planVfioBinding({ ...request, interruptRemapping: remappingOn })).toMatchObject({ ok: true, warnings: [] });
+    expect(planVfioBinding({ ...request, interruptRemapping: { state: "unknown", detail: "the IOMMU is off now" } })).toMatchObject({
+      ok: true,
+      warnings: ["Interrupt remapping is not known yet: the IOMMU is off now; it is checked on the first run after that boot"],
     });
   });
 
   it("reports no change when the file on the host is the planned one", () => {
-    const request = { inputs: inputs({ iommuGroups: [4] }), facts: referenceFacts, kernel: alpine515, modprobe: "kmod" as const, kernelArgs: [] };
+    const request = { inputs: inputs({ iommuGroups: [4] }), facts: referenceFacts, interruptRemapping: remappingOn, kernel: alpine515, modprobe: "kmod" as const, kernelArgs: [] };
     const first = planVfioBinding(request);
     expect(first.ok && planVfioBinding({ ...request, currentConf: first.content })).toMatchObject({ ok: true, changes: [] });
   });
 
   it("refuses bindBy address where busybox modprobe ignores install lines", () => {
-    expect(planVfioBinding({ inputs: inputs({ iommuGroups: [4], bindBy: "address" }), facts: referenceFacts, kernel: alpine515, modprobe: "busybox", kernelArgs: [] })).toEqual({
+    expect(planVfioBinding({ inputs: inputs({ iommuGroups: [4], bindBy: "address" }), facts: referenceFacts, interruptRemapping: remappingOn, kernel: alpine515, modprobe: "busybox", kernelArgs: [] })).toEqual({
       ok: false,
       key: "selection",
       errors: [
@@ -53,7 +76,7 @@ describe("planVfioBinding", () => {
   });
 
   it("writes the driver_override install line for bindBy address with kmod", () => {
-    const plan = planVfioBinding({ inputs: inputs({ iommuGroups: [4], bindBy: "address" }), facts: labFacts, kernel: alpine515, modprobe: "kmod", kernelArgs: [] });
+    const plan = planVfioBinding({ inputs: inputs({ iommuGroups: [4], bindBy: "address" }), facts: labFacts, interruptRemapping: remappingOn, kernel: alpine515, modprobe: "kmod", kernelArgs: [] });
     expect(plan.ok && plan.content.split("\n")[3]).toBe(
       "install vfio-pci for dev in 0000:00:1d.0 0000:00:1d.1 0000:00:1d.2 0000:00:1d.7; do echo vfio-pci > /sys/bus/pci/devices/$dev/driver_override; done; /sbin/modprobe --ignore-install vfio-pci $CMDLINE_OPTS",
     );
@@ -61,7 +84,7 @@ describe("planVfioBinding", () => {
 
   it("refuses devices whose host driver is built in, which vfio-pci can never beat", () => {
     const kernel = { ...alpine515, builtin: { ehci_pci: "kernel/drivers/usb/host/ehci-pci.ko" } };
-    expect(planVfioBinding({ inputs: inputs({ iommuGroups: [4] }), facts: labFacts, kernel, modprobe: "kmod", kernelArgs: [] })).toEqual({
+    expect(planVfioBinding({ inputs: inputs({ iommuGroups: [4] }), facts: labFacts, interruptRemapping: remappingOn, kernel, modprobe: "kmod", kernelArgs: [] })).toEqual({
       ok: false,
       key: "selection",
       errors: [
@@ -72,7 +95,7 @@ describe("planVfioBinding", () => {
   });
 
   it("passes the selection's errors through", () => {
-    expect(planVfioBinding({ inputs: inputs({ devices: ["8086:2934"] }), facts: labFacts, kernel: alpine515, modprobe: "kmod", kernelArgs: [] })).toMatchObject({
+    expect(planVfioBinding({ inputs: inputs({ devices: ["8086:2934"] }), facts: labFacts, interruptRemapping: remappingOn, kernel: alpine515, modprobe: "kmod", kernelArgs: [] })).toMatchObject({
       ok: false,
       key: "selection",
       errors: [
@@ -88,7 +111,7 @@ const UNSAFE = "vfio_iommu_type1.allow_unsafe_interrupts=1";
 
 describe("planVfioBinding with the stack's kernel args", () => {
   const plan = (kernelArgs: string[], { allowUnsafeInterrupts = false, kernel = vfioBuiltInKernel } = {}) =>
-    planVfioBinding({ inputs: inputs({ iommuGroups: [4], allowUnsafeInterrupts }), facts: labFacts, kernel, modprobe: "kmod", kernelArgs });
+    planVfioBinding({ inputs: inputs({ iommuGroups: [4], allowUnsafeInterrupts }), facts: labFacts, interruptRemapping: remappingOn, kernel, modprobe: "kmod", kernelArgs });
 
   it("refuses a kernel that builds vfio_pci in until vfio-host:kernelArgs carries its ids", () => {
     expect(vfioBuiltInKernel.builtin).toMatchObject({ vfio_pci: "kernel/drivers/vfio/pci/vfio-pci.ko", vfio_iommu_type1: "kernel/drivers/vfio/vfio_iommu_type1.ko" });
@@ -126,7 +149,7 @@ describe("planVfioBinding with the stack's kernel args", () => {
     expect(accepted).toMatchObject({
       ok: true,
       content: renderModprobeConf({ ids: LAB_IDS.split(","), softdepDrivers: ["ehci_pci", "uhci_hcd"], allowUnsafeInterrupts: true }),
-      warnings: [],
+      warnings: ["Interrupt remapping is on (14 interrupt chips in /proc/interrupts are IR- (remapped)), so vfio-host:vfio.allowUnsafeInterrupts is not needed: set it back to false"],
     });
     // vfio-pci parses each id on its own: order and case do not matter, a bare bool is set, and Y reads as true.
     expect(plan(["vfio_pci.ids=8086:293A,8086:2936,8086:2935,8086:2934", "vfio_iommu_type1.allow_unsafe_interrupts"], { allowUnsafeInterrupts: true }).ok).toBe(true);
@@ -173,7 +196,7 @@ describe("planVfioBinding with the stack's kernel args", () => {
     expect(plan(["vfio_pci.ids=10de:1c82"], { kernel: debianKernel })).toMatchObject({ ok: false, key: "kernelArgs" });
     const byAddress = planVfioBinding({
       inputs: inputs({ iommuGroups: [4], bindBy: "address" }),
-      facts: labFacts,
+      facts: labFacts, interruptRemapping: remappingOn,
       kernel: debianKernel,
       modprobe: "kmod",
       kernelArgs: [`vfio_pci.ids=${LAB_IDS}`],

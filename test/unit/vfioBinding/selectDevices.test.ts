@@ -125,7 +125,9 @@ describe("selectDevices before the IOMMU is on", () => {
   it("refuses when the boot configuration does not turn the IOMMU on either", () => {
     expect(errorsOf(selectDevices({ devices: ["8086:2934"] }, labFactsBeforeReboot(false)))).toEqual([IOMMU_OFF]);
     expect(IOMMU_OFF).toBe(
-      'The IOMMU is off on this host: /sys/kernel/iommu_groups is empty and the boot configuration does not turn it on, so no device can be passed through. Apply KernelCmdline with args ["intel_iommu=on", "iommu=pt"] (AMD: ["amd_iommu=on", "iommu=pt"]), reboot, and run again',
+      'The IOMMU is off on this host: /sys/kernel/iommu_groups is empty and the boot configuration does not turn it on, so no device can be passed through. Intel: apply KernelCmdline with args ["intel_iommu=on", "iommu=pt"], reboot, and run again. ' +
+        "AMD: the kernel turns the IOMMU on by itself when the firmware enables it (amd_iommu=on is no kernel value), so enable AMD-Vi/IOMMU " +
+        "in the firmware setup and take amd_iommu=off off the command line",
     );
   });
 
