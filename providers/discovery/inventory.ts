@@ -1,6 +1,7 @@
 // What a host offers for passthrough, as plain data: its IOMMU groups with their devices, and its
 // USB buses with the controller, group and devices of each. Built by a pure function from the facts
 // VfioBinding reads, so a program, the CLI and the tests all see the same thing.
+import { CpuVendor, iommuArgsFor, iommuPreflight, PreflightVerdict } from "../kernel/preflight";
 import { PciDevice, vendorDevice } from "../vfioBinding/hostFacts";
 import { describeUnresolved } from "../vfioBinding/hostNeeds";
 import type { VfioHostReading } from "../vfioBinding/readFacts";
@@ -52,8 +53,10 @@ export interface HostDiscovery {
   readonly iommuEnabled: boolean;
   /** The IOMMU switches on the running kernel's command line ("intel_iommu=on", "iommu=pt"). */
   readonly iommuArgs: readonly string[];
-  /** Whose IOMMU the host bridge implies, for the advice on turning it on. */
-  readonly platform: "intel" | "amd" | "unknown";
+  /** Whose IOMMU it is, for the advice on turning it on: the CPU's vendor, else what the host bridge implies. */
+  readonly platform: CpuVendor;
+  /** The preflight's verdict (kernel/preflight.ts) on the IOMMU args discovery suggests for this platform: what KernelCmdline and VfioBinding will refuse. */
+  readonly preflight: PreflightVerdict & { readonly args: readonly string[] };
   readonly groups: readonly DiscoveredIommuGroup[];
   /** Devices in no group: all of them while the IOMMU is off. */
   readonly ungrouped: readonly DiscoveredPciDevice[];
@@ -114,11 +117,15 @@ export function buildHostDiscovery(host: string, reading: VfioHostReading): Host
 
   const hostBridge = facts.pciDevices.find((d) => d.class === "0600");
   const iommuArgs = reading.cmdline.split(/\s+/).filter((arg) => /^(intel_iommu|amd_iommu|iommu)=/.test(arg));
+  const platform: CpuVendor =
+    reading.preflight.vendor !== "unknown" ? reading.preflight.vendor : hostBridge?.vendor === "8086" ? "intel" : hostBridge?.vendor === "1022" ? "amd" : "unknown";
+  const args = iommuArgsFor(platform);
   return {
     host,
     iommuEnabled: groupNumbers.length > 0,
     iommuArgs,
-    platform: hostBridge?.vendor === "8086" ? "intel" : hostBridge?.vendor === "1022" ? "amd" : "unknown",
+    platform,
+    preflight: { args, ...iommuPreflight(reading.preflight, { args, allowUnsafeInterrupts: false }) },
     groups: groupNumbers.map((group) => ({ group, devices: devices.filter((d) => d.iommuGroup === group) })),
     ungrouped: devices.filter((d) => d.iommuGroup === undefined),
     usbBuses,

@@ -1,6 +1,7 @@
 // Text for a person choosing what to pass through: the IOMMU group table (the classic
 // `for g in /sys/kernel/iommu_groups/*; do lspci -nns ...` listing), the USB bus table, and the
 // stack config that selects a whole group. Pure: the discovery data in, a string out.
+import { iommuArgsFor } from "../kernel/preflight";
 import { PCI_BRIDGE_CLASS } from "../vfioBinding/hostFacts";
 import { DiscoveredPciDevice, HostDiscovery, HostRole, USB_CONTROLLER_CLASS } from "./inventory";
 
@@ -16,34 +17,50 @@ export function deviceLine(d: DiscoveredPciDevice): string {
   return `${d.address} ${d.className} [${d.class}]: ${d.name} [${d.vendorDevice}]  driver: ${d.driver ?? "none"}${roles}`;
 }
 
-/** What to do while the host shows no IOMMU groups, tailored to its platform and command line. */
+const AMD_BY_ITSELF =
+  "the kernel turns the AMD IOMMU on by itself when the firmware enables it (amd_iommu=on is no kernel value), so enable AMD-Vi/IOMMU in the firmware setup";
+
+/**
+ * What to do while the host shows no IOMMU groups, tailored to its platform and command line. On
+ * AMD no argument turns the IOMMU on (kernel/preflight.ts), so the advice is the firmware's.
+ */
 export function iommuOffAdvice(d: Pick<HostDiscovery, "host" | "iommuArgs" | "platform">): string {
-  const enabling = d.iommuArgs.filter((arg) => /^(intel_iommu|amd_iommu)=on$/.test(arg));
-  if (enabling.length > 0) {
+  const enabling = d.iommuArgs.filter((arg) => arg === "intel_iommu=on");
+  if (enabling.length > 0 && d.platform !== "amd") {
     return (
       `The IOMMU is off on ${d.host} although the running kernel was booted with ${enabling.join(" ")}: ` +
-      "/sys/kernel/iommu_groups is empty. Turn on VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup, then reboot; " +
+      "/sys/kernel/iommu_groups is empty. Turn on VT-d in the firmware setup, then reboot; " +
       "`dmesg | grep -i -e DMAR -e AMD-Vi` tells why the kernel found none."
     );
   }
-  const args =
-    d.platform === "intel"
-      ? '["intel_iommu=on", "iommu=pt"]'
-      : d.platform === "amd"
-        ? '["amd_iommu=on", "iommu=pt"]'
-        : '["intel_iommu=on", "iommu=pt"] (AMD: ["amd_iommu=on", "iommu=pt"])';
   const disabling = d.iommuArgs.filter((arg) => /^(intel_iommu|amd_iommu)=off$/.test(arg));
   const why = disabling.length > 0 ? ` (the running kernel was booted with ${disabling.join(" ")})` : "";
-  return (
-    `The IOMMU is off on ${d.host}${why}: /sys/kernel/iommu_groups is empty, so there are no IOMMU groups and nothing can be ` +
-    `passed through yet. First apply KernelCmdline with args ${args} and reboot; then discover again to see the groups.`
-  );
+  const off = `The IOMMU is off on ${d.host}${why}: /sys/kernel/iommu_groups is empty, so there are no IOMMU groups and nothing can be passed through yet.`;
+  const then = "then discover again to see the groups.";
+  const args = JSON.stringify(iommuArgsFor("intel")).replace(/","/g, '", "');
+  if (d.platform === "amd") {
+    const drop = disabling.length > 0 ? `, take ${disabling.join(" ")} off the kernel command line` : "";
+    return `${off} On AMD ${AMD_BY_ITSELF}${drop} and reboot; ${then}`;
+  }
+  const amd = d.platform === "unknown" ? ` (AMD: ${AMD_BY_ITSELF})` : "";
+  return `${off} First apply KernelCmdline with args ${args}${amd} and reboot; ${then}`;
 }
 
-/** Each group with its devices; while the IOMMU is off, the advice and the bare device list. */
+/** The preflight's verdict: what KernelCmdline and VfioBinding will refuse on this host, and why. */
+export function renderPreflight(d: Pick<HostDiscovery, "preflight">): string {
+  const args = JSON.stringify(d.preflight.args).replace(/","/g, '", "');
+  return [
+    `Preflight of the CPU and firmware, for kernelArgs ${args}:`,
+    ...d.preflight.refusals.map((r) => `  refused: ${r}`),
+    ...d.preflight.notes.map((n) => `  - ${n}`),
+  ].join("\n") + "\n";
+}
+
+/** Each group with its devices; while the IOMMU is off, the advice and the bare device list; the preflight's verdict before them. */
 export function renderIommuGroups(d: HostDiscovery): string {
   const lines: string[] = [];
   if (!d.iommuEnabled) lines.push(iommuOffAdvice(d), "");
+  lines.push(renderPreflight(d));
   for (const group of d.groups) {
     lines.push(`IOMMU group ${group.group}:`, ...group.devices.map((device) => `  ${deviceLine(device)}`));
   }

@@ -41,6 +41,13 @@ export const referenceSections: Record<FactSection, string> = {
     "alpine 3.16.2\nmodprobe modprobe: unrecognized option '--version' BusyBox v1.35.0 (2022-08-01 15:14:44 UTC) multi-call binary. \n",
   cmdline: "BOOT_IMAGE=vmlinuz-lts root=UUID=5b6e3f4a-95b1-4b5e-9d4c-2f0a4b6a9d1e modules=sd-mod,usb-storage,ext4 quiet rootfstype=ext4 intel_iommu=on iommu=pt\n",
   bootId: "4f3c1a8e-7d2b-4c55-9a61-0b8e2d7f6c93\n",
+  // The Q45's VT-d has no interrupt remapping (its stack sets allowUnsafeInterrupts): no IR- chips,
+  // ecap bit 3 clear (the ecap value is chosen for that bit, not copied from the machine).
+  cpuVendor: "GenuineIntel\n",
+  acpiTables: "DMAR\n",
+  iommuUnits: "dmar0 1000\ndmar1 10a0\n",
+  interruptRemapping: "chips 0\nreadable\n",
+  iommuKernelConfig: "file /boot/config-lts\nCONFIG_INTEL_IOMMU=y\nCONFIG_IRQ_REMAP=y\n",
 };
 
 /**
@@ -61,4 +68,11 @@ export const labSections: Record<FactSection, string> = {
   modprobe: "modprobe kmod version 30 +ZSTD +XZ -ZLIB +LIBCRYPTO -EXPERIMENTAL \n",
   cmdline: "BOOT_IMAGE=/boot/vmlinuz-6.1.0-17-amd64 root=UUID=0e4f5c2a-3b1d-4f6e-8a7c-9d0b1e2f3a4b ro console=ttyS0 intel_iommu=on iommu=pt\n",
   bootId: "b7e0c6d2-1f4a-4e8b-9c3d-5a6f7e8d9c0b\n",
+  // QEMU's intel-iommu with intremap=on (scripts/lab/lab.sh): remapped chips and the kernel's line
+  // (drivers/iommu/intel/irq_remapping.c); the ecap value is chosen for its bit 3.
+  cpuVendor: "GenuineIntel\n",
+  acpiTables: "DMAR\n",
+  iommuUnits: "dmar0 12008c22260286\n",
+  interruptRemapping: "chips 14\nreadable\nlog [    0.041000] DMAR-IR: Enabled IRQ remapping in x2apic mode\n",
+  iommuKernelConfig: "file /boot/config-6.1.0-18-amd64\nCONFIG_INTEL_IOMMU=y\nCONFIG_IRQ_REMAP=y\n",
 };

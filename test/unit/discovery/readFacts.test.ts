@@ -16,6 +16,20 @@ describe("parseVfioHostSections", () => {
       modprobe: "busybox",
       cmdline: referenceSections.cmdline.trim(),
       bootId: "4f3c1a8e-7d2b-4c55-9a61-0b8e2d7f6c93",
+      preflight: {
+        vendor: "intel",
+        vendorId: "GenuineIntel",
+        dmarTable: true,
+        ivrsTable: false,
+        iommuUnits: [
+          { name: "dmar0", ecap: "1000" },
+          { name: "dmar1", ecap: "10a0" },
+        ],
+        remappedChips: 0,
+        kernelLog: [],
+        kernelConfig: { file: "/boot/config-lts", options: { CONFIG_INTEL_IOMMU: "y", CONFIG_IRQ_REMAP: "y" } },
+        cmdline: referenceSections.cmdline.trim(),
+      },
       warnings: [],
     });
   });

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { buildHostDiscovery, HostDiscovery } from "../../../providers/discovery/inventory";
-import { iommuOffAdvice, renderGroupConfig, renderIommuGroups, renderUsbTable, suggestedGroup } from "../../../providers/discovery/render";
+import { iommuOffAdvice, renderGroupConfig, renderIommuGroups, renderPreflight, renderUsbTable, suggestedGroup } from "../../../providers/discovery/render";
 import { parseVfioHostSections } from "../../../providers/vfioBinding/readFacts";
 import { labSections, referenceSections } from "./fixtures";
 
@@ -59,19 +59,28 @@ describe("renderIommuGroups", () => {
       "The IOMMU is off on root@127.0.0.1:2222: /sys/kernel/iommu_groups is empty, so there are no IOMMU groups and nothing can be passed " +
         'through yet. First apply KernelCmdline with args ["intel_iommu=on", "iommu=pt"] and reboot; then discover again to see the groups.',
       "",
-      "PCI devices (no IOMMU groups yet):",
+      'Preflight of the CPU and firmware, for kernelArgs ["intel_iommu=on", "iommu=pt"]:',
     ]);
+    expect(block(text, "PCI devices (no IOMMU groups yet):")).toContain("[8086:2934]");
     expect(text).not.toContain("IOMMU group 4:");
     expect(text).toContain("  0000:00:1d.7 USB controller [0c03]: Intel Corporation 82801I (ICH9 Family) USB2 EHCI Controller #1 [8086:293a]  driver: ehci-pci\n");
   });
 });
 
 describe("iommuOffAdvice", () => {
-  it("names the AMD switch on an AMD host, both when the platform is unknown", () => {
-    expect(iommuOffAdvice({ host: "h", iommuArgs: [], platform: "amd" })).toContain('KernelCmdline with args ["amd_iommu=on", "iommu=pt"] and reboot');
-    expect(iommuOffAdvice({ host: "h", iommuArgs: [], platform: "unknown" })).toContain(
-      'KernelCmdline with args ["intel_iommu=on", "iommu=pt"] (AMD: ["amd_iommu=on", "iommu=pt"]) and reboot',
+  it("sends an AMD host to the firmware, since no argument turns its IOMMU on, and never suggests amd_iommu=on", () => {
+    expect(iommuOffAdvice({ host: "h", iommuArgs: ["amd_iommu=off"], platform: "amd" })).toBe(
+      "The IOMMU is off on h (the running kernel was booted with amd_iommu=off): /sys/kernel/iommu_groups is empty, so there are no IOMMU " +
+        "groups and nothing can be passed through yet. On AMD the kernel turns the AMD IOMMU on by itself when the firmware enables it " +
+        "(amd_iommu=on is no kernel value), so enable AMD-Vi/IOMMU in the firmware setup, take amd_iommu=off off the kernel command line " +
+        "and reboot; then discover again to see the groups.",
     );
+    expect(iommuOffAdvice({ host: "h", iommuArgs: [], platform: "unknown" })).toContain(
+      'KernelCmdline with args ["intel_iommu=on", "iommu=pt"] (AMD: the kernel turns the AMD IOMMU on by itself when the firmware enables it',
+    );
+    for (const platform of ["amd", "intel", "unknown"] as const) {
+      expect(iommuOffAdvice({ host: "h", iommuArgs: [], platform })).not.toMatch(/"amd_iommu=on"|amd_iommu=on"/);
+    }
   });
 
   it("names the switch that turned it off", () => {
@@ -87,8 +96,49 @@ describe("iommuOffAdvice", () => {
     expect(booted.iommuArgs).toEqual(["intel_iommu=on", "iommu=pt"]);
     expect(iommuOffAdvice(booted)).toBe(
       "The IOMMU is off on root@127.0.0.1:2222 although the running kernel was booted with intel_iommu=on: /sys/kernel/iommu_groups is empty. " +
-        "Turn on VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup, then reboot; `dmesg | grep -i -e DMAR -e AMD-Vi` tells why the kernel found none.",
+        "Turn on VT-d in the firmware setup, then reboot; `dmesg | grep -i -e DMAR -e AMD-Vi` tells why the kernel found none.",
     );
+  });
+});
+
+describe("renderPreflight", () => {
+  it("prints the verdict KernelCmdline and VfioBinding act on: the reference host's VT-d cannot remap interrupts", () => {
+    expect(renderPreflight(reference)).toBe(
+      [
+        'Preflight of the CPU and firmware, for kernelArgs ["intel_iommu=on", "iommu=pt"]:',
+        "  refused: Interrupt remapping is off on this host although its IOMMU is on: dmar0 (ecap 1000), dmar1 (ecap 10a0) cannot remap interrupts (bit 3 of the " +
+          'extended capabilities is clear). vfio_iommu_type1 then refuses to attach the devices ("No interrupt remapping support"), unless ' +
+          "told to accept that a guest can inject interrupts into the host: set vfio-host:vfio.allowUnsafeInterrupts to true to accept it, or " +
+          "turn interrupt remapping on (a firmware update or setting; drop intremap=off from the kernel command line)",
+        "",
+      ].join("\n"),
+    );
+    expect(renderPreflight(lab)).toBe(
+      'Preflight of the CPU and firmware, for kernelArgs ["intel_iommu=on", "iommu=pt"]:\n' +
+        '  - Interrupt remapping is on (14 interrupt chips in /proc/interrupts are IR- (remapped))\n',
+    );
+  });
+
+  it("on an AMD host without IVRS: suggests only iommu=pt and says the firmware is off, before anything is written", () => {
+    const amd = discover("root@amd:22", {
+      ...labSections,
+      iommuGroups: "",
+      cpuVendor: "AuthenticAMD\n",
+      acpiTables: "",
+      iommuUnits: "",
+      interruptRemapping: "chips 0\n",
+      cmdline: "ro quiet amd_iommu=on\n",
+    });
+    expect(amd.platform).toBe("amd");
+    expect(renderPreflight(amd).split("\n")).toEqual([
+      'Preflight of the CPU and firmware, for kernelArgs ["iommu=pt"]:',
+      "  refused: AMD-Vi is off in the firmware (no ACPI IVRS table in /sys/firmware/acpi/tables); enable it in the BIOS setup (IOMMU or " +
+        "AMD-Vi, often next to SVM) and run again: no value of vfio-host:kernelArgs can turn on an IOMMU the firmware does not describe",
+      "  - Interrupt remapping is not known yet: the IOMMU is off now (/sys/class/iommu is empty), so whether it remaps interrupts shows only " +
+        "after a boot with it on; it is checked on the first run after that boot",
+      "",
+    ]);
+    expect(renderIommuGroups(amd)).not.toContain("intel_iommu=on");
   });
 });
 
