@@ -73,6 +73,8 @@ export interface SourceEdit {
   readonly path: string;
   readonly before: string | undefined;
   readonly after: string;
+  /** A revert's `after` is the text the file was created with: if vfio-host's backup says it did not exist, remove it instead. */
+  readonly createdWith?: boolean;
 }
 
 export interface BackendPlan<Owned> {
@@ -131,6 +133,8 @@ function fileHasArgs(path: string, text: string | undefined, args: readonly stri
 /** What systemd-boot's backend changed: /etc/kernel/cmdline for kernels installed later, and each entry. */
 interface LoaderEntriesOwnership {
   readonly cmdline: TokenOwnership;
+  /** The text /etc/kernel/cmdline was created with, when it did not exist (kernelCmdlineSeed). */
+  readonly seed?: string;
   readonly entries: Readonly<Record<string, LoaderEntryOwnership>>;
 }
 
@@ -237,16 +241,23 @@ export const backends: Record<Backend, CmdlineBackend> = {
           { path: KERNEL_CMDLINE_PATH, before: files.kernelCmdline, after: cmdline.text },
           ...entries.map(({ entry, plan }) => ({ path: entry.path, before: entry.text, after: plan.text })),
         ],
-        owned: { cmdline: cmdline.owned, entries: Object.fromEntries(entries.map(({ entry, plan }) => [entry.path, plan.owned])) },
+        owned: {
+          cmdline: cmdline.owned,
+          ...(files.kernelCmdline === undefined ? { seed: kernelCmdlineSeed(files.procCmdline ?? "") } : previous?.seed !== undefined ? { seed: previous.seed } : {}),
+          entries: Object.fromEntries(entries.map(({ entry, plan }) => [entry.path, plan.owned])),
+        },
         changes: [...inFile(KERNEL_CMDLINE_PATH, cmdline.changes), ...entries.flatMap(({ entry, plan }) => inFile(entry.path, plan.changes))],
         warnings: [],
       };
     },
     revert(current, owned) {
-      const { cmdline, entries } = owned as LoaderEntriesOwnership;
+      const { cmdline, seed, entries } = owned as LoaderEntriesOwnership;
       const edits: SourceEdit[] = [];
       const text = current(KERNEL_CMDLINE_PATH);
-      if (text !== undefined) edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after: revertKernelCmdlineFile(text, cmdline) });
+      if (text !== undefined) {
+        const after = revertKernelCmdlineFile(text, cmdline);
+        edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after, createdWith: after === seed });
+      }
       for (const [path, tokens] of Object.entries(entries)) {
         const entry = current(path);
         if (entry !== undefined) edits.push({ path, before: entry, after: revertLoaderEntry(entry, tokens) });

@@ -157,7 +157,10 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
     for (const path of b.revertSources(state.owned)) current.set(path, (await host.readFile(path))?.toString("utf8"));
     const reverted = b.revert((path) => current.get(path), state.owned);
     if (reverted.length === 0) return;
-    for (const edit of reverted) await host.revertFile(edit.path, edit.after);
+    for (const edit of reverted) {
+      if (edit.createdWith && (await host.readBackup(edit.path)) === "absent") await host.restoreBackup(edit.path);
+      else await host.revertFile(edit.path, edit.after);
+    }
     await regenerate(host, state.backend);
   },
 });

@@ -88,6 +88,11 @@ describe("the systemd-boot backend", () => {
       before: undefined,
       after: "root=UUID=6ad3a1f5-3b3c-4c4b-9b1f-3f1d2f0c1a2b ro systemd.machine_id=3f6d2c0a9e1b4c7d8a5e2f1b0c9d8e7f intel_iommu=on iommu=pt\n",
     });
+    // Its revert marks the file as the one it created, so destroy removes it when vfio-host's backup says it did not exist.
+    const written = { ...applied(sdBootHost, created.edits), kernelCmdline: created.edits[0].after };
+    const undo = backends["systemd-boot"].revert((path) => (path === "/etc/kernel/cmdline" ? written.kernelCmdline : written.loaderEntries?.find((e) => e.path === path)?.text), created.owned);
+    expect(undo[0]).toMatchObject({ path: "/etc/kernel/cmdline", createdWith: true });
+    expect(reverted(applied(sdBootHost, plan.edits), { backend: "systemd-boot", owned: plan.owned }).get("/etc/kernel/cmdline")).toBe(CMDLINE);
   });
 
   it("any args: apply then revert is the identity on every file, and a second plan is a no-op", () => {
