@@ -42,6 +42,12 @@ export type PreflightSection = keyof typeof PREFLIGHT_SECTIONS;
 export type CpuVendor = "intel" | "amd" | "unknown";
 
 export interface PreflightFacts {
+  /**
+   * Whose IOMMU the platform has: the firmware's table decides (DMAR: Intel VT-d, IVRS: AMD-Vi),
+   * since the kernel picks its IOMMU driver by it, whatever the CPU says (a VM with QEMU's
+   * emulated intel-iommu on an AMD host, or QEMU's qemu64 model, reports AuthenticAMD with a DMAR
+   * table). Without either table, the CPU's vendor, for the message that says which to enable.
+   */
   readonly vendor: CpuVendor;
   /** /proc/cpuinfo's vendor_id as found: "GenuineIntel", "AuthenticAMD". */
   readonly vendorId: string;
@@ -73,7 +79,7 @@ export function parsePreflightSections(s: Record<PreflightSection, string>): Pre
     }),
   );
   return {
-    vendor: vendorId === "GenuineIntel" ? "intel" : vendorId === "AuthenticAMD" ? "amd" : "unknown",
+    vendor: tables.includes("DMAR") ? "intel" : tables.includes("IVRS") ? "amd" : vendorId === "GenuineIntel" ? "intel" : vendorId === "AuthenticAMD" ? "amd" : "unknown",
     vendorId,
     dmarTable: tables.includes("DMAR"),
     ivrsTable: tables.includes("IVRS"),
@@ -245,7 +251,7 @@ export function iommuPreflight(facts: PreflightFacts, options: { readonly args: 
     } else if (facts.ivrsTable) {
       notes.push("The kernel turns the AMD IOMMU on by itself, as the firmware enables it (ACPI IVRS table): no amd_iommu= argument is needed");
     }
-    if (intelSwitch(args) === "on") notes.push(`intel_iommu=on in ${KERNEL_ARGS_KEY} does nothing on an AMD CPU`);
+    if (intelSwitch(args) === "on") notes.push(`intel_iommu=on in ${KERNEL_ARGS_KEY} does nothing on an AMD-Vi platform`);
   } else {
     notes.push(`The CPU (vendor_id "${facts.vendorId}") is neither GenuineIntel nor AuthenticAMD: the firmware's IOMMU table and the IOMMU arguments were not checked`);
   }

@@ -55,7 +55,14 @@ describe("parsePreflightSections", () => {
       cmdline: intelLab.cmdline.trim(),
     });
     expect(parsePreflightSections(intelLabBefore)).toMatchObject({ iommuUnits: [], remappedChips: 0, kernelLog: undefined });
-    expect(parsePreflightSections({ ...amdDesktop, cpuVendor: "" })).toMatchObject({ vendor: "unknown", iommuUnits: [{ name: "ivhd0" }] });
+    expect(parsePreflightSections({ ...amdDesktop, cpuVendor: "" })).toMatchObject({ vendor: "amd", iommuUnits: [{ name: "ivhd0" }] });
+    expect(parsePreflightSections({ ...amdDesktop, cpuVendor: "", acpiTables: "" })).toMatchObject({ vendor: "unknown" });
+  });
+
+  it("goes by the firmware's table, not the CPU: QEMU's qemu64 model says AuthenticAMD on the lab, whose IOMMU is the emulated VT-d", () => {
+    const lab = { ...intelLabBefore, cpuVendor: "AuthenticAMD\n" };
+    expect(parsePreflightSections(lab)).toMatchObject({ vendor: "intel", vendorId: "AuthenticAMD" });
+    expect(preflight(lab, ["intel_iommu=on", "iommu=pt"]).refusals).toEqual([]);
   });
 
   it("runs on this machine and parses whatever it finds (each snippet is valid sh)", () => {
