@@ -56,7 +56,10 @@ function optionsValues(text: string): { start: number; end: number; spaced: bool
     const match = /^([ \t]*options)([ \t]+|$)/.exec(line);
     if (match) {
       const body = line.endsWith("\r") ? line.length - 1 : line.length;
-      spans.push({ start: at + match[0].length, end: at + body, spaced: match[2] !== "" });
+      // A line of blanks after the keyword keeps all but the first in its value: that is where a
+      // removal that emptied the line left them, so a revert puts its token back before them.
+      const keyword = at + match[1].length + (match[0].length === body ? Math.min(1, match[2].length) : match[2].length);
+      spans.push({ start: keyword, end: at + body, spaced: match[2] !== "" });
     }
     at += line.length + 1;
   }

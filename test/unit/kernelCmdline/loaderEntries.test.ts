@@ -146,6 +146,15 @@ describe("planLoaderEntry properties", () => {
     );
   });
 
+  it("gives back the bytes of a line whose only arg it removed, trailing blank included (fast-check found this)", () => {
+    const text = "title Debian\noptions \ntitle Debian\noptions nomodeset=1 \ntitle Debian\noptions ";
+    const request = { ensure: ["pcie_acs_override=downstream"], remove: ["nomodeset"] };
+    const once = planLoaderEntry({ text, ...request });
+    const again = planLoaderEntry({ text: once.text, ...request, previouslyOwned: once.owned });
+    expect(again).toEqual({ ...once, changes: [] });
+    expect(revertLoaderEntry(again.text, again.owned)).toBe(text);
+  });
+
   it("applying twice equals applying once", () => {
     fc.assert(
       fc.property(entryFile, ensureArgs, (text, ensure) => {
