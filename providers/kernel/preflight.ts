@@ -19,7 +19,7 @@ export const ALLOW_UNSAFE_INTERRUPTS_KEY = "vfio-host:vfio.allowUnsafeInterrupts
  */
 export const PREFLIGHT_SECTIONS = {
   cpuVendor: "sed -n 's/^vendor_id[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1",
-  acpiTables: 'for t in DMAR IVRS; do [ -e "/sys/firmware/acpi/tables/$t" ] && echo "$t"; done',
+  acpiTables: '[ -d /sys/firmware/acpi/tables ] && echo ACPI; for t in DMAR IVRS; do [ -e "/sys/firmware/acpi/tables/$t" ] && echo "$t"; done',
   iommuUnits: `for u in /sys/class/iommu/*; do
   [ -e "$u" ] || continue
   e=-; [ -r "$u/intel-iommu/ecap" ] && read -r e < "$u/intel-iommu/ecap"
@@ -51,6 +51,8 @@ export interface PreflightFacts {
   readonly vendor: CpuVendor;
   /** /proc/cpuinfo's vendor_id as found: "GenuineIntel", "AuthenticAMD". */
   readonly vendorId: string;
+  /** /sys/firmware/acpi/tables exists: the firmware's IOMMU tables, or their absence, can be read. */
+  readonly acpi: boolean;
   readonly dmarTable: boolean;
   readonly ivrsTable: boolean;
   /** /sys/class/iommu: one per IOMMU the running kernel drives, none while it is off. `ecap`: Intel's extended capabilities, hex. */
@@ -81,6 +83,7 @@ export function parsePreflightSections(s: Record<PreflightSection, string>): Pre
   return {
     vendor: tables.includes("DMAR") ? "intel" : tables.includes("IVRS") ? "amd" : vendorId === "GenuineIntel" ? "intel" : vendorId === "AuthenticAMD" ? "amd" : "unknown",
     vendorId,
+    acpi: tables.includes("ACPI"),
     dmarTable: tables.includes("DMAR"),
     ivrsTable: tables.includes("IVRS"),
     iommuUnits: s.iommuUnits.split("\n").flatMap((line) => {
@@ -207,7 +210,11 @@ const AMD_IOMMU_VALUES = "fullflush, off, force_isolation, force_enable, pgtbl_v
  * the kernel knows (Documentation/admin-guide/kernel-parameters.txt; parse_amd_iommu_options only
  * logs "Unknown option"), so it is refused on any CPU rather than written. Then interrupt remapping.
  */
-export function iommuPreflight(facts: PreflightFacts, options: { readonly args: readonly string[]; readonly allowUnsafeInterrupts: boolean }): PreflightVerdict {
+/**
+ * `allowUnsafeInterrupts` undefined leaves interrupt remapping out: KernelCmdline checks what the
+ * firmware and the args allow, VfioBinding (which has the key) checks remapping.
+ */
+export function iommuPreflight(facts: PreflightFacts, options: { readonly args: readonly string[]; readonly allowUnsafeInterrupts?: boolean }): PreflightVerdict {
   const { args } = options;
   const refusals: string[] = [];
   const notes: string[] = [];
@@ -218,7 +225,10 @@ export function iommuPreflight(facts: PreflightFacts, options: { readonly args: 
         `by default whenever the firmware enables it. Drop "${arg}" from ${KERNEL_ARGS_KEY}; iommu=pt stays valid`,
     );
   }
-  if (facts.vendor === "intel") {
+  if (!facts.acpi) {
+    // Without ACPI in sysfs (device-tree platforms, a /sys that is not the host's) the tables' absence proves nothing.
+    notes.push("No ACPI tables in /sys/firmware/acpi: whether the firmware enables the IOMMU was not checked; the boot verification after the reboot will tell");
+  } else if (facts.vendor === "intel") {
     if (!facts.dmarTable) {
       refusals.push(
         "VT-d is off in the firmware (no ACPI DMAR table in /sys/firmware/acpi/tables); enable it in the BIOS setup (Intel " +
@@ -255,8 +265,10 @@ export function iommuPreflight(facts: PreflightFacts, options: { readonly args: 
   } else {
     notes.push(`The CPU (vendor_id "${facts.vendorId}") is neither GenuineIntel nor AuthenticAMD: the firmware's IOMMU table and the IOMMU arguments were not checked`);
   }
-  const ir = interruptRemappingCheck(interruptRemapping(facts), options.allowUnsafeInterrupts);
-  if (ir.refusal) refusals.push(ir.refusal);
-  if (ir.note) notes.push(ir.note);
+  if (options.allowUnsafeInterrupts !== undefined) {
+    const ir = interruptRemappingCheck(interruptRemapping(facts), options.allowUnsafeInterrupts);
+    if (ir.refusal) refusals.push(ir.refusal);
+    if (ir.note) notes.push(ir.note);
+  }
   return { refusals, notes };
 }

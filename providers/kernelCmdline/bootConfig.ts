@@ -8,7 +8,8 @@ import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateEx
 import { ConfigFile, GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import type { ShellListOwnership } from "../text/shellVariable";
 import type { TokenOwnership } from "../text/tokenList";
-import { KERNEL_CMDLINE_PATH, kernelCmdlineSeed, planKernelCmdlineFile, revertKernelCmdlineFile } from "./kernelCmdlineFile";
+import { BootedLoader, BOOTED_LOADER_SNIPPET, detectBootedLoader, parseBootedLoaderFacts, ProxmoxBootToolStatus } from "./bootedLoader";
+import { KERNEL_CMDLINE_PATH, kernelCmdlineSeed, planKernelCmdlineFile, proxmoxBootToolRefresh, revertKernelCmdlineFile } from "./kernelCmdlineFile";
 import { LOADER_ENTRIES_SNIPPET, loaderEntryHasArgs, LoaderEntryOwnership, parseLoaderEntries, planLoaderEntry, revertLoaderEntry } from "./loaderEntries";
 import { planSyslinuxConfig, revertSyslinuxConfig, SYSLINUX_CONFIG_PATHS, syslinuxConfigHasArgs, SyslinuxOwnership } from "./syslinux";
 
@@ -36,6 +37,10 @@ export interface BootFiles {
   readonly loaderEntries?: readonly ConfigFile[];
   /** Syslinux/extlinux configs written by hand (SYSLINUX_CONFIG_PATHS that exist). */
   readonly syslinux?: readonly ConfigFile[];
+  /** The loader that booted the host, as far as its traces tell (EFI variables, proxmox-boot-tool status...). */
+  readonly booted?: BootedLoader;
+  /** proxmox-boot-tool's status, when it is installed. */
+  readonly proxmoxBootTool?: ProxmoxBootToolStatus;
 }
 
 const BOOT_SNIPPETS = {
@@ -49,11 +54,13 @@ const BOOT_SNIPPETS = {
   machineId: "cat /etc/machine-id",
   loaderEntries: LOADER_ENTRIES_SNIPPET,
   syslinux: catFiles(SYSLINUX_CONFIG_PATHS.join(" ")),
+  booted: BOOTED_LOADER_SNIPPET,
 };
 
 /** Every backend's files, in one round trip. */
 export async function readBootFiles(host: RemoteHost): Promise<BootFiles> {
   const s = await readSections(host, BOOT_SNIPPETS);
+  const booted = parseBootedLoaderFacts(s.booted);
   return {
     defaults: fileFromSection(s.defaults),
     extlinuxDefaults: fileFromSection(s.extlinuxDefaults),
@@ -65,6 +72,8 @@ export async function readBootFiles(host: RemoteHost): Promise<BootFiles> {
     machineId: s.machineId.trim() || undefined,
     loaderEntries: parseLoaderEntries(s.loaderEntries),
     syslinux: filesFromSection(s.syslinux),
+    booted: detectBootedLoader(booted),
+    proxmoxBootTool: booted.proxmoxBootTool,
   };
 }
 
@@ -152,7 +161,7 @@ function ownEntries(files: BootFiles): readonly ConfigFile[] {
 /** Each hand-written syslinux config's own ownership, by path. */
 type SyslinuxFilesOwnership = Readonly<Record<string, SyslinuxOwnership>>;
 
-export const BACKEND_NAMES = ["grub", "extlinux", "systemd-boot", "syslinux"] as const;
+export const BACKEND_NAMES = ["grub", "extlinux", "systemd-boot", "proxmox-boot-tool", "syslinux"] as const;
 export type Backend = (typeof BACKEND_NAMES)[number];
 
 export const backends: Record<Backend, CmdlineBackend> = {
@@ -271,6 +280,38 @@ export const backends: Record<Backend, CmdlineBackend> = {
         ...(ownEntries(files).length === 0 ? [{ ok: false, problems: ["no loader entry of this installation is left"] }] : []),
         fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "kernels installed later would boot without"),
       ]),
+    trial: false,
+  },
+  // Proxmox VE on ZFS/UEFI (and wherever proxmox-boot-tool keeps the ESPs): its refresh copies the
+  // kernels to every ESP it manages and writes their entries' options from /etc/kernel/cmdline. The
+  // ESPs stay unmounted between refreshes, so the check reads the file the refresh took them from.
+  "proxmox-boot-tool": {
+    label: `proxmox-boot-tool (${KERNEL_CMDLINE_PATH}, proxmox-boot-tool refresh)`,
+    sources: () => [KERNEL_CMDLINE_PATH],
+    revertSources: () => [KERNEL_CMDLINE_PATH],
+    present: (files) => files.proxmoxBootTool?.configured === true,
+    absentMessage:
+      'backend: "proxmox-boot-tool" but proxmox-boot-tool manages no ESP on this host (no /etc/kernel/proxmox-boot-uuids; `proxmox-boot-tool status` says so); ' +
+      'on a Proxmox host that boots GRUB from its disk use backend: "grub", or use backend: "auto"',
+    plan(request, files) {
+      const before = files.kernelCmdline;
+      // proxmox-boot-tool refuses a file without root=; without one, the running line is where it starts, as on its installer's hosts.
+      const plan = planKernelCmdlineFile({
+        ensure: request.ensure,
+        remove: request.remove,
+        text: before ?? kernelCmdlineSeed(files.procCmdline ?? ""),
+        previouslyOwned: request.previouslyOwned as TokenOwnership | undefined,
+        backup: request.backups?.[KERNEL_CMDLINE_PATH],
+      });
+      return { edits: single(KERNEL_CMDLINE_PATH, before, plan.text), owned: plan.owned, changes: inFile(KERNEL_CMDLINE_PATH, plan.changes), warnings: [] };
+    },
+    revert: (current, owned) => {
+      const text = current(KERNEL_CMDLINE_PATH);
+      return text === undefined ? [] : single(KERNEL_CMDLINE_PATH, text, revertKernelCmdlineFile(text, owned as TokenOwnership));
+    },
+    regenerate: { argv: [...proxmoxBootToolRefresh], name: "proxmox-boot-tool refresh" },
+    generated: `the loader entries on the ESPs proxmox-boot-tool manages (from ${KERNEL_CMDLINE_PATH})`,
+    verify: (files, args) => fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "proxmox-boot-tool refresh would write entries without"),
     trial: false,
   },
   // Debian's extlinux and Unraid's syslinux read configs nobody generates: APPEND is edited in place.

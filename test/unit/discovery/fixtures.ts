@@ -44,7 +44,7 @@ export const referenceSections: Record<FactSection, string> = {
   // The Q45's VT-d has no interrupt remapping (its stack sets allowUnsafeInterrupts): no IR- chips,
   // ecap bit 3 clear (the ecap value is chosen for that bit, not copied from the machine).
   cpuVendor: "GenuineIntel\n",
-  acpiTables: "DMAR\n",
+  acpiTables: "ACPI\nDMAR\n",
   iommuUnits: "dmar0 1000\ndmar1 10a0\n",
   interruptRemapping: "chips 0\nreadable\n",
   iommuKernelConfig: "file /boot/config-lts\nCONFIG_INTEL_IOMMU=y\nCONFIG_IRQ_REMAP=y\n",
@@ -71,7 +71,7 @@ export const labSections: Record<FactSection, string> = {
   // QEMU's intel-iommu with intremap=on (scripts/lab/lab.sh): remapped chips and the kernel's line
   // (drivers/iommu/intel/irq_remapping.c); the ecap value is chosen for its bit 3.
   cpuVendor: "GenuineIntel\n",
-  acpiTables: "DMAR\n",
+  acpiTables: "ACPI\nDMAR\n",
   iommuUnits: "dmar0 12008c22260286\n",
   interruptRemapping: "chips 14\nreadable\nlog [    0.041000] DMAR-IR: Enabled IRQ remapping in x2apic mode\n",
   iommuKernelConfig: "file /boot/config-6.1.0-18-amd64\nCONFIG_INTEL_IOMMU=y\nCONFIG_IRQ_REMAP=y\n",

@@ -19,6 +19,7 @@ describe("parseVfioHostSections", () => {
       preflight: {
         vendor: "intel",
         vendorId: "GenuineIntel",
+        acpi: true,
         dmarTable: true,
         ivrsTable: false,
         iommuUnits: [

@@ -124,7 +124,7 @@ describe("renderPreflight", () => {
       ...labSections,
       iommuGroups: "",
       cpuVendor: "AuthenticAMD\n",
-      acpiTables: "",
+      acpiTables: "ACPI\n",
       iommuUnits: "",
       interruptRemapping: "chips 0\n",
       cmdline: "ro quiet amd_iommu=on\n",

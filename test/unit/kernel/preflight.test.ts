@@ -22,7 +22,7 @@ import {
  */
 const intelLab: Record<PreflightSection, string> = {
   cpuVendor: "GenuineIntel\n",
-  acpiTables: "DMAR\n",
+  acpiTables: "ACPI\nDMAR\n",
   iommuUnits: "dmar0 12008c22260286\n",
   interruptRemapping: "chips 14\nreadable\nlog [    0.041000] DMAR-IR: Enabled IRQ remapping in x2apic mode\n",
   iommuKernelConfig: "file /boot/config-6.1.0-18-amd64\nCONFIG_IRQ_REMAP=y\nCONFIG_AMD_IOMMU=y\nCONFIG_INTEL_IOMMU=y\n",
@@ -30,7 +30,7 @@ const intelLab: Record<PreflightSection, string> = {
 };
 const amdDesktop: Record<PreflightSection, string> = {
   cpuVendor: "AuthenticAMD\n",
-  acpiTables: "IVRS\n",
+  acpiTables: "ACPI\nIVRS\n",
   iommuUnits: "ivhd0 -\n",
   interruptRemapping: "chips 31\nreadable\nlog [    0.402118] AMD-Vi: Interrupt remapping enabled\n",
   iommuKernelConfig: "file /boot/config-6.1.0-18-amd64\nCONFIG_IRQ_REMAP=y\nCONFIG_AMD_IOMMU=y\nCONFIG_INTEL_IOMMU=y\n",
@@ -46,6 +46,7 @@ describe("parsePreflightSections", () => {
     expect(parsePreflightSections(intelLab)).toEqual({
       vendor: "intel",
       vendorId: "GenuineIntel",
+      acpi: true,
       dmarTable: true,
       ivrsTable: false,
       iommuUnits: [{ name: "dmar0", ecap: "12008c22260286" }],
@@ -56,7 +57,7 @@ describe("parsePreflightSections", () => {
     });
     expect(parsePreflightSections(intelLabBefore)).toMatchObject({ iommuUnits: [], remappedChips: 0, kernelLog: undefined });
     expect(parsePreflightSections({ ...amdDesktop, cpuVendor: "" })).toMatchObject({ vendor: "amd", iommuUnits: [{ name: "ivhd0" }] });
-    expect(parsePreflightSections({ ...amdDesktop, cpuVendor: "", acpiTables: "" })).toMatchObject({ vendor: "unknown" });
+    expect(parsePreflightSections({ ...amdDesktop, cpuVendor: "", acpiTables: "ACPI\n" })).toMatchObject({ vendor: "unknown" });
   });
 
   it("goes by the firmware's table, not the CPU: QEMU's qemu64 model says AuthenticAMD on the lab, whose IOMMU is the emulated VT-d", () => {
@@ -84,7 +85,7 @@ describe("iommuPreflight on Intel", () => {
   });
 
   it("refuses VT-d off in the firmware before anything is written, whatever the args", () => {
-    const { refusals } = preflight({ ...intelLabBefore, acpiTables: "" }, ["intel_iommu=on", "iommu=pt"]);
+    const { refusals } = preflight({ ...intelLabBefore, acpiTables: "ACPI\n" }, ["intel_iommu=on", "iommu=pt"]);
     expect(refusals).toEqual([
       "VT-d is off in the firmware (no ACPI DMAR table in /sys/firmware/acpi/tables); enable it in the BIOS setup (Intel Virtualization " +
         "Technology for Directed I/O) and run again: no value of vfio-host:kernelArgs can turn on an IOMMU the firmware does not describe",
@@ -128,8 +129,14 @@ describe("iommuPreflight on AMD", () => {
     expect(preflight(intelLab, ["intel_iommu=on", "amd_iommu=force_isolation,on"]).refusals).toHaveLength(1);
   });
 
+  it("does not refuse where sysfs has no ACPI tables at all (a device-tree platform, a /sys that is not the host's): a note says it was not checked", () => {
+    const verdict = preflight({ ...amdDesktop, acpiTables: "", iommuUnits: "", interruptRemapping: "chips 0\n" }, ["iommu=pt"]);
+    expect(verdict.refusals).toEqual([]);
+    expect(verdict.notes[0]).toMatch(/^No ACPI tables in \/sys\/firmware\/acpi: whether the firmware enables the IOMMU was not checked/);
+  });
+
   it("refuses AMD-Vi off in the firmware, and amd_iommu=off", () => {
-    expect(preflight({ ...amdDesktop, acpiTables: "", iommuUnits: "", interruptRemapping: "chips 0\n" }, ["iommu=pt"]).refusals).toEqual([
+    expect(preflight({ ...amdDesktop, acpiTables: "ACPI\n", iommuUnits: "", interruptRemapping: "chips 0\n" }, ["iommu=pt"]).refusals).toEqual([
       "AMD-Vi is off in the firmware (no ACPI IVRS table in /sys/firmware/acpi/tables); enable it in the BIOS setup (IOMMU or AMD-Vi, often " +
         "next to SVM) and run again: no value of vfio-host:kernelArgs can turn on an IOMMU the firmware does not describe",
     ]);
