@@ -6,6 +6,19 @@
 # OUT appears only when complete: base.qcow2, ssh_host_ed25519_key.pub (the key lab.json pins),
 # lab-guest.sha256 (of the guest image inside, see below) and firstboot.log (the serial log of the
 # boot that installed GRUB).
+#@flavor sdboot-dracut extlinux
+#
+# Flavours (lab.sh --flavor): lines between `#@flavor NAME...` and `#@end` belong to those flavours
+# only. lab.sh runs the lines of one flavour and keys its image by exactly those lines, so a change
+# to one flavour rebuilds only its image, and the grub flavour's recipe is still byte for byte the
+# one from before flavours, whose cached images stay valid (which is also why its lines are not
+# shared with the others where they could be). The text above describes the grub flavour; the
+# others leave out libvirt and the lab guest (no lab-guest.sha256), and boot from:
+#   sdboot-dracut  UEFI: systemd-boot on an ESP (partition 2, mounted at /boot/efi), a dracut
+#                  initramfs, loader entries written by kernel-install from /etc/kernel/cmdline;
+#   extlinux       BIOS: extlinux and syslinux's MBR, an initramfs-tools initramfs, the one
+#                  entry in /boot/extlinux/extlinux.conf written here (Debian has no tool for it).
+#@end
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1 sources=$2
@@ -13,12 +26,28 @@ shift 2
 accel=("$@")
 log() { echo "[lab build] $*" >&2; }
 
+#@flavor grub
 packages=(
   linux-image-amd64 grub-pc initramfs-tools systemd-sysv kmod
   openssh-server sudo zstd pciutils usbutils iproute2
   libvirt-daemon-system qemu-system-x86 qemu-utils ovmf virtinst
   dosfstools mtools xz-utils
 )
+#@end
+#@flavor sdboot-dracut extlinux
+packages=(
+  linux-image-amd64 systemd-sysv kmod
+  openssh-server sudo zstd pciutils usbutils iproute2
+)
+#@end
+#@flavor sdboot-dracut
+# dracut replaces initramfs-tools (they conflict); dosfstools makes the ESP below.
+packages+=(systemd-boot dracut dosfstools)
+esp_mib=256
+#@end
+#@flavor extlinux
+packages+=(extlinux syslinux-common initramfs-tools)
+#@end
 disk_mib=8192
 
 work="$out.partial"
@@ -35,21 +64,62 @@ mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")"
   bookworm "$root" "$sources"
 
 cp -a "$here/guest/." "$root/"
+#@flavor sdboot-dracut
+cp -a "$here/guest-sdboot-dracut/." "$root/"
+#@end
+#@flavor extlinux
+cp -a "$here/guest-extlinux/." "$root/"
+#@end
 # Start like a host that has not been configured yet: Debian's kernel turns the Intel IOMMU on by
 # default when one is present, so the lab says off explicitly; the serial console keeps logs readable.
+#@flavor grub
 sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' \
   -e 's/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=off console=ttyS0"/' \
   "$root/etc/default/grub"
 grep -qx 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=off console=ttyS0"' "$root/etc/default/grub"
+#@end
+#@flavor sdboot-dracut extlinux
+cmdline='root=LABEL=lab-root ro intel_iommu=off console=ttyS0'
+kernel_version=$(basename "$(find "$root/boot" -name 'vmlinuz-*' | sort -V | tail -n1)")
+kernel_version=${kernel_version#vmlinuz-}
+#@end
+#@flavor sdboot-dracut
+# kernel-install(8) writes this line into each loader entry's `options`.
+echo "$cmdline" >"$root/etc/kernel/cmdline"
+#@end
+#@flavor extlinux
+# syslinux's SERIAL directive puts the loader's own messages on the serial log too; paths are on
+# the file system extlinux is installed in (the root), see extlinux(1) and syslinux.cfg(5).
+mkdir -p "$root/boot/extlinux"
+cat >"$root/boot/extlinux/extlinux.conf" <<EOF
+SERIAL 0 115200
+DEFAULT debian
+PROMPT 0
+TIMEOUT 0
+
+LABEL debian
+  LINUX /boot/vmlinuz-$kernel_version
+  INITRD /boot/initrd.img-$kernel_version
+  APPEND $cmdline
+EOF
+#@end
+#@flavor grub extlinux
 # MODULES=most makes every update-initramfs take minutes under TCG; dep takes what this guest uses.
 sed -i -e 's/^MODULES=.*/MODULES=dep/' -e 's/^#\? *COMPRESS=.*/COMPRESS=zstd/' "$root/etc/initramfs-tools/initramfs.conf"
 grep -qx 'MODULES=dep' "$root/etc/initramfs-tools/initramfs.conf"
+#@end
 echo vfio-lab >"$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tvfio-lab\n' >"$root/etc/hosts"
 echo 'LABEL=lab-root / ext4 errors=remount-ro 0 1' >"$root/etc/fstab"
+#@flavor sdboot-dracut
+# Where Debian's installer mounts the ESP; bootctl and kernel-install find it there.
+echo 'LABEL=LAB-ESP /boot/efi vfat umask=0077 0 1' >>"$root/etc/fstab"
+mkdir -p "$root/boot/efi"
+#@end
 systemctl --quiet --root="$root" enable systemd-networkd.service lab-authorized-keys.service lab-firstboot.service
 # apt cannot reach a mirror from the lab (restrict=on); its timers would only burn emulated CPU.
 systemctl --quiet --root="$root" mask apt-daily.timer apt-daily-upgrade.timer
+#@flavor grub
 # The libvirt guest never uses nested KVM: under TCG the lab's CPU has no svm/vmx anyway, and under
 # KVM a nested guest holding a passed-through emulated controller brought the lab's QEMU down.
 printf 'blacklist kvm_intel\nblacklist kvm_amd\ninstall kvm_intel /bin/false\ninstall kvm_amd /bin/false\n' >"$root/etc/modprobe.d/lab-no-nested-kvm.conf"
@@ -70,6 +140,12 @@ qemu-img convert -O qcow2 "$guest" "$work/lab-guest.qcow2"
 xz -9 -c "$work/lab-guest.qcow2" >"$root/srv/vfio-host/lab-guest.qcow2.xz"
 rm "$guest" "$work/lab-guest.qcow2"
 sha256sum <"$root/srv/vfio-host/lab-guest.qcow2.xz" | cut -d' ' -f1 >"$work/lab-guest.sha256"
+#@end
+#@flavor sdboot-dracut
+# An empty FAT ESP, made with the guest's mkfs.vfat as the lab guest's is; bootctl fills it at first boot.
+chroot "$root" mkfs.vfat -F 32 -n LAB-ESP -C /esp.img $((esp_mib * 1024)) >/dev/null
+mv "$root/esp.img" "$work/esp.img"
+#@end
 
 rm -f "$root"/etc/ssh/ssh_host_*
 ssh-keygen -q -t ed25519 -N '' -C root@vfio-lab -f "$root/etc/ssh/ssh_host_ed25519_key"
@@ -78,10 +154,29 @@ cp "$root/etc/ssh/ssh_host_ed25519_key.pub" "$work/"
 # Loop partitions do not appear here, so the file system is written straight into the partition.
 disk="$work/disk.raw"
 truncate -s "${disk_mib}M" "$disk"
+#@flavor grub extlinux
 echo 'start=2048, type=83, bootable' | sfdisk --quiet --label dos "$disk"
+#@end
+#@flavor sdboot-dracut
+# GPT with the ESP after the root file system, so the root stays partition 1 at the offset and size
+# of the BIOS flavours; the last MiB holds GPT's backup header.
+truncate -s "$((disk_mib + esp_mib + 1))M" "$disk"
+printf 'start=2048, size=%d, type=L, name=lab-root\nstart=%d, size=%d, type=U, name=ESP\n' \
+  $(((disk_mib - 1) * 2048)) $((disk_mib * 2048)) $((esp_mib * 2048)) | sfdisk --quiet --label gpt "$disk"
+dd if="$work/esp.img" of="$disk" bs=1M seek="$disk_mib" conv=notrunc status=none
+rm "$work/esp.img"
+#@end
 mke2fs -q -t ext4 -L lab-root -d "$root" -E offset=1048576 "$disk" "$(((disk_mib - 1) * 1024))k"
 
+#@flavor grub
 log "first boot (direct kernel): grub-install, update-initramfs, update-grub"
+#@end
+#@flavor sdboot-dracut
+log "first boot (direct kernel): bootctl install, dracut, kernel-install"
+#@end
+#@flavor extlinux
+log "first boot (direct kernel): extlinux --install, syslinux MBR, update-initramfs"
+#@end
 kernel=$(find "$root/boot" -name 'vmlinuz-*' | sort -V | tail -n1)
 timeout 1800 qemu-system-x86_64 "${accel[@]}" -machine q35 -m 1536 -smp 2 -nodefaults -display none \
   -no-reboot -serial "file:$work/firstboot.log" -drive "file=$disk,format=raw,if=virtio" \
@@ -94,6 +189,9 @@ if ! grep -q LAB-FIRSTBOOT-OK "$work/firstboot.log"; then
 fi
 rm -rf "$root"
 
+#@flavor sdboot-dracut extlinux
+log "compressing the image"
+#@end
 qemu-img convert -c -O qcow2 -o compression_type=zstd "$disk" "$work/base.qcow2"
 rm "$disk"
 chmod 444 "$work/base.qcow2"

@@ -2,30 +2,39 @@
 # The lab host: a Debian VM under QEMU shaped like a VFIO passthrough host (q35, emulated Intel
 # IOMMU, four ICH9 USB controllers in one PCI slot), so host tests run against a real kernel.
 #
-#   npm run lab -- up | down | ssh [-- CMD...] | reset | status | build | apt-sources
+#   npm run lab -- up | down | ssh [-- CMD...] | reset | status | build | recipe | apt-sources [--flavor NAME]
 #
 # up      build the image if needed, boot, wait until SSH answers, write lab.json
 # down    power the VM off (SIGTERM/SIGKILL by its recorded PID if it does not go)
 # ssh     run CMD (or a login shell) in the VM, the host key pinned
 # reset   discard all changes and the key pair: a fresh overlay, rebooted if it was running
-# status  say whether it runs and print lab.json
+# status  say whether it runs and print lab.json, or the image it would boot
 # build   only build (or find) the cached image and print its directory
+# recipe  print the build script as this flavour runs it (build-image.sh's lines for it)
 # apt-sources  print the apt sources file the image is built from (see apt_sources)
 #
-# Image:  ${VFIO_HOST_CACHE:-~/.cache/vfio-host}/lab-<hash>/base.qcow2, keyed by build-image.sh,
-#         guest/ and the apt sources it installs from.
-# State:  $cache/lab-state/: id_ed25519 (this instance's key), overlay.qcow2, qemu.pid, serial.log,
-#         and while the VM runs lab.json: {host, port, user, privateKeyPath, hostKey, pid, accel,
-#         overlay, image, serialLog, bootSeconds, startedAt}.
-# Env:    LAB_STATE (instance dir, default $cache/lab-state), LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds),
+# Flavours (--flavor NAME, or LAB_FLAVOR=NAME): the boot stack the image boots with. All boot the
+# same QEMU machine; only grub carries libvirt and the lab guest for the VM half of the tests.
+#   grub           BIOS, GRUB, initramfs-tools (the default)
+#   sdboot-dracut  UEFI (Debian's OVMF, this instance's own EFI variables), systemd-boot,
+#                  dracut, loader entries by kernel-install from /etc/kernel/cmdline
+#   extlinux       BIOS, extlinux with syslinux's MBR, initramfs-tools
+#
+# Image:  ${VFIO_HOST_CACHE:-~/.cache/vfio-host}/lab-<hash>/base.qcow2 for grub, lab-<flavour>-<hash>/
+#         for the others, keyed by build-image.sh's lines for the flavour, guest/ (and
+#         guest-<flavour>/) and the apt sources it installs from.
+# State:  $cache/lab-state/ (grub) or $cache/lab-state-<flavour>/: id_ed25519 (this instance's key),
+#         overlay.qcow2, efivars.fd (UEFI flavours), qemu.pid, serial.log, and while the VM runs
+#         lab.json: {host, port, user, privateKeyPath, hostKey, pid, accel, flavor, overlay, image,
+#         serialLog, bootSeconds, startedAt}.
+# Env:    LAB_STATE (instance dir, default as above), LAB_ACCEL=auto|kvm|tcg, LAB_BOOT_TIMEOUT (seconds),
 #         LAB_APT_SOURCES (a Debian bookworm sources file, deb822 .sources or one-line .list, used as it is),
 #         LAB_APT_ROOT (the root whose etc/apt and etc/os-release are read, default /; tests point it at fixtures).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
-# LAB_STATE picks another instance (its own key, overlay, port and lock) over the same cached image.
-state=${LAB_STATE:-$cache/lab-state}
 boot_timeout=${LAB_BOOT_TIMEOUT:-600}
+flavors="grub sdboot-dracut extlinux"
 log() { echo "[lab] $*" >&2; }
 die() {
   log "$*"
@@ -126,14 +135,64 @@ Set LAB_APT_SOURCES to a file naming a Debian bookworm mirror (deb822 .sources o
   LAB_APT_SOURCES=~/bookworm.list npm run lab -- up"
 }
 
-# The image key covers the recipe and the bytes of the apt sources file $1 (from apt_sources).
+# Prints build-image.sh as $flavor runs it: the lines outside any `#@flavor NAME...` block and
+# those of the blocks that name it. A block naming no known flavour, nested or left open fails, so
+# a typo cannot drop lines from every flavour unnoticed.
+recipe() {
+  awk -v flavor="$flavor" -v list="$flavors" '
+    BEGIN { known = " " list " " }
+    /^#@flavor( |$)/ {
+      if (open) { print FILENAME ":" NR ": #@flavor inside the block of line " open > "/dev/stderr"; exit 1 }
+      if (NF < 2) { print FILENAME ":" NR ": #@flavor names no flavour (known: " list ")" > "/dev/stderr"; exit 1 }
+      open = NR; keep = 0
+      for (i = 2; i <= NF; i++) {
+        if (index(known, " " $i " ") == 0) { print FILENAME ":" NR ": unknown flavour " $i " (known: " list ")" > "/dev/stderr"; exit 1 }
+        if ($i == flavor) keep = 1
+      }
+      next
+    }
+    /^#@end$/ {
+      if (!open) { print FILENAME ":" NR ": #@end without #@flavor" > "/dev/stderr"; exit 1 }
+      open = 0; next
+    }
+    !open || keep { print }
+    END { if (open) { print FILENAME ":" open ": #@flavor block without #@end" > "/dev/stderr"; exit 1 } }
+  ' "$here/build-image.sh"
+}
+
+# The image key covers the flavour's recipe (as build-image.sh, with its file mode), guest/ and
+# guest-<flavour>/, and the bytes of the apt sources file $1 (from apt_sources). For grub these
+# are the same bytes as before flavours existed, so its key and cached image did not change.
 image_dir() {
-  local key
+  local key scratch overlays=() name=lab
+  [ "$flavor" = grub ] || overlays=("guest-$flavor") name="lab-$flavor"
+  scratch=$(mktemp -d)
+  recipe >"$scratch/build-image.sh" || {
+    rm -rf "$scratch"
+    exit 1
+  }
+  chmod --reference="$here/build-image.sh" "$scratch/build-image.sh"
   key=$({
-    tar -C "$here" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -c build-image.sh guest
+    tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -c -C "$scratch" build-image.sh -C "$here" guest "${overlays[@]}"
     cat "$1"
   } | sha256sum | cut -c1-16)
-  echo "$cache/lab-$key"
+  rm -rf "$scratch"
+  echo "$cache/$name-$key"
+}
+
+# Passes the build's output on and says how long each of its stages (from one "[lab build]" line to
+# the next) took.
+time_stages() {
+  local line stage="" started=$SECONDS
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >&2
+    case $line in
+      "[lab build] "*)
+        [ -z "$stage" ] || log "$((SECONDS - started)) s: $stage"
+        stage=${line#"[lab build] "} started=$SECONDS
+        ;;
+    esac
+  done
 }
 
 # /dev/kvm alone proves nothing: a paravirtual KVM without vmx/svm in the CPU flags hangs
@@ -163,18 +222,22 @@ set_ssh_args() {
 }
 
 ensure_image() {
-  local sources dir
+  local sources dir name
   # `|| exit`: bash clears errexit inside $(...), and cmd_up calls this through one.
   sources=$(apt_sources) || exit
-  dir=$(image_dir "$sources")
+  dir=$(image_dir "$sources") || exit
   if [ ! -f "$dir/base.qcow2" ]; then
     for tool in mmdebstrap sfdisk mke2fs qemu-system-x86_64 qemu-img ssh-keygen; do
       command -v "$tool" >/dev/null || die "$tool is missing: run npm run setup (scripts/debian-packages.txt)"
     done
-    log "building the lab image into $dir (about 5 minutes under TCG, cached afterwards)"
+    log "building the $flavor lab image into $dir (about 5 minutes under TCG, cached afterwards)"
     set_accel_args "$(choose_accel)"
-    bash "$here/build-image.sh" "$dir" "$sources" "${accel_args[@]}"
-    find "$cache" -maxdepth 1 -type d -regextype posix-extended -regex '.*/lab-[0-9a-f]{16}' ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
+    # bash -c with build-image.sh as $0: the recipe finds guest/ beside itself, as when run directly.
+    bash -c "$(recipe)" "$here/build-image.sh" "$dir" "$sources" "${accel_args[@]}" 2>&1 | time_stages ||
+      die "the $flavor image build failed (output above)"
+    # Only this flavour's older images (lab-<hash> or lab-<flavour>-<hash>): the others stay cached.
+    name=${dir%-*}
+    find "$cache" -maxdepth 1 -type d -regextype posix-extended -regex ".*/${name##*/}-[0-9a-f]{16}" ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
   fi
   echo "$dir"
 }
@@ -203,15 +266,32 @@ json_string() {
   printf '"%s"' "${s//\"/\\\"}"
 }
 
+# Debian's OVMF without Secure Boot, its 4 MiB build (the one Debian's libvirt pairs with the same
+# VARS template); each instance keeps its own writable copy of the variables, so what the guest
+# sets (bootctl set-oneshot, LoaderEntryOneShot) survives its reboots until the next fresh overlay.
+ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
+ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+
+uefi() { [ "$flavor" = sdboot-dracut ]; }
+
+# Sets firmware_args for QEMU: SeaBIOS (QEMU's default) or OVMF from pflash.
+set_firmware_args() {
+  firmware_args=()
+  uefi || return 0
+  firmware_args=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$ovmf_code"
+    -drive "if=pflash,format=raw,unit=1,file=$state/efivars.fd")
+}
+
 # Boots the overlay and waits until SSH answers; prints "PID SECONDS" or fails.
 boot() {
   local accel=$1 port=$2 timeout=$3 started=$SECONDS pid
   rm -f "$state/qemu.pid"
   set_accel_args "$accel"
   set_ssh_args "$port"
+  set_firmware_args
   # GRUB's boot sector prints through the VGA BIOS and stalls without one, hence -vga std.
   # fd 9 is the lab lock: the daemonized QEMU must not keep holding it.
-  qemu-system-x86_64 -name vfio-lab -machine q35,kernel-irqchip=split "${accel_args[@]}" -smp 2 -m 1536 \
+  qemu-system-x86_64 -name vfio-lab -machine q35,kernel-irqchip=split "${accel_args[@]}" "${firmware_args[@]}" -smp 2 -m 1536 \
     -nodefaults -vga std -display none -serial "file:$state/serial.log" \
     -device intel-iommu,intremap=on,caching-mode=on \
     -drive "if=none,id=boot,file=$state/overlay.qcow2,format=qcow2,discard=unmap" \
@@ -241,9 +321,12 @@ boot() {
 }
 
 cmd_up() {
-  local pid image accel port booted seconds
+  local pid image accel port booted seconds running
   if pid=$(running_pid); then
     if [ -f "$state/lab.json" ]; then
+      running=$(sed -n 's/^  "flavor": "\(.*\)",$/\1/p' "$state/lab.json")
+      [ "${running:-grub}" = "$flavor" ] ||
+        die "$state runs the ${running:-grub} flavour (pid $pid), not $flavor: npm run lab -- down --flavor ${running:-grub} first, or give this one its own LAB_STATE"
       log "already running (pid $pid)"
       return
     fi
@@ -257,6 +340,11 @@ cmd_up() {
   fi
   if [ "$(cat "$state/overlay.base" 2>/dev/null)" != "$image/base.qcow2" ]; then
     new_overlay "$image"
+  fi
+  if uefi && [ ! -f "$state/efivars.fd" ]; then
+    [ -r "$ovmf_code" ] && [ -r "$ovmf_vars" ] ||
+      die "$ovmf_code or $ovmf_vars is missing: the $flavor flavour boots Debian's OVMF, run npm run setup (scripts/debian-packages.txt: ovmf)"
+    cp "$ovmf_vars" "$state/efivars.fd"
   fi
   echo "vfio-lab $(cut -d' ' -f1,2 "$image/ssh_host_ed25519_key.pub")" >"$state/known_hosts"
   accel=$(choose_accel)
@@ -279,6 +367,7 @@ cmd_up() {
   "hostKey": $(json_string "$(cut -d' ' -f1,2 "$image/ssh_host_ed25519_key.pub")"),
   "pid": $pid,
   "accel": "$accel",
+  "flavor": "$flavor",
   "overlay": $(json_string "$state/overlay.qcow2"),
   "image": $(json_string "$image/base.qcow2"),
   "serialLog": $(json_string "$state/serial.log"),
@@ -287,11 +376,12 @@ cmd_up() {
 }
 EOF
   mv "$state/lab.json.tmp" "$state/lab.json"
-  log "up in ${seconds}s (pid $pid, $accel): $state/lab.json"
+  log "up in ${seconds}s (pid $pid, $accel, $flavor): $state/lab.json"
 }
 
+# A fresh overlay starts from the image's first boot, so with fresh EFI variables too (cmd_up copies them).
 new_overlay() {
-  rm -f "$state/overlay.qcow2"
+  rm -f "$state/overlay.qcow2" "$state/efivars.fd"
   qemu-img create -q -f qcow2 -F qcow2 -b "$1/base.qcow2" "$state/overlay.qcow2"
   echo "$1/base.qcow2" >"$state/overlay.base"
 }
@@ -338,9 +428,9 @@ cmd_status() {
     cat "$state/lab.json" 2>/dev/null || echo "booting: lab.json appears once SSH answers"
   else
     echo "stopped"
-    sources=$(apt_sources)
-    image=$(image_dir "$sources")/base.qcow2
-    [ -f "$image" ] && echo "image: $image" || echo "image: not built yet"
+    sources=$(apt_sources) || exit
+    image=$(image_dir "$sources")/base.qcow2 || exit
+    echo "image ($flavor): $image$([ -f "$image" ] || echo " (not built yet)")"
   fi
 }
 
@@ -353,15 +443,35 @@ cmd_ssh() {
   exec ssh "${ssh_args[@]}" "$tty" root@127.0.0.1 "$@"
 }
 
+usage="usage: npm run lab -- up | down | ssh [-- CMD...] | reset | status | build | recipe | apt-sources [--flavor $(echo "$flavors" | tr ' ' '|')]"
 case ${LAB_ACCEL:-auto} in auto | kvm | tcg) ;; *) die "LAB_ACCEL=$LAB_ACCEL: use auto, kvm or tcg" ;; esac
 command=${1:-}
 shift || true
+flavor=${LAB_FLAVOR:-grub} flavor_from="LAB_FLAVOR=${LAB_FLAVOR:-}"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --flavor=*) flavor=${1#--flavor=} flavor_from=$1 ;;
+    --flavor)
+      [ $# -ge 2 ] || die "--flavor needs a name: $flavors"
+      flavor=$2 flavor_from="--flavor $2"
+      shift
+      ;;
+    *) break ;;
+  esac
+  shift
+done
+[ $# -eq 0 ] || [ "$command" = ssh ] || die "$1: unknown option. $usage"
+case " $flavors " in *" $flavor "*) ;; *) die "$flavor_from: no such lab flavour; use one of: $flavors" ;; esac
+# LAB_STATE picks another instance (its own key, overlay, port and lock) over the same cached image;
+# by default each flavour has its own, so they can run side by side.
+state=${LAB_STATE:-$cache/lab-state$([ "$flavor" = grub ] || echo "-$flavor")}
 mkdir -p "$state"
 chmod 700 "$state"
 case $command in
   ssh) cmd_ssh "$@" ;;
   status) cmd_status ;;
   apt-sources) apt_sources ;;
+  recipe) recipe ;;
   up | down | reset | build)
     # One lab per cache: a second caller waits instead of racing on the same overlay and PID.
     exec 9>"$state/lock"
@@ -373,5 +483,5 @@ case $command in
       build) ensure_image ;;
     esac
     ;;
-  *) die "usage: npm run lab -- up | down | ssh [-- CMD...] | reset | status | build | apt-sources" ;;
+  *) die "$usage" ;;
 esac

@@ -6,6 +6,10 @@ import { homedir } from "node:os";
 import * as path from "node:path";
 import { z } from "zod";
 
+/** The boot stacks `lab.sh --flavor` builds (see lab.sh); grub is the default. */
+export const labFlavors = ["grub", "sdboot-dracut", "extlinux"] as const;
+export type LabFlavor = (typeof labFlavors)[number];
+
 export const LabStateSchema = z.object({
   host: z.string(),
   port: z.number().int().min(1).max(65535),
@@ -15,6 +19,8 @@ export const LabStateSchema = z.object({
   hostKey: z.string().regex(/^ssh-ed25519 [A-Za-z0-9+/]+={0,2}$/),
   pid: z.number().int().positive(),
   accel: z.enum(["kvm", "tcg"]),
+  /** Absent in a lab.json written before flavours, which was always a grub lab. */
+  flavor: z.enum(labFlavors).default("grub"),
   overlay: z.string(),
   image: z.string(),
   serialLog: z.string(),
@@ -25,17 +31,31 @@ export type LabState = z.infer<typeof LabStateSchema>;
 
 const cacheDir = (env: NodeJS.ProcessEnv) => env.VFIO_HOST_CACHE || path.join(homedir(), ".cache", "vfio-host");
 
+/** LAB_FLAVOR as lab.sh reads it; lab.sh itself refuses a name it does not know. */
+export function labFlavor(env: NodeJS.ProcessEnv = process.env): LabFlavor {
+  const flavor = env.LAB_FLAVOR || "grub";
+  if (!(labFlavors as readonly string[]).includes(flavor)) {
+    throw new Error(`LAB_FLAVOR=${flavor}: no such lab flavour; use one of: ${labFlavors.join(" ")}`);
+  }
+  return flavor as LabFlavor;
+}
+
+/** A state directory's name for FLAVOR: grub's keeps the name it had before flavours. */
+const flavorDir = (name: string, flavor: LabFlavor) => (flavor === "grub" ? name : `${name}-${flavor}`);
+
 export function labStatePath(env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(env.LAB_STATE || path.join(cacheDir(env), "lab-state"), "lab.json");
+  return path.join(env.LAB_STATE || path.join(cacheDir(env), flavorDir("lab-state", labFlavor(env))), "lab.json");
 }
 
 /**
  * The environment of a lab instance of a test suite's own (key, overlay, port, lock) over the
- * cached image, so suites never reset each other's VM or the user's `lab`. Pass it explicitly to
- * child processes: under jest, process.env is a copy that children do not inherit.
+ * cached image of the flavour LAB_FLAVOR names, so suites never reset each other's VM or the
+ * user's `lab`. Pass it explicitly to child processes: under jest, process.env is a copy that
+ * children do not inherit.
  */
 export function labInstanceEnv(name: string): NodeJS.ProcessEnv {
-  return { ...process.env, LAB_STATE: path.join(cacheDir(process.env), `lab-${name}`) };
+  const flavor = labFlavor(process.env);
+  return { ...process.env, LAB_FLAVOR: flavor, LAB_STATE: path.join(cacheDir(process.env), flavorDir(`lab-${name}`, flavor)) };
 }
 
 export function readLabState(file = labStatePath()): LabState {
