@@ -11,9 +11,14 @@ import { HostResource, hostResourceProvider, InputError } from "../hostResource"
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
 import { Backend, backends, BootFiles, readBootFiles, regenerate, regenerateAndVerify, SourceEdit } from "./bootConfig";
-import { BootBackend, KernelCmdlineInputs, resolveBootBackend } from "./schema";
+import { BootBackend, KernelCmdlineInputs, ResolvedBackend, resolveBootBackend } from "./schema";
+import { iommuPreflight, parsePreflightSections, PREFLIGHT_SECTIONS, PreflightFacts } from "../kernel/preflight";
+import { NEXT_KERNEL } from "../kernel/nextKernel";
+import { readSections } from "../ssh/sections";
 
 interface BootFacts extends BootFiles {
+  /** What the CPU and the firmware allow (undefined in facts from before it was read). */
+  preflight?: PreflightFacts;
   /** Read only without state: the source files as vfio-host saved them before its first edit ("" when they did not exist). */
   backups?: Record<string, string | undefined>;
 }
@@ -54,20 +59,31 @@ export function planKernelCmdline(
   state: KernelCmdlineState | undefined,
   staging: Staging = { stage: false },
 ): KernelCmdlinePlan {
-  let backend: Backend;
+  let resolved: ResolvedBackend;
   try {
-    backend = resolveBootBackend(inputs, facts);
+    resolved = resolveBootBackend(inputs, facts);
   } catch (err) {
     throw new InputError("backend", (err as Error).message);
   }
+  const backend = resolved.backend;
+  const preflight = facts.preflight ? iommuPreflight(facts.preflight, { args: inputs.args }) : { refusals: [], notes: [] };
+  if (preflight.refusals.length > 0) throw new InputError("args", preflight.refusals.join("; "));
   const b = backends[backend];
   const plan = b.plan(
     { ensure: inputs.args, remove: inputs.remove, modules: inputs.modules, previouslyOwned: state && state.backend === backend ? state.owned : undefined, backups: facts.backups },
     facts,
   );
   const stale = !b.verify(facts, inputs.args, inputs.modules).ok;
+  const changing = stale || plan.edits.some((e) => e.after !== e.before);
   // Trial boots need the loader's one-shot (GRUB's); other backends' changes are written as they always were.
-  return { backend, ...plan, stale, staging: b.trial ? staging : { stage: false } };
+  return {
+    backend,
+    ...plan,
+    // Said when something changes, so a no-op run stays quiet.
+    warnings: changing ? [...plan.warnings, `backend ${backend} (${resolved.why})`, ...preflight.notes] : plan.warnings,
+    stale,
+    staging: b.trial ? staging : { stage: false },
+  };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
@@ -117,7 +133,9 @@ const readKernelCmdlineFacts = (host: RemoteHost, trial: boolean, withBackups: b
   Promise.all([
     readBootFiles(host).then(async (files) => ({ ...files, backups: withBackups ? await readBackups(host, files) : undefined })),
     readStaging(host, trial),
-  ]);
+    // The same snippets as VfioBinding's facts, so one read serves both.
+    readSections(host, PREFLIGHT_SECTIONS, { escalate: false, prelude: NEXT_KERNEL }).then(parsePreflightSections),
+  ]).then(([files, staging, preflight]) => [{ ...files, preflight }, staging] as const);
 registerBootReads((host, trial) => readKernelCmdlineFacts(host, trial, true));
 
 export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, KernelCmdlinePlan, KernelCmdlineState>({

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { describeInput } from "../inputErrors";
 import { kernelArgKey } from "../kernel/cmdline";
 import { Backend, BACKEND_NAMES, backends, BootFiles, CmdlineBackend } from "./bootConfig";
+import { checkBackendBoots } from "./bootedLoader";
 
 // No whitespace, quotes, backslashes, $ or `: an arg must survive shell quoting and grub.cfg as is.
 const KERNEL_ARG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(=[^\s"'\\$`]*)?$/;
@@ -171,13 +172,28 @@ export const KernelCmdlineInputs = z
 
 export type KernelCmdlineInputs = z.output<typeof KernelCmdlineInputs>;
 
-/** Resolves backend "auto" from the host's files; throws when that is ambiguous or impossible. */
-export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" | "modules">, files: BootFiles): Backend {
+/** The backend to edit, and why (for preview). */
+export interface ResolvedBackend {
+  readonly backend: Backend;
+  readonly why: string;
+}
+
+/**
+ * Resolves backend "auto" from the host's files and the loader that booted it, and refuses a
+ * backend whose files do not boot the host: an edit there would only show after the reboot, as a
+ * boot without the arguments. Throws with the fix when that is ambiguous or impossible.
+ */
+export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" | "modules">, files: BootFiles): ResolvedBackend {
   const all = Object.entries(backends) as [Backend, CmdlineBackend][];
-  let backend: Backend;
+  const booted = files.booted && files.booted.loader !== "unknown" ? files.booted : undefined;
+  const boots = (name: Backend) => booted === undefined || checkBackendBoots(name, booted) === undefined;
+  const evidence = booted ? `booted through ${booted.loader}: ${booted.evidence.join("; ")}` : "which loader booted the host is not known";
+  let resolved: ResolvedBackend;
   if (inputs.backend !== "auto") {
     if (!backends[inputs.backend].present(files)) throw new Error(backends[inputs.backend].absentMessage);
-    backend = inputs.backend;
+    const refusal = booted && checkBackendBoots(inputs.backend, booted);
+    if (refusal) throw new Error(refusal);
+    resolved = { backend: inputs.backend, why: `set in backend; ${evidence}` };
   } else {
     const found = all.filter(([, b]) => b.present(files));
     if (found.length === 0) {
@@ -186,14 +202,21 @@ export function resolveBootBackend(inputs: Pick<KernelCmdlineInputs, "backend" |
           "install the bootloader's package, or manage the kernel command line another way",
       );
     }
-    if (found.length > 1) {
+    const booting = found.filter(([name]) => boots(name));
+    if (booting.length === 0) {
       throw new Error(
-        `backend: "auto" found the files of ${found.map(([, b]) => b.label).join(" and ")} on the host; set backend to the one that boots it: ` +
-          found.map(([name, b]) => `"${name}" if ${b.generated} is what boots`).join(", "),
+        `backend: "auto" found the files of ${found.map(([, b]) => b.label).join(" and ")} on the host, but it ${evidence}, ` +
+          "so an edit there would not reach the next boot; configure that loader's own files, or set backend explicitly if the detection is wrong",
       );
     }
-    backend = found[0][0];
+    if (booting.length > 1) {
+      throw new Error(
+        `backend: "auto" found the files of ${booting.map(([, b]) => b.label).join(" and ")} on the host; set backend to the one that boots it: ` +
+          booting.map(([name, b]) => `"${name}" if ${b.generated} is what boots`).join(", "),
+      );
+    }
+    resolved = { backend: booting[0][0], why: `auto: the only loader whose files are here${booted ? " and that booted the host" : ""}; ${evidence}` };
   }
-  if (backend !== "extlinux" && inputs.modules.length > 0) throw new Error(modulesNeedExtlinux);
-  return backend;
+  if (resolved.backend !== "extlinux" && inputs.modules.length > 0) throw new Error(modulesNeedExtlinux);
+  return resolved;
 }

@@ -5,6 +5,7 @@
 import fc from "fast-check";
 import { backends, BootFiles, SourceEdit } from "../../../providers/kernelCmdline/bootConfig";
 import { describeKernelCmdlinePlan, KernelCmdlineState, planKernelCmdline } from "../../../providers/kernelCmdline/resource";
+import { parsePreflightSections } from "../../../providers/kernel/preflight";
 import { KernelCmdlineInputs } from "../../../providers/kernelCmdline/schema";
 import { ensureArgs } from "./arbitraries";
 import { debianExtlinuxConf, debianSystemdBootEntry, unraidSyslinuxCfg } from "./fixtures";
@@ -150,5 +151,26 @@ describe("auto with more than one loader's files", () => {
     expect(() => planKernelCmdline(inputs, { ...sdBootHost, defaults: "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n" }, undefined)).toThrow(
       /found the files of GRUB .* and systemd-boot .*; set backend to the one that boots it: "grub" if \/boot\/grub\/grub.cfg is what boots, "systemd-boot" if the loader entries/,
     );
+  });
+});
+
+describe("the preflight, before any backend writes", () => {
+  const sections = (acpiTables: string, cpuVendor: string) =>
+    parsePreflightSections({ cpuVendor, acpiTables, iommuUnits: "", interruptRemapping: "chips 0\n", iommuKernelConfig: "", cmdline: "ro quiet" });
+
+  it("refuses VT-d off in the firmware at preview, naming the fix", () => {
+    expect(() => planKernelCmdline(inputs, { ...sdBootHost, preflight: sections("ACPI\n", "GenuineIntel\n") }, undefined)).toThrow(/VT-d is off in the firmware .*enable it in the BIOS setup/);
+  });
+
+  it("refuses amd_iommu=on, which the kernel does not know, on an AMD-Vi host", () => {
+    const amd = KernelCmdlineInputs.parse({ args: ["amd_iommu=on", "iommu=pt"] });
+    expect(() => planKernelCmdline(amd, { ...sdBootHost, preflight: sections("ACPI\nIVRS\n", "AuthenticAMD\n") }, undefined)).toThrow(/"amd_iommu=on", which the kernel does not know/);
+  });
+
+  it("says which backend it picked and why, with the preflight's notes, only when something changes", () => {
+    const plan = planKernelCmdline(inputs, { ...sdBootHost, preflight: sections("ACPI\nDMAR\n", "GenuineIntel\n") }, undefined);
+    expect(plan.warnings[0]).toMatch(/^backend systemd-boot \(auto: the only loader whose files are here; which loader booted the host is not known\)$/);
+    const after = applied(sdBootHost, plan.edits);
+    expect(planKernelCmdline(inputs, { ...after, preflight: sections("ACPI\nDMAR\n", "GenuineIntel\n") }, { backend: plan.backend, owned: plan.owned }).warnings).toEqual([]);
   });
 });

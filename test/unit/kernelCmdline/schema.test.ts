@@ -120,8 +120,35 @@ describe("resolveBootBackend", () => {
   const bareHost = { dropIns: [] };
 
   it("picks the bootloader the host has", () => {
-    expect(resolveBootBackend(inputs, grubHost)).toBe("grub");
-    expect(resolveBootBackend(inputs, alpineHost)).toBe("extlinux");
+    expect(resolveBootBackend(inputs, grubHost).backend).toBe("grub");
+    expect(resolveBootBackend(inputs, alpineHost).backend).toBe("extlinux");
+  });
+
+  // Proxmox VE on ZFS with UEFI: /etc/default/grub is installed, but systemd-boot boots, through proxmox-boot-tool.
+  const proxmoxZfs = {
+    defaults: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n',
+    kernelCmdline: "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n",
+    dropIns: [],
+    proxmoxBootTool: { configured: true, esps: [{ uuid: "A1B2-C3D4", modes: ["uefi" as const] }] },
+    booted: { loader: "proxmox-boot-tool" as const, evidence: ["LoaderInfo: systemd-boot 252.31-1~deb12u1", "proxmox-boot-tool manages ESP A1B2-C3D4 (uefi)"] },
+  };
+
+  it("edits only what boots: on Proxmox ZFS/UEFI auto takes proxmox-boot-tool over the /etc/default/grub that is also there", () => {
+    expect(resolveBootBackend(inputs, proxmoxZfs)).toEqual({
+      backend: "proxmox-boot-tool",
+      why: "auto: the only loader whose files are here and that booted the host; booted through proxmox-boot-tool: LoaderInfo: systemd-boot 252.31-1~deb12u1; proxmox-boot-tool manages ESP A1B2-C3D4 (uefi)",
+    });
+  });
+
+  it("refuses an explicit backend that does not boot the host, naming both and the key", () => {
+    expect(() => resolveBootBackend({ backend: "grub", modules: [] }, proxmoxZfs)).toThrow(
+      /^backend: "grub" \(KernelCmdline `backend`, vfio-host:bootBackend in a host stack\) edits GRUB's \/etc\/default\/grub, but this host booted through .*Set it to "proxmox-boot-tool"$/,
+    );
+  });
+
+  it("refuses auto when the only files found belong to a loader that did not boot the host", () => {
+    const grubFilesOnly = { ...proxmoxZfs, kernelCmdline: undefined, proxmoxBootTool: undefined };
+    expect(() => resolveBootBackend(inputs, grubFilesOnly)).toThrow(/found the files of GRUB .* but it booted through proxmox-boot-tool: .* so an edit there would not reach the next boot/);
   });
 
   it("refuses to guess between two", () => {

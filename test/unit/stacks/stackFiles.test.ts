@@ -114,7 +114,7 @@ describe("stacks/Pulumi.amd-grub.example.yaml", () => {
   it("is an AMD GRUB host handing one IOMMU group (a GPU and its audio function) to vfio-pci", () => {
     expect(checkedStack("Pulumi.amd-grub.example.yaml")).toMatchObject({
       connection: { host: "192.0.2.20" },
-      kernelArgs: ["amd_iommu=on", "iommu=pt"],
+      kernelArgs: ["iommu=pt"],
       bootBackend: "grub",
       extlinuxModules: [],
       vfio: { ...vfioSelectionDefaults, iommuGroups: [14] },
