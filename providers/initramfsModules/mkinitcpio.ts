@@ -25,6 +25,34 @@ export const MKINITCPIO_SECTIONS = {
   mkinitcpioConfig: `cat ${MKINITCPIO_CONF_PATH}
 for f in $(cd /etc/mkinitcpio.conf.d 2>/dev/null && ls | grep '\\.conf$' | LC_ALL=C sort -V); do cat "/etc/mkinitcpio.conf.d/$f"; done`,
 } as const;
+type MkinitcpioSection = keyof typeof MKINITCPIO_SECTIONS;
+
+const SECTION_MARK = "@vfio-host ";
+/**
+ * MKINITCPIO_SECTIONS as InitramfsModules' bootSection, each after a line of its own name; the
+ * configuration (files anyone writes) comes last, so nothing in it can end an earlier section.
+ */
+export const MKINITCPIO_BOOT_SECTION = Object.entries(MKINITCPIO_SECTIONS)
+  .map(([name, snippet]) => `printf '\\n%s\\n' '${SECTION_MARK}${name}'\n${snippet}`)
+  .join("\n");
+
+/** Pure: MKINITCPIO_BOOT_SECTION's output, section by section ("" for one it did not print). */
+export function parseMkinitcpioBoot(output: string): Record<MkinitcpioSection, string> {
+  const names = Object.keys(MKINITCPIO_SECTIONS) as MkinitcpioSection[];
+  // A mark's first occurrence is the real one: only the last section prints text mkinitcpio and grep did not write.
+  const starts = names.map((name) => {
+    const mark = `\n${SECTION_MARK}${name}\n`;
+    const at = output.indexOf(mark);
+    return at < 0 ? undefined : { at, from: at + mark.length };
+  });
+  return Object.fromEntries(
+    names.map((name, i) => {
+      const start = starts[i];
+      const next = starts.slice(i + 1).find((s) => s !== undefined);
+      return [name, start ? output.slice(start.from, next?.at ?? output.length) : ""];
+    }),
+  ) as Record<MkinitcpioSection, string>;
+}
 
 /**
  * The image of `$release`: its package (Arch writes it to /lib/modules/<release>/pkgbase) names the

@@ -118,7 +118,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
   const modules = moduleListForKernel(facts.kernel);
   let planned: SystemPlan;
   try {
-    planned = builder.plan({ modules, files: facts.files, previouslyOwned: state?.system === system ? state.owned : undefined, backups: facts.backups });
+    planned = builder.plan({ modules, files: facts.files, previouslyOwned: state?.system === system ? state.owned : undefined, backups: facts.backups, boot: facts.boot?.[system] });
   } catch (err) {
     throw new InputError("system", (err as Error).message);
   }

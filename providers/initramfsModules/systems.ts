@@ -8,9 +8,23 @@ import { ShellListOwnership } from "../text/shellVariable";
 import { TokenOwnership } from "../text/tokenList";
 import { INITRAMFS_TOOLS_MODULES_PATH, planInitramfsToolsModules, revertInitramfsToolsModules } from "./initramfsTools";
 import { DRACUT_BOOT_SECTION, DRACUT_CONF_PATH, DRACUT_LISTING, parseDracutBoot, renderDracutVfioConf } from "./dracut";
+import {
+  dropInUnreadReason,
+  MKINITCPIO_BOOT_SECTION,
+  MKINITCPIO_CONF_PATH,
+  MKINITCPIO_DROP_IN_PATH,
+  MKINITCPIO_LISTING,
+  MKINITCPIO_REBUILD,
+  mkinitcpioHooksProblem,
+  parseMkinitcpioBoot,
+  parseMkinitcpioVersion,
+  planMkinitcpioModules,
+  renderMkinitcpioDropIn,
+  revertMkinitcpioModules,
+} from "./mkinitcpio";
 import { MKINITFS_CONF_PATH, planMkinitfsFeatures, renderVfioFeatureModules, revertMkinitfsFeatures, VFIO_FEATURE_MODULES_PATH } from "./mkinitfs";
 
-export const SYSTEM_NAMES = ["initramfs-tools", "mkinitfs", "dracut"] as const;
+export const SYSTEM_NAMES = ["initramfs-tools", "mkinitfs", "dracut", "mkinitcpio"] as const;
 export type System = (typeof SYSTEM_NAMES)[number];
 
 export interface FileChange {
@@ -37,6 +51,8 @@ export interface SystemRequest {
   readonly previouslyOwned?: unknown;
   /** Without state: the files as vfio-host saved them before its first edit. */
   readonly backups?: Readonly<Record<string, Backup>>;
+  /** The system's bootSection output, for a plan that depends on more than its files (mkinitcpio's version and presets). */
+  readonly boot?: string;
 }
 
 /** What a revert needs from state. */
@@ -76,6 +92,53 @@ function wholeFile(path: string, content: string, { files, backups }: Pick<Syste
     created: before === undefined,
     sha256: sha256Hex(content),
     refusal: backups && staleBackupRefusal(path, content, before === undefined ? undefined : Buffer.from(before), backups[path]),
+  };
+}
+
+/** Where mkinitcpio's modules went: its own drop-in, or the words this stack added to MODULES=() in mkinitcpio.conf. */
+type MkinitcpioOwnership = { readonly mode: "drop-in" } | { readonly mode: "conf"; readonly tokens: TokenOwnership };
+
+/**
+ * The drop-in, owned whole, wherever mkinitcpio reads it; else MODULES=() in mkinitcpio.conf.
+ * Words an earlier run put in mkinitcpio.conf come back out once the drop-in is read (mkinitcpio
+ * upgraded, a preset fixed); a drop-in left from an earlier run while it is not read stays, and
+ * the revert takes it back with the rest.
+ */
+function planMkinitcpio(request: SystemRequest): SystemPlan {
+  const { modules, files, backups } = request;
+  const boot = parseMkinitcpioBoot(request.boot ?? "");
+  const hooks = mkinitcpioHooksProblem(boot.mkinitcpioConfig);
+  if (hooks) throw new Error(hooks);
+  const previous = request.previouslyOwned as MkinitcpioOwnership | undefined;
+  const confText = files[MKINITCPIO_CONF_PATH];
+  const unread = dropInUnreadReason(parseMkinitcpioVersion(boot.mkinitcpioVersion), boot.mkinitcpioPresets);
+  if (unread === undefined) {
+    const dropIn = wholeFile(MKINITCPIO_DROP_IN_PATH, renderMkinitcpioDropIn(modules), request);
+    const tookBack = previous?.mode === "conf" && confText !== undefined ? revertMkinitcpioModules(confText, previous.tokens) : undefined;
+    return {
+      files: [dropIn.change, ...(tookBack !== undefined ? [{ path: MKINITCPIO_CONF_PATH, before: confText, after: tookBack }] : [])],
+      owned: { mode: "drop-in" } satisfies MkinitcpioOwnership,
+      changes: [
+        ...(dropIn.change.before !== dropIn.change.after ? [`${MKINITCPIO_DROP_IN_PATH}: ${dropIn.created ? "create" : "rewrite"} with MODULES+=(${loadable(modules).map((m) => m.name).join(" ")})`] : []),
+        ...(tookBack !== undefined && tookBack !== confText ? [`${MKINITCPIO_CONF_PATH}: MODULES: take back what vfio-host added, now in ${MKINITCPIO_DROP_IN_PATH}`] : []),
+      ],
+      wholeFileSha256: dropIn.sha256,
+      refusal: dropIn.refusal,
+    };
+  }
+  if (confText === undefined) throw new Error(`${MKINITCPIO_CONF_PATH} is missing; reinstall mkinitcpio`);
+  const conf = planMkinitcpioModules({
+    text: confText,
+    modules: loadable(modules).map((m) => m.name),
+    previouslyOwned: previous?.mode === "conf" ? previous.tokens : undefined,
+    backup: backupText(backups?.[MKINITCPIO_CONF_PATH]),
+  });
+  const leftDropIn = files[MKINITCPIO_DROP_IN_PATH];
+  return {
+    files: [{ path: MKINITCPIO_CONF_PATH, before: confText, after: conf.text }],
+    owned: { mode: "conf", tokens: conf.owned } satisfies MkinitcpioOwnership,
+    changes: conf.changes.length > 0 ? [...conf.changes.map((c) => `${MKINITCPIO_CONF_PATH}: MODULES: ${c}`), `${MKINITCPIO_CONF_PATH}, not ${MKINITCPIO_DROP_IN_PATH}: ${unread}`] : [],
+    wholeFileSha256: leftDropIn === undefined ? undefined : sha256Hex(leftDropIn),
   };
 }
 
@@ -157,6 +220,22 @@ export const systems: Record<System, InitramfsSystem> = {
     bootSection: DRACUT_BOOT_SECTION,
     rebuild: (release, boot) => parseDracutBoot(boot, release).rebuild.map((argv) => [...argv]),
     listing: DRACUT_LISTING,
+    trial: false,
+  },
+  mkinitcpio: {
+    command: "mkinitcpio",
+    install: "Arch: pacman -S mkinitcpio",
+    sources: [MKINITCPIO_CONF_PATH, MKINITCPIO_DROP_IN_PATH],
+    plan: planMkinitcpio,
+    async revert(host, record, current) {
+      const owned = record.owned as MkinitcpioOwnership;
+      const conf = current(MKINITCPIO_CONF_PATH);
+      if (owned.mode === "conf" && conf !== undefined) await host.revertFile(MKINITCPIO_CONF_PATH, revertMkinitcpioModules(conf, owned.tokens));
+      if (record.wholeFileSha256 !== undefined) await restoreWholeFile(host, MKINITCPIO_DROP_IN_PATH, record.wholeFileSha256, MKINITCPIO_REBUILD.join(" "));
+    },
+    bootSection: MKINITCPIO_BOOT_SECTION,
+    rebuild: () => [[...MKINITCPIO_REBUILD]],
+    listing: MKINITCPIO_LISTING,
     trial: false,
   },
 };
