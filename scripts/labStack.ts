@@ -45,7 +45,8 @@ export function labLibvirt(lab: LabState) {
   };
 }
 
-export function writeLabStack(stack: string, lab: LabState, env: Record<string, string> = pulumiEnv()): void {
+/** `libvirt: false` writes the boot half only (the flavour labs have no libvirt). */
+export function writeLabStack(stack: string, lab: LabState, env: Record<string, string> = pulumiEnv(), options: { libvirt?: boolean } = {}): void {
   const run = (args: string[], input?: string) => pulumiCli(env, [...args, "--stack", stack], { input });
   pulumiCli(env, ["stack", "select", "--create", stack]);
   run([
@@ -56,7 +57,7 @@ export function writeLabStack(stack: string, lab: LabState, env: Record<string, 
     "--plaintext", `hostKey=${lab.hostKey}`,
     "--plaintext", `kernelArgs=${JSON.stringify(["intel_iommu=on", "iommu=pt"])}`,
     "--plaintext", `vfio=${JSON.stringify({ devices: LAB_USB_CONTROLLER_IDS })}`,
-    "--plaintext", `libvirt=${JSON.stringify(labLibvirt(lab))}`,
+    ...(options.libvirt === false ? [] : ["--plaintext", `libvirt=${JSON.stringify(labLibvirt(lab))}`]),
   ]);
   run(["config", "set", "--secret", "sshPrivateKey"], fs.readFileSync(lab.privateKeyPath, "utf8"));
 }

@@ -33,6 +33,10 @@ export interface KernelCmdlineState {
 
 interface KernelCmdlinePlan {
   backend: Backend;
+  /** Why this backend: set, or what auto found (the files, the loader that booted the host). */
+  why: string;
+  /** The preflight's notes on the CPU and the firmware. */
+  notes: readonly string[];
   /** Every source file of the backend, changed or not. */
   edits: readonly SourceEdit[];
   owned: unknown;
@@ -74,23 +78,18 @@ export function planKernelCmdline(
     facts,
   );
   const stale = !b.verify(facts, inputs.args, inputs.modules).ok;
-  const changing = stale || plan.edits.some((e) => e.after !== e.before);
   // Trial boots need the loader's one-shot (GRUB's); other backends' changes are written as they always were.
-  return {
-    backend,
-    ...plan,
-    // Said when something changes, so a no-op run stays quiet.
-    warnings: changing ? [...plan.warnings, `backend ${backend} (${resolved.why})`, ...preflight.notes] : plan.warnings,
-    stale,
-    staging: b.trial ? staging : { stage: false },
-  };
+  return { backend, why: resolved.why, notes: preflight.notes, ...plan, stale, staging: b.trial ? staging : { stage: false } };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
   const edited = changedEdits(plan);
   if (edited.length === 0 && !plan.stale) return [];
   const b = backends[plan.backend];
+  // Which backend and why, and the preflight's notes, lead the list; a no-op run stays quiet.
   return [
+    `backend ${plan.backend} (${plan.why})`,
+    ...plan.notes.map((n) => `note: ${n}`),
     ...plan.changes,
     ...(b.regenerate ? [`regenerate ${b.generated} (${b.regenerate.name})`] : []),
     ...(plan.staging.line ? [plan.staging.line] : []),

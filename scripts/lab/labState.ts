@@ -49,12 +49,11 @@ export function labStatePath(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * The environment of a lab instance of a test suite's own (key, overlay, port, lock) over the
- * cached image of the flavour LAB_FLAVOR names, so suites never reset each other's VM or the
+ * cached image of FLAVOR (by default the one LAB_FLAVOR names), so suites never reset each other's VM or the
  * user's `lab`. Pass it explicitly to child processes: under jest, process.env is a copy that
  * children do not inherit.
  */
-export function labInstanceEnv(name: string): NodeJS.ProcessEnv {
-  const flavor = labFlavor(process.env);
+export function labInstanceEnv(name: string, flavor: LabFlavor = labFlavor(process.env)): NodeJS.ProcessEnv {
   return { ...process.env, LAB_FLAVOR: flavor, LAB_STATE: path.join(cacheDir(process.env), flavorDir(`lab-${name}`, flavor)) };
 }
 

@@ -152,6 +152,9 @@ const WHOLE_STACK_ORDER = [
 /** The boot half of the whole stack (reboot "auto", so trial boots are asked for, and extlinux has none). */
 const bootHalf = {
   cmdline: [
+    // Which backend and why (the test host's traces say extlinux), and the preflight's note: a test host's /sys has no ACPI tables.
+    expect.stringMatching(/^backend extlinux \(.*extlinux/),
+    expect.stringMatching(/^note: No ACPI tables in \/sys\/firmware\/acpi/),
     "/etc/update-extlinux.conf: default_kernel_opts: + intel_iommu=on",
     "/etc/update-extlinux.conf: default_kernel_opts: + iommu=pt",
     "/etc/update-extlinux.conf: modules: + vfio",

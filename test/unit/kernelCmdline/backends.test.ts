@@ -51,6 +51,7 @@ describe("the systemd-boot backend", () => {
 
   it("edits /etc/kernel/cmdline and this installation's entry, not another one's, and runs no tool", () => {
     expect(describeKernelCmdlinePlan(plan)).toEqual([
+      "backend systemd-boot (auto: the only loader whose files are here; which loader booted the host is not known)",
       "/etc/kernel/cmdline: - quiet",
       "/etc/kernel/cmdline: + intel_iommu=on",
       "/etc/kernel/cmdline: + iommu=pt",
@@ -118,6 +119,7 @@ describe("the syslinux backend", () => {
   it("is what auto picks on Debian's extlinux and edits each Linux label's APPEND in place", () => {
     expect(plan.backend).toBe("syslinux");
     expect(describeKernelCmdlinePlan(plan)).toEqual([
+      "backend syslinux (auto: the only loader whose files are here; which loader booted the host is not known)",
       `${EXTLINUX}: LABEL debian: - quiet`,
       `${EXTLINUX}: LABEL debian: + intel_iommu=on`,
       `${EXTLINUX}: LABEL debian: + iommu=pt`,
@@ -168,9 +170,12 @@ describe("the preflight, before any backend writes", () => {
   });
 
   it("says which backend it picked and why, with the preflight's notes, only when something changes", () => {
-    const plan = planKernelCmdline(inputs, { ...sdBootHost, preflight: sections("ACPI\nDMAR\n", "GenuineIntel\n") }, undefined);
-    expect(plan.warnings[0]).toMatch(/^backend systemd-boot \(auto: the only loader whose files are here; which loader booted the host is not known\)$/);
-    const after = applied(sdBootHost, plan.edits);
-    expect(planKernelCmdline(inputs, { ...after, preflight: sections("ACPI\nDMAR\n", "GenuineIntel\n") }, { backend: plan.backend, owned: plan.owned }).warnings).toEqual([]);
+    const withKernelDefault = { ...sdBootHost, preflight: { ...sections("ACPI\nDMAR\n", "GenuineIntel\n"), kernelConfig: { file: "/boot/config-6.1.0-18-amd64", options: { CONFIG_INTEL_IOMMU_DEFAULT_ON: "y" } } } };
+    const described = describeKernelCmdlinePlan(planKernelCmdline(inputs, withKernelDefault, undefined));
+    expect(described[0]).toBe("backend systemd-boot (auto: the only loader whose files are here; which loader booted the host is not known)");
+    expect(described[1]).toMatch(/^note: The kernel turns the Intel IOMMU on by itself \(CONFIG_INTEL_IOMMU_DEFAULT_ON=y in \/boot\/config-6.1.0-18-amd64\)/);
+    const plan = planKernelCmdline(inputs, withKernelDefault, undefined);
+    const after = { ...applied(sdBootHost, plan.edits), preflight: withKernelDefault.preflight };
+    expect(describeKernelCmdlinePlan(planKernelCmdline(inputs, after, { backend: plan.backend, owned: plan.owned }))).toEqual([]);
   });
 });

@@ -14,6 +14,7 @@ const grubFacts = { defaults: debianDefaultGrub, grubCfg: debianGrubCfg, dropIns
 const staging: Staging = { stage: true, line: trialPlanLine(undefined) };
 const unsupported: Staging = { stage: false, line: trialPlanLine("/boot/grub is on btrfs, where GRUB cannot clear its one-shot") };
 const count = (lines: readonly string[], line: string | undefined) => lines.filter((l) => l === line).length;
+const GRUB_AUTO = "backend grub (auto: the only loader whose files are here; which loader booted the host is not known)";
 
 /** Debian 12 after the args were applied: the source file and the grub.cfg update-grub made from it. */
 const appliedDefaults = planKernelCmdline(grubInputs, grubFacts, undefined).edits[0].after;
@@ -24,6 +25,7 @@ describe("planKernelCmdline with staging on GRUB", () => {
     const plan = planKernelCmdline(grubInputs, grubFacts, undefined, staging);
     expect(plan.staging).toEqual(staging);
     expect(describeKernelCmdlinePlan(plan)).toEqual([
+      GRUB_AUTO,
       "/etc/default/grub: + intel_iommu=on",
       "/etc/default/grub: + iommu=pt",
       "regenerate /boot/grub/grub.cfg (update-grub)",
@@ -40,7 +42,7 @@ describe("planKernelCmdline with staging on GRUB", () => {
   it("names the trial when only grub.cfg is stale, since that too needs the reboot", () => {
     const plan = planKernelCmdline(grubInputs, { ...grubFacts, defaults: appliedDefaults }, undefined, staging);
     expect(plan.edits[0].after).toBe(plan.edits[0].before);
-    expect(describeKernelCmdlinePlan(plan)).toEqual(["regenerate /boot/grub/grub.cfg (update-grub)", staging.line]);
+    expect(describeKernelCmdlinePlan(plan)).toEqual([GRUB_AUTO, "regenerate /boot/grub/grub.cfg (update-grub)", staging.line]);
   });
 
   it("describes nothing, and no trial, when the host already has the args", () => {
@@ -52,7 +54,7 @@ describe("planKernelCmdline with staging on GRUB", () => {
 
   it("adds no trial line without staging", () => {
     const described = describeKernelCmdlinePlan(planKernelCmdline(grubInputs, grubFacts, undefined));
-    expect(described).toEqual(["/etc/default/grub: + intel_iommu=on", "/etc/default/grub: + iommu=pt", "regenerate /boot/grub/grub.cfg (update-grub)"]);
+    expect(described).toEqual([GRUB_AUTO, "/etc/default/grub: + intel_iommu=on", "/etc/default/grub: + iommu=pt", "regenerate /boot/grub/grub.cfg (update-grub)"]);
   });
 });
 
@@ -73,7 +75,7 @@ describe("planKernelCmdline with staging on extlinux", () => {
   it("names no trial when it is stale only either", () => {
     const applied = planKernelCmdline(inputs, facts, undefined).edits[0].after;
     const described = describeKernelCmdlinePlan(planKernelCmdline(inputs, { ...facts, extlinuxDefaults: applied, extlinuxCfg: alpineExtlinuxConf }, undefined, staging));
-    expect(described).toEqual(["regenerate /boot/extlinux.conf (update-extlinux)"]);
+    expect(described).toEqual(["backend extlinux (auto: the only loader whose files are here; which loader booted the host is not known)", "regenerate /boot/extlinux.conf (update-extlinux)"]);
   });
 });
 
