@@ -32,16 +32,20 @@ export function renderDracutVfioConf(modules: readonly VfioModule[]): string {
 
 /**
  * Where the image of `$release` (NEXT_KERNEL's) is, as tagged lines: `entry <path>` for a boot
- * loader entry's copy on the ESP (kernel-install's layout <ESP>/<entry token>/<release>/initrd, the
- * token from /etc/kernel/entry-token, else the machine id), `image <path>` for /boot's
+ * loader entry's copy on the ESP (kernel-install's layout <ESP>/<entry token>/<release>/initrd,
+ * or .../initrd.img-<release> on Debian; the token from /etc/kernel/entry-token, else the machine
+ * id), `image <path>` for /boot's
  * (Debian: initrd.img-<release>, Fedora: initramfs-<release>.img), in the order a listing should
  * prefer them; then the kernel image for `kernel-install add`, whether kernel-install is there, and
  * whether dracut's own kernel-install plugin is (Fedora ships it, Debian's dracut 059 does not).
  */
 const DRACUT_IMAGE_SEARCH = `token=; [ -r /etc/kernel/entry-token ] && read -r token < /etc/kernel/entry-token
 [ -n "$token" ] || { [ -r /etc/machine-id ] && read -r token < /etc/machine-id; }
+# dracut's own plugin names the copy initrd; systemd's 90-loaderentry.install (Debian) keeps the name it was given.
 for esp in /efi /boot/efi /boot; do
-  [ -n "$token" ] && [ -f "$esp/$token/$release/initrd" ] && echo "entry $esp/$token/$release/initrd"
+  for f in "$esp/$token/$release/initrd" "$esp/$token/$release/initrd.img-$release"; do
+    [ -n "$token" ] && [ -f "$f" ] && echo "entry $f"
+  done
 done
 for f in "/boot/initrd.img-$release" "/boot/initramfs-$release.img"; do [ -f "$f" ] && echo "image $f"; done`;
 

@@ -43,7 +43,8 @@ const FLAVOURS: readonly Flavour[] = [
       "kernel-install add",
       "/etc/modprobe.d/vfio.conf",
     ],
-    listing: 'lsinitrd "/boot/efi/$(cat /etc/machine-id)/$(uname -r)/initrd"',
+    // The copy in the entry is what systemd-boot loads (Debian's kernel-install keeps the name initrd.img-<release>).
+    listing: 'lsinitrd /boot/efi/$(cat /etc/machine-id)/$(uname -r)/initrd*',
   },
   {
     flavor: "extlinux",
