@@ -57,12 +57,24 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 started=$SECONDS
 
+#@flavor sdboot-dracut
+# Debian's kernel hook (/etc/kernel/postinst.d/dracut) would build a generic initramfs twice while
+# the packages install, for the kernel and again on dracut's trigger, minutes each: INITRD=No makes
+# it skip both, and the one the first boot needs is built once below.
+export INITRD=No
+#@end
 log "mmdebstrap bookworm from $sources"
 mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   bookworm "$root" "$sources"
 
+#@flavor sdboot-dracut
+# Generic (no /proc or /sys in the chroot: dracut could not look at a host anyway), only for the
+# first boot, which builds the hostonly one. The image has one kernel.
+log "generic initramfs for the first boot (dracut --no-hostonly)"
+chroot "$root" sh -c 'version=$(ls /lib/modules) && dracut --quiet --no-hostonly --force "/boot/initrd.img-$version" "$version"'
+#@end
 cp -a "$here/guest/." "$root/"
 #@flavor sdboot-dracut
 cp -a "$here/guest-sdboot-dracut/." "$root/"
