@@ -222,7 +222,7 @@ set_ssh_args() {
 }
 
 ensure_image() {
-  local sources dir name
+  local sources dir
   # `|| exit`: bash clears errexit inside $(...), and cmd_up calls this through one.
   sources=$(apt_sources) || exit
   dir=$(image_dir "$sources") || exit
@@ -230,16 +230,30 @@ ensure_image() {
     for tool in mmdebstrap sfdisk mke2fs qemu-system-x86_64 qemu-img ssh-keygen; do
       command -v "$tool" >/dev/null || die "$tool is missing: run npm run setup (scripts/debian-packages.txt)"
     done
-    log "building the $flavor lab image into $dir (about 5 minutes under TCG, cached afterwards)"
+    log "building the $flavor lab image into $dir (5 to 15 minutes under TCG, cached afterwards)"
     set_accel_args "$(choose_accel)"
     # bash -c with build-image.sh as $0: the recipe finds guest/ beside itself, as when run directly.
     bash -c "$(recipe)" "$here/build-image.sh" "$dir" "$sources" "${accel_args[@]}" 2>&1 | time_stages ||
       die "the $flavor image build failed (output above)"
-    # Only this flavour's older images (lab-<hash> or lab-<flavour>-<hash>): the others stay cached.
-    name=${dir%-*}
-    find "$cache" -maxdepth 1 -type d -regextype posix-extended -regex ".*/${name##*/}-[0-9a-f]{16}" ! -path "$dir" -exec rm -rf {} + -exec echo "[lab] removed the outdated image {}" \; >&2
+    prune_images "$dir"
   fi
   echo "$dir"
+}
+
+# Removes this flavour's images older than $1 (lab-<hash> or lab-<flavour>-<hash>); the other
+# flavours' stay cached, and so does one a running QEMU still reads as its overlay's backing file
+# (another instance, started before this build).
+prune_images() {
+  local name=${1%-*} old
+  find "$cache" -maxdepth 1 -type d -regextype posix-extended -regex ".*/${name##*/}-[0-9a-f]{16}" ! -path "$1" -print |
+    while read -r old; do
+      if find /proc/[0-9]*/fd -lname "$old/base.qcow2" -print -quit 2>/dev/null | grep -q .; then
+        log "kept the outdated image $old: a running lab still uses it"
+      else
+        rm -rf "$old"
+        log "removed the outdated image $old"
+      fi
+    done
 }
 
 # The PID in qemu.pid only counts while it is still our QEMU on our overlay (PIDs get reused).
