@@ -226,6 +226,10 @@ ensure_image() {
   # `|| exit`: bash clears errexit inside $(...), and cmd_up calls this through one.
   sources=$(apt_sources) || exit
   dir=$(image_dir "$sources") || exit
+  # One build per image: another instance (or `npm test`'s background build) building it is waited for.
+  mkdir -p "$cache"
+  exec 8>"$dir.lock"
+  flock 8
   if [ ! -f "$dir/base.qcow2" ]; then
     for tool in mmdebstrap sfdisk mke2fs qemu-system-x86_64 qemu-img ssh-keygen; do
       command -v "$tool" >/dev/null || die "$tool is missing: run npm run setup (scripts/debian-packages.txt)"
@@ -237,6 +241,7 @@ ensure_image() {
       die "the $flavor image build failed (output above)"
     prune_images "$dir"
   fi
+  exec 8>&-
   echo "$dir"
 }
 
