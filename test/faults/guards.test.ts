@@ -4,7 +4,8 @@
 // (fstab says / is rpool/ROOT/debian; a stand-in `zpool` lists its vdev on an NVMe namespace of a
 // native-multipath subsystem, in fake sysfs), and an SSH session that really arrives on a `wg0`
 // (a veth in the host's namespace: its main table routes the client through wg0, while a policy rule
-// keeps sshd's replies on eth0), with and without a stand-in `wg` naming the peer. Each trial checks
+// keeps sshd's replies on eth0), with and without a stand-in `wg` naming the peer; and firmware with
+// the IOMMU off (ACPI tables without DMAR or IVRS), which the preflight refuses. Each trial checks
 // the refusal's exact text and that the preview wrote nothing (the host's tree, byte for byte).
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -145,7 +146,28 @@ const sshOverWg = () =>
   `the SSH session from ${client} cannot be traced to PCI devices: it arrives on wg0, which has no PCI device beneath it and whose peer endpoint ` +
   "is unknown (`wg` is not installed, and `ip -d link show` names no remote)";
 
+/**
+ * Firmware with the IOMMU off: ACPI tables in sysfs, but neither DMAR nor IVRS. The CPU vendor is
+ * this machine's (the test host shares its /proc), so the refusal names VT-d or AMD-Vi by it.
+ */
+function dressAsFirmwareIommuOff(): () => void {
+  fs.mkdirSync(tree().inTree("/sys/firmware/acpi/tables"), { recursive: true });
+  fs.writeFileSync(tree().inTree("/sys/firmware/acpi/tables/APIC"), "");
+  return () => fs.rmSync(tree().inTree("/sys/firmware"), { recursive: true, force: true });
+}
+const amdCpu = () => fs.readFileSync("/proc/cpuinfo", "utf8").includes("AuthenticAMD");
+
 const shapes = (): Shape[] => [
+  {
+    name: "firmware with the IOMMU off (no DMAR/IVRS table)",
+    dress: async () => dressAsFirmwareIommuOff(),
+    vfio: GROUP_4,
+    refused: [
+      amdCpu()
+        ? "AMD-Vi is off in the firmware (no ACPI IVRS table in /sys/firmware/acpi/tables); enable it in the BIOS setup (IOMMU or AMD-Vi, often next to SVM) and run again"
+        : "VT-d is off in the firmware (no ACPI DMAR table in /sys/firmware/acpi/tables); enable it in the BIOS setup (Intel Virtualization Technology for Directed I/O) and run again",
+    ],
+  },
   {
     name: "ZFS root, vdev on the selected NVMe",
     dress: async () => dressAsZfsRoot(true),
@@ -188,7 +210,7 @@ const shapes = (): Shape[] => [
   },
 ];
 
-test("preview refuses a ZFS-root-shaped and a tunnel-shaped host, naming what it could not trace and the key; writes nothing", async () => {
+test("preview refuses a ZFS-root-shaped and a tunnel-shaped host, naming what it could not trace and the key, and a host whose firmware has the IOMMU off; writes nothing", async () => {
   // The seed orders the shapes: each must set itself up and leave nothing behind for the next.
   const order = shapes()
     .map((shape) => ({ shape, key: table.prng.next() }))
