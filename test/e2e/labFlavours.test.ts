@@ -5,7 +5,6 @@
 // the args and the four USB controllers on vfio-pci, a second `up` changes nothing, and destroy
 // gives every source file its bytes back. Neither loader has a one-shot the trial boot uses, so the
 // change is written and booted directly (the stack's trialBoot stays on and says so).
-import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -14,6 +13,7 @@ import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../providers/ssh/host";
 import { LabFlavor, labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
+import { runCommand } from "../testhost/command";
 import { StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
@@ -54,60 +54,45 @@ const FLAVOURS: readonly Flavour[] = [
   },
 ];
 
-describe.each(FLAVOURS)("the $flavor lab", ({ flavor, sources, preview, listing }) => {
+/** One flavour's proof, on its own lab instance and stack; the flavours run side by side, sharing the two cores. */
+async function proveFlavour({ flavor, sources, preview, listing }: Flavour): Promise<void> {
   const STACK = `lab-e2e-${flavor}`;
   const labEnv = labInstanceEnv("e2e-flavour", flavor);
   const timings = new StageTimes();
   const timed = <T>(what: string, fn: () => Promise<T>) => timings.timed(what, fn);
-  let lab: LabState;
-  let env: Record<string, string>;
-  let backendDir: string;
-  let stack: Stack;
-  let releaseLab: () => void;
-  let original: Record<string, string>;
-
-  const labSh = (...args: string[]) =>
-    execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
-  const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
-    withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
-  const sh = (script: string, ...args: string[]) => onLab(async (host) => (await host.run(["sh", "-c", script, "sh", ...args])).stdout);
-  const bootId = () => sh("cat /proc/sys/kernel/random/boot_id").then((s) => s.trim());
-  const drivers = () =>
-    sh('for a in "$@"; do echo "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', ...LAB_USB_CONTROLLERS).then((s) => s.trim().split("\n"));
-  /** sha256 (or "absent") of every source file the stack may write. */
-  const sourceBytes = async () => {
-    const files = (await sh(sources)).trim().split("\n");
-    return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await onLab((h) => h.readFile(f)).then((b) => (b ? sha256Hex(b) : "absent"))] as const)));
-  };
-
-  beforeAll(async () => {
-    releaseLab = await lockLab(labStatePath(labEnv));
+  // Not execFileSync: the flavours run side by side, and a synchronous call would hold the other's run still.
+  const labSh = (...args: string[]) => runCommand("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stderr: "inherit", env: labEnv });
+  const releaseLab = await lockLab(labStatePath(labEnv));
+  const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), `vfio-host-${STACK}-`));
+  let lab: LabState | undefined;
+  try {
     await timed("lab reset + up", async () => {
-      labSh("reset");
-      labSh("up");
+      await labSh("reset");
+      await labSh("up");
     });
-    lab = readLabState(labStatePath(labEnv));
-    expect(lab.flavor).toBe(flavor);
-    backendDir = fs.mkdtempSync(path.join(os.tmpdir(), `vfio-host-${STACK}-`));
-    env = pulumiEnv(backendDir);
-    fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
-    writeLabStack(STACK, lab, env, { libvirt: false });
-    stack = await localStack(projectRoot, STACK, env);
-  });
+    const running = readLabState(labStatePath(labEnv));
+    lab = running;
+    expect(running.flavor).toBe(flavor);
+    const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
+      withHost(ConnectionSchema.parse({ host: running.host, port: running.port, privateKey: fs.readFileSync(running.privateKeyPath, "utf8"), hostKey: running.hostKey }), fn);
+    const sh = (script: string, ...args: string[]) => onLab(async (host) => (await host.run(["sh", "-c", script, "sh", ...args])).stdout);
+    const bootId = () => sh("cat /proc/sys/kernel/random/boot_id").then((out) => out.trim());
+    const drivers = () =>
+      sh('for a in "$@"; do echo "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', ...LAB_USB_CONTROLLERS).then((out) => out.trim().split("\n"));
+    /** sha256 (or "absent") of every source file the stack may write. */
+    const sourceBytes = async () => {
+      const files = (await sh(sources)).trim().split("\n");
+      return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await onLab((h) => h.readFile(f)).then((b) => (b ? sha256Hex(b) : "absent"))] as const)));
+    };
 
-  afterAll(async () => {
-    timings.print(`${flavor} lab timings (lab: ${lab?.accel})`);
-    await closeAllConnections();
-    if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
+    const env = pulumiEnv(backendDir);
     fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
-    labSh("down");
-    releaseLab?.();
-  });
+    writeLabStack(STACK, running, env, { libvirt: false });
+    const stack: Stack = await localStack(projectRoot, STACK, env);
+    const log = (line: string) => process.stdout.write(`[${flavor}] ${line}`);
 
-  test("preview names the backend and every change; one up reboots once onto vfio-pci; a second up changes nothing; destroy gives every source file its bytes back", async () => {
-    original = await sourceBytes();
-    const before = await drivers();
-    expect(before).not.toContain("vfio-pci");
+    const original = await sourceBytes();
+    expect(await drivers()).not.toContain("vfio-pci");
     expect(await sh("cat /proc/cmdline")).toContain("intel_iommu=off");
 
     const diff = await timed("preview", () => stack.preview({ diff: true }));
@@ -115,7 +100,7 @@ describe.each(FLAVOURS)("the $flavor lab", ({ flavor, sources, preview, listing 
     expect(await sourceBytes()).toEqual(original);
 
     const bootBefore = await bootId();
-    const result = await timed("up: write, rebuild, reboot, verify", () => stack.up({ onOutput: (line) => process.stdout.write(line) }));
+    const result = await timed("up: write, rebuild, reboot, verify", () => stack.up({ onOutput: log }));
     expect(result.summary.result).toBe("succeeded");
     const booted = await bootId();
     expect(booted).not.toBe(bootBefore);
@@ -132,8 +117,21 @@ describe.each(FLAVOURS)("the $flavor lab", ({ flavor, sources, preview, listing 
     expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
     expect(await bootId()).toBe(booted);
 
-    const destroy = await timed("destroy", () => stack.destroy({ onOutput: (out) => process.stdout.write(out) }));
+    const destroy = await timed("destroy", () => stack.destroy({ onOutput: log }));
     expect(destroy.summary.result).toBe("succeeded");
     expect(await sourceBytes()).toEqual(original);
-  });
-});
+  } finally {
+    timings.print(`${flavor} lab timings (lab: ${lab?.accel})`);
+    fs.rmSync(backendDir, { recursive: true, force: true });
+    fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
+    await labSh("down");
+    releaseLab();
+  }
+}
+
+afterAll(() => closeAllConnections());
+
+test.concurrent.each(FLAVOURS)(
+  "the $flavor lab: preview names the backend and every change; one up reboots once onto vfio-pci; a second up changes nothing; destroy gives every source file its bytes back",
+  proveFlavour,
+);

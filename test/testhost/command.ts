@@ -6,12 +6,13 @@ export const commandEnv = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 /**
  * Runs a command without a shell and resolves with its stdout; rejects with the command line,
  * exit status and stderr so a failed setup step says what failed. `stderr: "inherit"` streams
- * progress (mmdebstrap) to the terminal instead of collecting it.
+ * progress (mmdebstrap) to the terminal instead of collecting it. `env` replaces commandEnv (the
+ * lab's scripts need the caller's LAB_* variables).
  */
-export function runCommand(command: string, args: string[], options: { stderr?: "inherit" } = {}): Promise<string> {
+export function runCommand(command: string, args: string[], options: { stderr?: "inherit"; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const stdio: StdioOptions = ["ignore", "pipe", options.stderr ?? "pipe"];
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio, env: commandEnv });
+    const child = spawn(command, args, { stdio, env: options.env ?? commandEnv });
     let stdout = "";
     let stderr = "";
     child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
