@@ -65,6 +65,7 @@ async function proveFlavour({ flavor, sources, preview, listing }: Flavour): Pro
   const releaseLab = await lockLab(labStatePath(labEnv));
   const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), `vfio-host-${STACK}-`));
   let lab: LabState | undefined;
+  let output = "";
   try {
     await timed("lab reset + up", async () => {
       await labSh("reset");
@@ -89,7 +90,8 @@ async function proveFlavour({ flavor, sources, preview, listing }: Flavour): Pro
     fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
     writeLabStack(STACK, running, env, { libvirt: false });
     const stack: Stack = await localStack(projectRoot, STACK, env);
-    const log = (line: string) => process.stdout.write(`[${flavor}] ${line}`);
+    // The CLI's output, kept per flavour and printed at the end: the two runs' progress would interleave.
+    const log = (chunk: string) => (output += chunk);
 
     const original = await sourceBytes();
     expect(await drivers()).not.toContain("vfio-pci");
@@ -121,6 +123,7 @@ async function proveFlavour({ flavor, sources, preview, listing }: Flavour): Pro
     expect(destroy.summary.result).toBe("succeeded");
     expect(await sourceBytes()).toEqual(original);
   } finally {
+    console.log(`${flavor} lab, pulumi up and destroy:\n${output}`);
     timings.print(`${flavor} lab timings (lab: ${lab?.accel})`);
     fs.rmSync(backendDir, { recursive: true, force: true });
     fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
