@@ -30,8 +30,15 @@ afterAll(async () => {
 });
 beforeEach(() => closeAllConnections());
 
+const READY_TIMEOUT_SECONDS = 30;
+/**
+ * A trust error retried as if the host were rebooting would fail only after readyTimeoutSeconds;
+ * failing in under half of it proves it was not retried, without timing the machine (a loaded CI
+ * machine took 7.7 s for the two connections of a missing key type).
+ */
+const AT_ONCE_MS = (READY_TIMEOUT_SECONDS * 1000) / 2;
 const connect = (testHost: TestHost, extra: Record<string, unknown> = {}) =>
-  ConnectionSchema.parse({ host: testHost.host, port: testHost.port, privateKey: testHost.privateKey, hostKey: testHost.hostKey, readyTimeoutSeconds: 30, ...extra });
+  ConnectionSchema.parse({ host: testHost.host, port: testHost.port, privateKey: testHost.privateKey, hostKey: testHost.hostKey, readyTimeoutSeconds: READY_TIMEOUT_SECONDS, ...extra });
 const fingerprint = (line: string) => fingerprintOfKeyBlob(Buffer.from(line.split(" ")[1], "base64"));
 const keyOf = (testHost: TestHost, type: string) => testHost.hostKeys.find((line) => line.startsWith(type))!;
 const whoami = (connection: ReturnType<typeof connect>) => withHost(connection, async (host) => (await host.run(["id", "-un"])).stdout.trim());
@@ -46,9 +53,8 @@ async function counting(testHost: TestHost, fn: () => Promise<unknown>): Promise
 describe("RSA host keys", () => {
   test("a pinned RSA key connects to a host that refuses ssh-rsa (SHA-1) signatures", async () => {
     expect(rsaOnly.hostKey).toMatch(/^ssh-rsa /);
-    const started = Date.now();
+    // A refused algorithm fails every attempt: logging in at all is the proof.
     expect(await whoami(connect(rsaOnly, { readyTimeoutSeconds: 10 }))).toBe("root");
-    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   test("the RSA key of a host with several keys is the one checked when it is the one pinned", async () => {
@@ -113,7 +119,7 @@ describe("trust errors are reported at once, with what was offered and what was 
   test("a host key that changed: both fingerprints, what to check on the console, how to pin again", async () => {
     const pinned = keyOf(rsaOnly, "ssh-rsa");
     const { message, ms } = await failure(connect(multiKey, { hostKey: pinned }));
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(AT_ONCE_MS);
     expect(message).toContain(`root@${multiKey.host}:22: host key mismatch, refusing to connect.`);
     expect(message).toContain(`Pinned (vfio-host:hostKey): RSA ${fingerprint(pinned)}`);
     expect(message).toContain(`the host presented: RSA ${fingerprint(keyOf(multiKey, "ssh-rsa"))}`);
@@ -123,7 +129,7 @@ describe("trust errors are reported at once, with what was offered and what was 
 
   test("a pinned key type the host does not offer: the algorithms on both sides", async () => {
     const { message, ms } = await failure(connect(rsaOnly, { hostKey: keyOf(multiKey, "ssh-ed25519") }));
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(AT_ONCE_MS);
     expect(message).toMatch(new RegExp(`root@${rsaOnly.host.replace(/\./g, "\\.")}:22: the host has no key of the pinned type`));
     expect(message).toContain("it offers rsa-sha2-512, rsa-sha2-256");
     expect(message).toContain("the pin (vfio-host:hostKey) needs ssh-ed25519");
@@ -133,7 +139,7 @@ describe("trust errors are reported at once, with what was offered and what was 
   test("a login the host refuses", async () => {
     const stranger = utils.generateKeyPairSync("ed25519").private;
     const { message, ms } = await failure(connect(multiKey, { privateKey: stranger }));
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(AT_ONCE_MS);
     expect(message).toMatch(/: the host refused the login with the private key \(vfio-host:sshPrivateKey\)/);
   });
 });
