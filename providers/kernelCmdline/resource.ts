@@ -1,6 +1,7 @@
-// KernelCmdline: the kernel arguments this resource owns, in the bootloader's config (GRUB's
-// /etc/default/grub or Alpine's /etc/update-extlinux.conf), then the generated boot config
-// regenerated and checked. Only the arguments it owns are added, replaced or removed.
+// KernelCmdline: the kernel arguments this resource owns, in the files of the boot backend that
+// boots the host (bootConfig.ts: GRUB, Alpine's extlinux, systemd-boot, proxmox-boot-tool,
+// syslinux), then what the loader reads regenerated (where a tool writes it) and checked. Only the
+// arguments it owns are added, replaced or removed; the CPU and firmware preflight comes first.
 import * as pulumi from "@pulumi/pulumi";
 import { prefetchBootReads, registerBootReads } from "../bootReads";
 import { readStaging, stagedFile, Staging } from "../bootTrial/host";
@@ -8,13 +9,13 @@ import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { readBackupTexts } from "../hostFile";
 import { HostResource, hostResourceProvider, InputError } from "../hostResource";
+import { NEXT_KERNEL } from "../kernel/nextKernel";
+import { iommuPreflight, parsePreflightSections, PREFLIGHT_SECTIONS, PreflightFacts } from "../kernel/preflight";
 import { ConnectionInput } from "../ssh/connection";
 import { RemoteHost } from "../ssh/host";
+import { readSections } from "../ssh/sections";
 import { Backend, backends, BootFiles, readBootFiles, regenerate, regenerateAndVerify, SourceEdit } from "./bootConfig";
 import { BootBackend, KernelCmdlineInputs, ResolvedBackend, resolveBootBackend } from "./schema";
-import { iommuPreflight, parsePreflightSections, PREFLIGHT_SECTIONS, PreflightFacts } from "../kernel/preflight";
-import { NEXT_KERNEL } from "../kernel/nextKernel";
-import { readSections } from "../ssh/sections";
 
 interface BootFacts extends BootFiles {
   /** What the CPU and the firmware allow (undefined in facts from before it was read). */
@@ -25,7 +26,7 @@ interface BootFacts extends BootFiles {
 
 export interface KernelCmdlineState {
   backend: Backend;
-  /** The backend's own record of what it changed (grub: ShellListOwnership; extlinux: ExtlinuxOwnership). */
+  /** The backend's own record of what it changed (grub: ShellListOwnership; extlinux: ExtlinuxOwnership; see bootConfig.ts). */
   owned: unknown;
   /** Staged for a trial boot instead of written (HostReboot writes it once the trial passed). */
   staged?: StagedFile[];
@@ -108,7 +109,12 @@ async function putBack(host: RemoteHost, plan: KernelCmdlinePlan): Promise<strin
   const tool = b.regenerate?.name;
   const [was, it] = edited.length === 1 ? ["was", "it"] : ["were", "them"];
   try {
-    for (const edit of edited) await host.writeFileAtomic(edit.path, edit.before ?? "");
+    // A file this run created goes away again (its backup is the marker that it did not exist): an
+    // empty /etc/kernel/cmdline would give kernels installed later no root=.
+    for (const edit of edited) {
+      if (edit.before === undefined) await host.restoreBackup(edit.path);
+      else await host.writeFileAtomic(edit.path, edit.before);
+    }
   } catch (err) {
     return (
       `putting ${paths} back failed too (${(err as Error).message}): some still hold this run's edit` +
