@@ -4,11 +4,11 @@
 import { missingKernelArgs } from "../kernel/cmdline";
 import type { RemoteHost } from "../ssh/host";
 import { catFile, catFiles, fileFromSection, filesFromSection, readSections } from "../ssh/sections";
-import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
-import { ConfigFile, GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import type { ShellListOwnership } from "../text/shellVariable";
 import type { TokenOwnership } from "../text/tokenList";
 import { BootedLoader, BOOTED_LOADER_SNIPPET, detectBootedLoader, parseBootedLoaderFacts, ProxmoxBootToolStatus } from "./bootedLoader";
+import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
+import { ConfigFile, GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import { KERNEL_CMDLINE_PATH, kernelCmdlineSeed, planKernelCmdlineFile, proxmoxBootToolRefresh, revertKernelCmdlineFile } from "./kernelCmdlineFile";
 import { LOADER_ENTRIES_SNIPPET, loaderEntryHasArgs, LoaderEntryOwnership, parseLoaderEntries, planLoaderEntry, revertLoaderEntry } from "./loaderEntries";
 import { planSyslinuxConfig, revertSyslinuxConfig, SYSLINUX_CONFIG_PATHS, syslinuxConfigHasArgs, SyslinuxOwnership } from "./syslinux";
