@@ -31,12 +31,6 @@ afterAll(async () => {
 beforeEach(() => closeAllConnections());
 
 const READY_TIMEOUT_SECONDS = 30;
-/**
- * A trust error retried as if the host were rebooting would fail only after readyTimeoutSeconds;
- * failing in under half of it proves it was not retried, without timing the machine (a loaded CI
- * machine took 7.7 s for the two connections of a missing key type).
- */
-const AT_ONCE_MS = (READY_TIMEOUT_SECONDS * 1000) / 2;
 const connect = (testHost: TestHost, extra: Record<string, unknown> = {}) =>
   ConnectionSchema.parse({ host: testHost.host, port: testHost.port, privateKey: testHost.privateKey, hostKey: testHost.hostKey, readyTimeoutSeconds: READY_TIMEOUT_SECONDS, ...extra });
 const fingerprint = (line: string) => fingerprintOfKeyBlob(Buffer.from(line.split(" ")[1], "base64"));
@@ -106,20 +100,19 @@ describe("pooled connections are keyed by what they trust", () => {
 });
 
 describe("trust errors are reported at once, with what was offered and what was expected", () => {
-  /** The error of one command through `connection`, and how long it took to come. */
-  async function failure(connection: ReturnType<typeof connect>): Promise<{ message: string; ms: number }> {
-    const started = Date.now();
+  /** The error of one command through `connection`. */
+  async function failure(connection: ReturnType<typeof connect>): Promise<string> {
     const error = await withHost(connection, (host) => host.run(["true"])).then(
       () => new Error("connected"),
       (e: Error) => e,
     );
-    return { message: error.message, ms: Date.now() - started };
+    return error.message;
   }
 
   test("a host key that changed: both fingerprints, what to check on the console, how to pin again", async () => {
     const pinned = keyOf(rsaOnly, "ssh-rsa");
-    const { message, ms } = await failure(connect(multiKey, { hostKey: pinned }));
-    expect(ms).toBeLessThan(AT_ONCE_MS);
+    const message = await failure(connect(multiKey, { hostKey: pinned }));
+    expect(message).not.toContain("no SSH connection after");
     expect(message).toContain(`root@${multiKey.host}:22: host key mismatch, refusing to connect.`);
     expect(message).toContain(`Pinned (vfio-host:hostKey): RSA ${fingerprint(pinned)}`);
     expect(message).toContain(`the host presented: RSA ${fingerprint(keyOf(multiKey, "ssh-rsa"))}`);
@@ -128,9 +121,11 @@ describe("trust errors are reported at once, with what was offered and what was 
   });
 
   test("a pinned key type the host does not offer: the algorithms on both sides", async () => {
-    const { message, ms } = await failure(connect(rsaOnly, { hostKey: keyOf(multiKey, "ssh-ed25519") }));
-    expect(ms).toBeLessThan(AT_ONCE_MS);
-    expect(message).toMatch(new RegExp(`root@${rsaOnly.host.replace(/\./g, "\\.")}:22: the host has no key of the pinned type`));
+    const message = await failure(connect(rsaOnly, { hostKey: keyOf(multiKey, "ssh-ed25519") }));
+    // Retried, it would end as "no SSH connection after N attempts" at the timeout; a loaded machine
+    // may still spend a handshake timeout on the first attempt, so the clock proves nothing here.
+    expect(message).toMatch(new RegExp(`^root@${rsaOnly.host.replace(/\./g, "\\.")}:22: the host has no key of the pinned type`));
+    expect(message).not.toContain("no SSH connection after");
     expect(message).toContain("it offers rsa-sha2-512, rsa-sha2-256");
     expect(message).toContain("the pin (vfio-host:hostKey) needs ssh-ed25519");
     expect(message).toContain("npm run trust -- --stack");
@@ -138,8 +133,8 @@ describe("trust errors are reported at once, with what was offered and what was 
 
   test("a login the host refuses", async () => {
     const stranger = utils.generateKeyPairSync("ed25519").private;
-    const { message, ms } = await failure(connect(multiKey, { privateKey: stranger }));
-    expect(ms).toBeLessThan(AT_ONCE_MS);
+    const message = await failure(connect(multiKey, { privateKey: stranger }));
+    expect(message).not.toContain("no SSH connection after");
     expect(message).toMatch(/: the host refused the login with the private key \(vfio-host:sshPrivateKey\)/);
   });
 });
