@@ -127,7 +127,6 @@ export interface CmdlineBackend {
   readonly trial: boolean;
 }
 
-const single = (path: string, before: string | undefined, after: string): SourceEdit[] => [{ path, before, after }];
 const inFile = (path: string, changes: readonly string[]) => changes.map((c) => `${path}: ${c}`);
 const checkAll = (checks: BootConfigCheck[]): BootConfigCheck => {
   const problems = checks.flatMap((c) => c.problems);
@@ -137,6 +136,46 @@ const checkAll = (checks: BootConfigCheck[]): BootConfigCheck => {
 function fileHasArgs(path: string, text: string | undefined, args: readonly string[], consequence: string): BootConfigCheck {
   const missing = missingKernelArgs(text ?? "", args);
   return missing.length === 0 ? { ok: true, problems: [] } : { ok: false, problems: [`${path} lacks ${missing.join(" ")}: ${consequence} them`] };
+}
+
+/** What the planner of one source file is given: the request, the file's text (or where it starts) and its backup. */
+interface SourceFileRequest<Owned> {
+  readonly text: string;
+  readonly ensure: readonly string[];
+  readonly remove: readonly string[];
+  readonly modules: readonly string[];
+  readonly previouslyOwned?: Owned;
+  readonly backup?: string;
+}
+
+/**
+ * The plan and revert of a backend whose arguments live in one source file (GRUB's defaults,
+ * Alpine's update-extlinux.conf, proxmox-boot-tool's /etc/kernel/cmdline): planned from its text,
+ * or from `start` when it does not exist yet, and reverted by taking this stack's arguments off.
+ */
+function oneSourceFile<Owned>(
+  path: string,
+  read: (files: BootFiles) => string | undefined,
+  planFile: (request: SourceFileRequest<Owned>, files: BootFiles) => { text: string; owned: Owned; changes: readonly string[]; warnings?: readonly string[] },
+  revertFile: (text: string, owned: Owned) => string,
+  start: (files: BootFiles) => string = () => "",
+): Pick<CmdlineBackend, "sources" | "revertSources" | "plan" | "revert"> {
+  return {
+    sources: () => [path],
+    revertSources: () => [path],
+    plan(request, files) {
+      const before = read(files);
+      const plan = planFile(
+        { ...request, text: before ?? start(files), previouslyOwned: request.previouslyOwned as Owned | undefined, backup: request.backups?.[path] },
+        files,
+      );
+      return { edits: [{ path, before, after: plan.text }], owned: plan.owned, changes: inFile(path, plan.changes), warnings: plan.warnings ?? [] };
+    },
+    revert(current, owned) {
+      const text = current(path);
+      return text === undefined ? [] : [{ path, before: text, after: revertFile(text, owned as Owned) }];
+    },
+  };
 }
 
 /** What systemd-boot's backend changed: /etc/kernel/cmdline for kernels installed later, and each entry. */
@@ -167,26 +206,14 @@ export type Backend = (typeof BACKEND_NAMES)[number];
 export const backends: Record<Backend, CmdlineBackend> = {
   grub: {
     label: `GRUB (${GRUB_DEFAULTS_PATH}, update-grub)`,
-    sources: () => [GRUB_DEFAULTS_PATH],
-    revertSources: () => [GRUB_DEFAULTS_PATH],
+    ...oneSourceFile<ShellListOwnership>(
+      GRUB_DEFAULTS_PATH,
+      (files) => files.defaults,
+      (request, files) => planGrubDefaults({ ...request, dropIns: files.dropIns }),
+      revertGrubDefaults,
+    ),
     present: (files) => files.defaults !== undefined,
     absentMessage: `backend: "grub" but the host has no ${GRUB_DEFAULTS_PATH}; install grub (Debian: grub-pc or grub-efi-amd64), or use backend: "auto"`,
-    plan(request, files) {
-      const before = files.defaults ?? "";
-      const plan = planGrubDefaults({
-        text: before,
-        ensure: request.ensure,
-        remove: request.remove,
-        dropIns: files.dropIns,
-        previouslyOwned: request.previouslyOwned as ShellListOwnership | undefined,
-        backup: request.backups?.[GRUB_DEFAULTS_PATH],
-      });
-      return { edits: single(GRUB_DEFAULTS_PATH, before, plan.text), owned: plan.owned, changes: inFile(GRUB_DEFAULTS_PATH, plan.changes), warnings: plan.warnings };
-    },
-    revert: (current, owned) => {
-      const text = current(GRUB_DEFAULTS_PATH);
-      return text === undefined ? [] : single(GRUB_DEFAULTS_PATH, text, revertGrubDefaults(text, owned as ShellListOwnership));
-    },
     // update-grub is Debian's wrapper; elsewhere grub-mkconfig writes the same file.
     regenerate: { argv: ["sh", "-c", `if command -v update-grub >/dev/null; then update-grub; else grub-mkconfig -o ${GRUB_CFG_PATH}; fi`], name: "update-grub" },
     generated: GRUB_CFG_PATH,
@@ -195,26 +222,9 @@ export const backends: Record<Backend, CmdlineBackend> = {
   },
   extlinux: {
     label: `Alpine's extlinux (${UPDATE_EXTLINUX_CONF_PATH}, update-extlinux)`,
-    sources: () => [UPDATE_EXTLINUX_CONF_PATH],
-    revertSources: () => [UPDATE_EXTLINUX_CONF_PATH],
+    ...oneSourceFile<ExtlinuxOwnership>(UPDATE_EXTLINUX_CONF_PATH, (files) => files.extlinuxDefaults, planUpdateExtlinuxConf, revertUpdateExtlinuxConf),
     present: (files) => files.extlinuxDefaults !== undefined,
     absentMessage: `backend: "extlinux" but the host has no ${UPDATE_EXTLINUX_CONF_PATH}; install syslinux (Alpine: apk add syslinux), or use backend: "auto"`,
-    plan(request, files) {
-      const before = files.extlinuxDefaults ?? "";
-      const plan = planUpdateExtlinuxConf({
-        text: before,
-        ensure: request.ensure,
-        remove: request.remove,
-        modules: request.modules,
-        previouslyOwned: request.previouslyOwned as ExtlinuxOwnership | undefined,
-        backup: request.backups?.[UPDATE_EXTLINUX_CONF_PATH],
-      });
-      return { edits: single(UPDATE_EXTLINUX_CONF_PATH, before, plan.text), owned: plan.owned, changes: inFile(UPDATE_EXTLINUX_CONF_PATH, plan.changes), warnings: [] };
-    },
-    revert: (current, owned) => {
-      const text = current(UPDATE_EXTLINUX_CONF_PATH);
-      return text === undefined ? [] : single(UPDATE_EXTLINUX_CONF_PATH, text, revertUpdateExtlinuxConf(text, owned as ExtlinuxOwnership));
-    },
     regenerate: { argv: ["update-extlinux"], name: "update-extlinux" },
     generated: EXTLINUX_CONF_PATH,
     verify: (files, args, modules) => extlinuxCfgHasArgs(files.extlinuxCfg ?? "", args, modules),
@@ -287,28 +297,18 @@ export const backends: Record<Backend, CmdlineBackend> = {
   // ESPs stay unmounted between refreshes, so the check reads the file the refresh took them from.
   "proxmox-boot-tool": {
     label: `proxmox-boot-tool (${KERNEL_CMDLINE_PATH}, proxmox-boot-tool refresh)`,
-    sources: () => [KERNEL_CMDLINE_PATH],
-    revertSources: () => [KERNEL_CMDLINE_PATH],
+    // proxmox-boot-tool refuses a file without root=; without one, the running line is where it starts, as on its installer's hosts.
+    ...oneSourceFile<TokenOwnership>(
+      KERNEL_CMDLINE_PATH,
+      (files) => files.kernelCmdline,
+      planKernelCmdlineFile,
+      revertKernelCmdlineFile,
+      (files) => kernelCmdlineSeed(files.procCmdline ?? ""),
+    ),
     present: (files) => files.proxmoxBootTool?.configured === true,
     absentMessage:
       'backend: "proxmox-boot-tool" but proxmox-boot-tool manages no ESP on this host (no /etc/kernel/proxmox-boot-uuids; `proxmox-boot-tool status` says so); ' +
       'on a Proxmox host that boots GRUB from its disk use backend: "grub", or use backend: "auto"',
-    plan(request, files) {
-      const before = files.kernelCmdline;
-      // proxmox-boot-tool refuses a file without root=; without one, the running line is where it starts, as on its installer's hosts.
-      const plan = planKernelCmdlineFile({
-        ensure: request.ensure,
-        remove: request.remove,
-        text: before ?? kernelCmdlineSeed(files.procCmdline ?? ""),
-        previouslyOwned: request.previouslyOwned as TokenOwnership | undefined,
-        backup: request.backups?.[KERNEL_CMDLINE_PATH],
-      });
-      return { edits: single(KERNEL_CMDLINE_PATH, before, plan.text), owned: plan.owned, changes: inFile(KERNEL_CMDLINE_PATH, plan.changes), warnings: [] };
-    },
-    revert: (current, owned) => {
-      const text = current(KERNEL_CMDLINE_PATH);
-      return text === undefined ? [] : single(KERNEL_CMDLINE_PATH, text, revertKernelCmdlineFile(text, owned as TokenOwnership));
-    },
     regenerate: { argv: [...proxmoxBootToolRefresh], name: "proxmox-boot-tool refresh" },
     generated: `the loader entries on the ESPs proxmox-boot-tool manages (from ${KERNEL_CMDLINE_PATH})`,
     verify: (files, args) => fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "proxmox-boot-tool refresh would write entries without"),
