@@ -4,7 +4,6 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { discoverHost } from "../providers/discovery/discoverHost";
 import { renderGroupConfig, renderIommuGroups, renderUsbTable, suggestedGroup } from "../providers/discovery/render";
@@ -12,6 +11,7 @@ import { HostDiscovery } from "../providers/discovery/inventory";
 import { ConnectionInput } from "../providers/ssh/connection";
 import { closeAllConnections } from "../providers/ssh/host";
 import { parseConnectionConfig } from "../stacks/config";
+import { parseFlags, parsePort, runCommand, usageError as sharedUsageError } from "./cli";
 import { readLabState } from "./lab/labState";
 
 export const USAGE = `Usage: npm run discover -- (--stack NAME | --lab | --host HOST (--key FILE | --agent) --host-key KEY) [options]
@@ -58,7 +58,7 @@ export interface DiscoverArgs {
   readonly json: boolean;
 }
 
-const usageError = (message: string) => new Error(`${message}\n\n${USAGE}`);
+const usageError = (message: string) => sharedUsageError(message, USAGE);
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -68,12 +68,7 @@ function wholeNumber(flag: string, value: string | undefined): number | undefine
 
 /** The command line, checked; "help" for --help. The key file is read later, by connectionFor. */
 export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
-  } catch (error) {
-    throw usageError((error as Error).message);
-  }
+  const values = parseFlags(argv, options, USAGE);
   if (values.help) return "help";
   if (values["insecure-trust-on-first-use"] !== undefined) {
     throw usageError(
@@ -99,7 +94,7 @@ export function parseDiscoverArgs(argv: readonly string[]): DiscoverArgs | "help
       ...(values.key !== undefined ? { keyFile: values.key } : {}),
       connection: {
         host: values.host as string,
-        port: wholeNumber("--port", values.port) ?? 22,
+        port: parsePort("--port", values.port),
         user: values.user ?? "root",
         ...(values.agent ? { agent: true } : {}),
         ...(values["host-key"] !== undefined ? { hostKey: values["host-key"] } : {}),
@@ -184,9 +179,4 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).catch((error: Error) => {
-    process.stderr.write(`discover: ${error.message}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runCommand("discover", () => main(process.argv.slice(2)));

@@ -3,10 +3,10 @@
 // a confirmation one of them pinned as the stack's vfio-host:hostKey. Nothing logs in: each key is
 // read from a key exchange of its own, signed by the server, and the connection closes there.
 import * as readline from "node:readline/promises";
-import { parseArgs } from "node:util";
 import { fingerprintLine, HostKey, hostKeyFile, scanHostKeys } from "../providers/ssh/hostKeys";
 import { pinnedHostKey } from "../providers/ssh/connection";
 import { CONFIG_NAMESPACE } from "../stacks/config";
+import { parseFlags, parsePort, runCommand, usageError as sharedUsageError } from "./cli";
 import { pulumiCli, pulumiEnv } from "./pulumiEnv";
 
 export const USAGE = `Usage: npm run trust -- (--stack NAME | --host HOST [--port N]) [options]
@@ -45,23 +45,11 @@ export interface TrustArgs {
   readonly yes: boolean;
 }
 
-const usageError = (message: string) => new Error(`${message}\n\n${USAGE}`);
-
-function port(text: string | undefined, what: string): number {
-  if (text === undefined) return 22;
-  const value = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
-  if (!(value >= 1 && value <= 65535)) throw new Error(`${what} "${text}" is not a port number from 1 to 65535`);
-  return value;
-}
+const usageError = (message: string) => sharedUsageError(message, USAGE);
 
 /** The command line, checked; "help" for --help. */
 export function parseTrustArgs(argv: readonly string[]): TrustArgs | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
-  } catch (error) {
-    throw usageError((error as Error).message);
-  }
+  const values = parseFlags(argv, options, USAGE);
   if (values.help) return "help";
   if ((values.stack === undefined) === (values.host === undefined)) throw usageError("Say where to connect: exactly one of --stack NAME or --host HOST");
   if (values.stack !== undefined && values.port !== undefined) throw usageError("--port goes with --host; --stack reads vfio-host:port");
@@ -70,7 +58,7 @@ export function parseTrustArgs(argv: readonly string[]): TrustArgs | "help" {
   }
   if (values.type !== undefined && !(values.type in KEY_NAMES)) throw usageError(`--type "${values.type}" is not one of ed25519, ecdsa, rsa`);
   return {
-    target: values.stack !== undefined ? { kind: "stack", stack: values.stack } : { kind: "host", host: values.host!, port: port(values.port, "--port") },
+    target: values.stack !== undefined ? { kind: "stack", stack: values.stack } : { kind: "host", host: values.host!, port: parsePort("--port", values.port) },
     ...(values.expect !== undefined ? { expect: values.expect.replace(/=$/, "") } : {}),
     ...(values.type !== undefined ? { type: values.type as keyof typeof KEY_NAMES } : {}),
     yes: values.yes === true,
@@ -113,7 +101,7 @@ function readStackTrust(io: TrustIo, stack: string): StackTrust {
   if (!host) throw new Error(`stack ${stack} has no ${CONFIG_NAMESPACE}:host; set it first: npm run pulumi -- config set host HOST -s ${stack}`);
   return {
     host,
-    port: port(value("port"), `${CONFIG_NAMESPACE}:port`),
+    port: parsePort(`${CONFIG_NAMESPACE}:port`, value("port")),
     ...(value("hostKey") !== undefined ? { hostKey: value("hostKey") } : {}),
     acceptAnyKeys: ["insecureAcceptAnyHostKey", "insecureTrustOnFirstUse"].filter((key) => value(key) !== undefined),
   };
@@ -199,9 +187,4 @@ async function main(argv: readonly string[]): Promise<void> {
   });
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).catch((error: Error) => {
-    process.stderr.write(`trust: ${error.message}\n`);
-    process.exitCode = 1;
-  });
-}
+if (require.main === module) runCommand("trust", () => main(process.argv.slice(2)));

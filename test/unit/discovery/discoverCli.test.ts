@@ -38,6 +38,7 @@ describe("parseDiscoverArgs", () => {
     );
     expect(() => parseDiscoverArgs(["--lab", "--group", "four"])).toThrow('--group "four" is not a whole number');
     expect(() => parseDiscoverArgs(["--lab", "--grup", "4"])).toThrow("Unknown option '--grup'");
+    expect(() => parseDiscoverArgs(["--host", "h", "--key", "/k", "--port", "70000"])).toThrow('--port "70000" is not a port number from 1 to 65535');
   });
 });
 
