@@ -1,5 +1,5 @@
 // Restores that keep hand edits, and runs that find their own changes already on the host (issue 10
-// item 2), plus the put-back after a failed update-grub: the providers' create and delete, as the
+// item 2), plus the put-back after a failed update-grub or proxmox-boot-tool refresh (a file the run created is removed again): the providers' create and delete, as the
 // Pulumi engine calls them, against the namespaced sshd test host. Every assertion reads the host's bytes.
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -143,6 +143,39 @@ describe("KernelCmdline on GRUB, with a stand-in update-grub", () => {
     );
     expect(failure).toContain("so /boot/grub/grub.cfg may not match it; fix the cause and run update-grub by hand before rebooting");
     expect(fs.readFileSync(onHost(grub)).equals(original)).toBe(true);
+  });
+});
+
+describe("KernelCmdline on proxmox-boot-tool, with a stand-in whose refresh fails", () => {
+  const cmdlineFile = "/etc/kernel/cmdline";
+  const tool = "/usr/local/sbin/proxmox-boot-tool";
+
+  const grubCfg = "/boot/grub/grub.cfg";
+  const grubCfgAside = `${grubCfg}.aside`;
+
+  // Without the GRUB describe's grub.cfg: with it the host looks GRUB-booted, and the backend is rightly refused.
+  beforeAll(() => {
+    fs.copyFileSync(path.join(__dirname, "../standins/proxmox-boot-tool"), onHost(tool));
+    fs.chmodSync(onHost(tool), 0o755);
+    fs.rmSync(onHost(cmdlineFile), { force: true });
+    if (fs.existsSync(onHost(grubCfg))) fs.renameSync(onHost(grubCfg), onHost(grubCfgAside));
+  });
+  afterAll(() => {
+    fs.rmSync(onHost(tool));
+    if (fs.existsSync(onHost(grubCfgAside))) fs.renameSync(onHost(grubCfgAside), onHost(grubCfg));
+  });
+
+  test("a /etc/kernel/cmdline this run created is removed again, not left holding only what the run wrote", async () => {
+    const failure = await create(kernelCmdlineProvider, { args: ["intel_iommu=on", "iommu=pt"], backend: "proxmox-boot-tool" }).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    expect(failure).toMatch(/^proxmox-boot-tool refresh failed: .*special device \/dev\/disk\/by-uuid\/5A1C-2F3B does not exist/s);
+    // The ESP stays unmountable, so the refresh after the put-back fails too, and the error says so.
+    expect(failure).toContain("/etc/kernel/cmdline was put back, but running proxmox-boot-tool refresh again failed too (");
+    expect(fs.existsSync(onHost(cmdlineFile))).toBe(false);
+    // Its "did not exist" backup went with it: the host is as before the run, and a later run starts from there.
+    expect(fs.existsSync(backupOf(cmdlineFile) + ".absent")).toBe(false);
   });
 });
 
