@@ -1,6 +1,7 @@
 // Restores that keep hand edits, and runs that find their own changes already on the host (issue 10
-// item 2), plus the put-back after a failed update-grub or proxmox-boot-tool refresh (a file the run created is removed again): the providers' create and delete, as the
-// Pulumi engine calls them, against the namespaced sshd test host. Every assertion reads the host's bytes.
+// item 2), plus the put-back after a failed update-grub or proxmox-boot-tool refresh (a file the run
+// created is removed again): the providers' create and delete, as the Pulumi engine calls them,
+// against the namespaced sshd test host. Every assertion reads the host's bytes.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { hostFileProvider } from "../../providers/hostFile";
