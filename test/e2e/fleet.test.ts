@@ -154,8 +154,9 @@ function cpuSnapshot(): { hosts: number; postgres: number; machine: number } {
 /**
  * A timed fleet run with the CPU it cost this machine: the fleet and its CLIs, the test hosts'
  * side and PostgreSQL's (on a real fleet those two run elsewhere, here they share the cores), and
- * the floor, their sum over the cores they had: no runner can be faster. npm test runs the lab
- * lane beside this suite, so the cores the other work kept busy are not counted as the fleet's.
+ * the floor, their sum over the cores they had: no runner can be faster. On a cold machine npm
+ * test builds the flavour labs' images in the background meanwhile: the cores that other work kept
+ * busy are not counted as the fleet's.
  */
 async function timedFleet(label: string, args: string[], env: NodeJS.ProcessEnv): Promise<FleetResult & { ratio: number }> {
   const before = cpuSnapshot();
