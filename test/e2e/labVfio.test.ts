@@ -9,7 +9,10 @@
 // before, are reported and not retried, and converge once the cause is gone (the panic's fallback
 // is also the boot that shows the commit holds: arguments, drivers, the guest autostarted);
 // destroy removes the guest, its volume and the pool, gives every file its bytes back, and the
-// next boot gives the controllers back to their drivers. One lab instance serves all of it.
+// next boot gives the controllers back to their drivers. It also proves the lab itself: it starts
+// like an unconfigured host (IOMMU off, no groups), `npm run lab -- ssh` reaches it, the emulated
+// IOMMU puts the four controllers alone in one group, and `down` ends its QEMU by the recorded
+// PID. One lab instance serves all of it.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -48,6 +51,8 @@ const timed = <T>(what: string, fn: () => Promise<T>) => timings.timed(what, fn)
 
 const labSh = (...args: string[]) =>
   execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
+/** lab.sh as a user runs it, its output captured (`lab ssh -- CMD` prints CMD's). */
+const labShOutput = (...args: string[]) => execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { encoding: "utf8", env: labEnv });
 const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
   withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
 const readOnLab = (file: string) => onLab((host) => host.readFile(file));
@@ -66,6 +71,14 @@ const driversOnLab = () =>
   onLab(async (host) => {
     const out = await host.run(["sh", "-c", 'for a in "$@"; do echo "$a $(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', "sh", ...LAB_USB_CONTROLLERS]);
     return Object.fromEntries(out.stdout.trim().split("\n").map((l) => l.split(" ")));
+  });
+
+/** Each IOMMU group of the lab and the PCI addresses in it, from /sys/kernel/iommu_groups. */
+const iommuGroups = () =>
+  sh('for d in /sys/kernel/iommu_groups/*/devices/*; do [ -e "$d" ] && g=${d%/devices/*} && echo "${g##*/} ${d##*/}"; done; true').then((out) => {
+    const groups = new Map<string, string[]>();
+    for (const [group, address] of out.trim().split("\n").filter(Boolean).map((line) => line.split(" "))) groups.set(group, [...(groups.get(group) ?? []), address]);
+    return groups;
   });
 
 /** sha256 (or "absent") of every boot file and of the live initramfs: what a failed trial must leave as it was. */
@@ -135,6 +148,11 @@ test("bad selections fail at preview, before anything is written", async () => {
   originalSources = Object.fromEntries(await Promise.all(SOURCES.map(async (f) => [f, await readOnLab(f)] as const)));
   originalDrivers = await driversOnLab();
   expect(Object.values(originalDrivers)).not.toContain("vfio-pci");
+  // The lab starts like an unconfigured host, and `npm run lab -- ssh` reaches it: IOMMU off, no groups, the four controllers.
+  expect((await cmdline()).split(" ")).toContain("intel_iommu=off");
+  expect((await iommuGroups()).size).toBe(0);
+  const lspci = labShOutput("ssh", "--", "lspci", "-nn");
+  for (const id of LAB_USB_CONTROLLER_IDS) expect(lspci).toContain(`[${id}]`);
 
   await setConfig({ vfio: { devices: ["8086:293"] } });
   await expect(stack.preview()).rejects.toThrow(/"8086:293" is neither a vendor:device id nor a PCI address/);
@@ -185,6 +203,11 @@ test("one up from the pristine lab: the controllers go to vfio-pci through one t
   expect(await cmdline()).toMatch(/vfio_host\.trial=[0-9a-f]{12}/);
   expect(Object.values(await driversOnLab())).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
   expect(result.outputs.iommuGroups.value).toHaveLength(1); // the four controllers share one group
+  // ...alone: the emulated IOMMU puts them in a group of their own, apart from the boot disk's controller.
+  const groups = [...(await iommuGroups()).values()];
+  expect(groups.filter((members) => members.some((a) => LAB_USB_CONTROLLERS.includes(a))).map((m) => [...m].sort())).toEqual([LAB_USB_CONTROLLERS]);
+  const disk = (await sh("basename $(readlink -f /sys/class/block/vda/device/..)")).trim();
+  expect(groups.find((members) => members.includes(disk))).not.toContain(LAB_USB_CONTROLLERS[0]);
 
   // Committed: the sources, the live image and grub.cfg hold the change; nothing of the trial is left.
   expect((await readOnLab("/etc/default/grub"))!.toString()).toMatch(/GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on console=ttyS0 iommu=pt"/);
@@ -362,4 +385,21 @@ test("destroy removes the guest, its volume and the pool, gives every source fil
   await timed("plain reboot", plainReboot);
   expect(await driversOnLab()).toEqual(originalDrivers);
   expect(await cmdline()).toContain("intel_iommu=off");
+});
+
+test("`npm run lab -- down` stops the VM by its recorded PID and leaves no QEMU behind", () => {
+  labSh("down");
+  // The recorded PID's command line names the overlay, so no process with it means the VM is gone.
+  const withOverlay = fs
+    .readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8")) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`file=${lab.overlay},`);
+      } catch {
+        return false; // gone while we looked
+      }
+    });
+  expect(withOverlay).toEqual([]);
+  expect(fs.existsSync(labStatePath(labEnv))).toBe(false);
 });
