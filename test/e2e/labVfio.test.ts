@@ -117,10 +117,6 @@ beforeAll(async () => {
   release = (await sh("uname -r")).trim();
   // The lab guest's firmware does not answer ACPI: libvirt-guests would hold every reboot 300 s for it.
   await sh("printf 'ON_SHUTDOWN=shutdown\nSHUTDOWN_TIMEOUT=10\n' >> /etc/default/libvirt-guests");
-  // The guest (OVMF's shell under TCG inside the TCG lab) would keep a lab vCPU, about a host core,
-  // busy for the whole suite; what is proven of it holds once its QEMU runs, not its firmware.
-  // libvirt starts its QEMU in machine.slice.
-  await sh("mkdir -p /etc/systemd/system/machine.slice.d && printf '[Slice]\nCPUQuota=20%%\n' > /etc/systemd/system/machine.slice.d/lab-quota.conf && systemctl daemon-reload");
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-lab-e2e-"));
   env = pulumiEnv(backendDir);
   // A run killed before its afterAll leaves the stack file with the keys its scenarios set.
