@@ -22,6 +22,7 @@ import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../providers/ssh/host";
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_GUEST, LAB_GUEST_HOSTDEV, LAB_USB_CONTROLLER_IDS, labLibvirt, writeLabStack } from "../../scripts/labStack";
+import { commandLine } from "../faults/processes";
 import { rebootLab, StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
@@ -49,10 +50,10 @@ let release: string;
 const timings = new StageTimes();
 const timed = <T>(what: string, fn: () => Promise<T>) => timings.timed(what, fn);
 
-const labSh = (...args: string[]) =>
-  execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
+const labScript = path.join(projectRoot, "scripts/lab/lab.sh");
+const labSh = (...args: string[]) => execFileSync("bash", [labScript, ...args], { stdio: ["ignore", "inherit", "inherit"], env: labEnv });
 /** lab.sh as a user runs it, its output captured (`lab ssh -- CMD` prints CMD's). */
-const labShOutput = (...args: string[]) => execFileSync("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { encoding: "utf8", env: labEnv });
+const labShOutput = (...args: string[]) => execFileSync("bash", [labScript, ...args], { encoding: "utf8", env: labEnv });
 const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
   withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
 const readOnLab = (file: string) => onLab((host) => host.readFile(file));
@@ -72,6 +73,9 @@ const driversOnLab = () =>
     const out = await host.run(["sh", "-c", 'for a in "$@"; do echo "$a $(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', "sh", ...LAB_USB_CONTROLLERS]);
     return Object.fromEntries(out.stdout.trim().split("\n").map((l) => l.split(" ")));
   });
+
+/** The PCI address of the root disk's controller. */
+const diskController = () => sh("basename $(readlink -f /sys/class/block/vda/device/..)").then((s) => s.trim());
 
 /** Each IOMMU group of the lab and the PCI addresses in it, from /sys/kernel/iommu_groups. */
 const iommuGroups = () =>
@@ -152,8 +156,7 @@ test("bad selections fail at preview, before anything is written", async () => {
 
   await setConfig({ vfio: { devices: ["8086:293"] } });
   await expect(stack.preview()).rejects.toThrow(/"8086:293" is neither a vendor:device id nor a PCI address/);
-  const disk = (await sh("basename $(readlink -f /sys/class/block/vda/device/..)")).trim();
-  await setConfig({ vfio: { devices: [disk] } });
+  await setConfig({ vfio: { devices: [await diskController()] } });
   await expect(stack.preview()).rejects.toThrow(/the controller of the root filesystem/);
   await setConfig({ vfio: USB_SELECTION });
 
@@ -202,7 +205,7 @@ test("one up from the pristine lab: the controllers go to vfio-pci through one t
   // ...alone: the emulated IOMMU puts them in a group of their own, apart from the boot disk's controller.
   const groups = [...(await iommuGroups()).values()];
   expect(groups.filter((members) => members.some((a) => LAB_USB_CONTROLLERS.includes(a))).map((m) => [...m].sort())).toEqual([LAB_USB_CONTROLLERS]);
-  const disk = (await sh("basename $(readlink -f /sys/class/block/vda/device/..)")).trim();
+  const disk = await diskController();
   expect(groups.find((members) => members.includes(disk))).not.toContain(LAB_USB_CONTROLLERS[0]);
 
   // Committed: the sources, the live image and grub.cfg hold the change; nothing of the trial is left.
@@ -385,17 +388,12 @@ test("destroy removes the guest, its volume and the pool, gives every source fil
 
 test("`npm run lab -- down` stops the VM by its recorded PID and leaves no QEMU behind", () => {
   labSh("down");
-  // The recorded PID's command line names the overlay, so no process with it means the VM is gone.
+  // The recorded PID's command line names the overlay, so no process with it means the VM is gone
+  // (a zombie's command line is empty).
   const withOverlay = fs
     .readdirSync("/proc")
     .filter((entry) => /^\d+$/.test(entry))
-    .filter((pid) => {
-      try {
-        return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8")) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`file=${lab.overlay},`);
-      } catch {
-        return false; // gone while we looked
-      }
-    });
+    .filter((pid) => commandLine(Number(pid)).includes(`file=${lab.overlay},`));
   expect(withOverlay).toEqual([]);
   expect(fs.existsSync(labStatePath(labEnv))).toBe(false);
 });
