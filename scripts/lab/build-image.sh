@@ -120,6 +120,10 @@ EOF
 sed -i -e 's/^MODULES=.*/MODULES=dep/' -e 's/^#\? *COMPRESS=.*/COMPRESS=zstd/' "$root/etc/initramfs-tools/initramfs.conf"
 grep -qx 'MODULES=dep' "$root/etc/initramfs-tools/initramfs.conf"
 #@end
+#@flavor grub
+# zstd at initramfs-tools' level 9 took 8 s of each rebuild under TCG, at level 1 one second.
+echo 'COMPRESSLEVEL=1' >>"$root/etc/initramfs-tools/initramfs.conf"
+#@end
 echo vfio-lab >"$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tvfio-lab\n' >"$root/etc/hosts"
 echo 'LABEL=lab-root / ext4 errors=remount-ro 0 1' >"$root/etc/fstab"
@@ -137,16 +141,33 @@ systemctl --quiet --root="$root" mask apt-daily.timer apt-daily-upgrade.timer
 printf 'blacklist kvm_intel\nblacklist kvm_amd\ninstall kvm_intel /bin/false\ninstall kvm_amd /bin/false\n' >"$root/etc/modprobe.d/lab-no-nested-kvm.conf"
 
 # The lab guest's disk image, made here, nothing downloaded: an EFI system partition whose
-# startup.nsh makes OVMF's shell list the PCI devices the guest sees on its serial console (`virsh
-# console`; type `pci` there to list them again), then idle at the shell's prompt, which halts the
-# CPU. The lab stack imports it compressed, checked against the sha256 recorded beside the image.
+# removable-media loader (\EFI\BOOT\BOOTX64.EFI, the few instructions below, assembled by the
+# build machine's binutils) prints one line on the serial console (`virsh console`) and halts the
+# CPU with interrupts off. The guest only has to run and hold its controller: OVMF's shell, which it
+# booted before, kept a third of a lab vCPU busy at its prompt, and reaching it took 44 CPU-seconds
+# of the lab against 37 for this.
+# The lab stack imports it compressed, checked against the sha256 recorded beside the image.
 guest="$work/lab-guest.raw"
 truncate -s 32M "$guest"
 echo 'start=2048, size=61440, type=U' | sfdisk --quiet --label gpt "$guest"
-printf '%s\r\n' '@echo -off' 'echo "vfio-host lab guest: the PCI devices it sees"' 'pci' >"$root/startup.nsh"
-chroot "$root" sh -c 'mkfs.vfat -C -n LABGUEST /esp.img 30720 >/dev/null && mcopy -i /esp.img /startup.nsh ::/startup.nsh'
+as --64 -o "$work/halt.o" - <<'EOF_ASM'
+	.globl	_start
+_start:
+	sub	$40, %rsp              # the shadow space of the UEFI (Microsoft x64) calling convention
+	mov	0x40(%rdx), %rcx       # the system table's ConOut
+	lea	message(%rip), %rdx
+	call	*8(%rcx)               # ConOut->OutputString(ConOut, message)
+	cli
+1:	hlt
+	jmp	1b
+	.balign	2
+message:
+	.string16 "vfio-host lab guest: running, holding its passed-through controller; CPU halted\r\n"
+EOF_ASM
+ld -m i386pep --subsystem 10 -e _start --no-insert-timestamp -s -o "$root/BOOTX64.EFI" "$work/halt.o"
+chroot "$root" sh -c 'mkfs.vfat -C -n LABGUEST /esp.img 30720 >/dev/null && mmd -i /esp.img ::/EFI ::/EFI/BOOT && mcopy -i /esp.img /BOOTX64.EFI ::/EFI/BOOT/BOOTX64.EFI'
 dd if="$root/esp.img" of="$guest" bs=1M seek=1 conv=notrunc status=none
-rm "$root/esp.img" "$root/startup.nsh"
+rm "$root/esp.img" "$root/BOOTX64.EFI" "$work/halt.o"
 mkdir -p "$root/srv/vfio-host"
 qemu-img convert -O qcow2 "$guest" "$work/lab-guest.qcow2"
 xz -9 -c "$work/lab-guest.qcow2" >"$root/srv/vfio-host/lab-guest.qcow2.xz"

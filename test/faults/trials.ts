@@ -102,19 +102,31 @@ export class FaultTable {
   /**
    * Runs `count` trials one after another. A trial that throws is recorded as an error (its
    * message in the notes) and counts as a violation: the harness could not check the invariant.
+   * With `landed`, only trials whose fault landed count towards `count` (a kill drawn after the run
+   * had ended is still recorded, its checks still made); at most `attempts` trials are run.
+   * Resolves to the number of trials that landed.
    */
-  async run(count: number, trial: (index: number, prng: Prng) => Promise<TrialResult>): Promise<void> {
-    await this.stage(`${count} trials`, async () => {
-      for (let i = 1; i <= count; i++) {
+  async run(
+    count: number,
+    trial: (index: number, prng: Prng) => Promise<TrialResult>,
+    options: { landed?: (result: TrialResult) => boolean; attempts?: number } = {},
+  ): Promise<number> {
+    const attempts = options.attempts ?? count;
+    return this.stage(`${count} trials`, async () => {
+      let landed = 0;
+      for (let i = 1; landed < count && i <= attempts; i++) {
         const start = Date.now();
         try {
           const result = await trial(i, this.prng);
           this.rows.push({ ...result, trial: i, ms: Date.now() - start, errors: 0 });
+          if (options.landed?.(result) ?? true) landed++;
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           this.rows.push({ trial: i, ms: Date.now() - start, fault: "?", outcome: "harness error", errors: 1, notes: message.split("\n")[0].slice(0, 300) });
+          landed++;
         }
       }
+      return landed;
     });
   }
 
