@@ -38,7 +38,7 @@ export function labLibvirt(lab: LabState) {
         boot: "uefi",
         disks: [{ pool: "default", volume: "lab-guest.qcow2" }],
         hostdevs: [LAB_GUEST_HOSTDEV],
-        // OVMF's shell does not answer the ACPI power button: destroy forces it off after this.
+        // The lab guest (a halt loop, build-image.sh) does not answer the ACPI power button: destroy forces it off after this.
         shutdownTimeoutSeconds: 15,
       },
     },
