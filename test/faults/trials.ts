@@ -23,6 +23,8 @@ export interface TrialResult {
   strayTempFiles?: number;
   /** Recovery steps, defects seen, anything a reader of the table needs. */
   notes?: string;
+  /** False when the fault never happened (a kill drawn after its run had ended): recorded, its checks made, not counted as a trial. */
+  landed?: boolean;
 }
 
 const violations = ["partialFiles", "nonConverging", "bytesNotRestored", "lostHandEdits", "interleavedRuns"] as const;
@@ -102,16 +104,14 @@ export class FaultTable {
   /**
    * Runs `count` trials one after another. A trial that throws is recorded as an error (its
    * message in the notes) and counts as a violation: the harness could not check the invariant.
-   * With `landed`, only trials whose fault landed count towards `count` (a kill drawn after the run
-   * had ended is still recorded, its checks still made); at most `attempts` trials are run.
-   * Resolves to the number of trials that landed.
+   * Only trials whose fault landed count towards `count` (see TrialResult.landed); at most
+   * `attempts` trials are run. Resolves to the number of trials that landed.
    */
   async run(
     count: number,
     trial: (index: number, prng: Prng) => Promise<TrialResult>,
-    options: { landed?: (result: TrialResult) => boolean; attempts?: number } = {},
+    attempts = count,
   ): Promise<number> {
-    const attempts = options.attempts ?? count;
     return this.stage(`${count} trials`, async () => {
       let landed = 0;
       for (let i = 1; landed < count && i <= attempts; i++) {
@@ -119,7 +119,7 @@ export class FaultTable {
         try {
           const result = await trial(i, this.prng);
           this.rows.push({ ...result, trial: i, ms: Date.now() - start, errors: 0 });
-          if (options.landed?.(result) ?? true) landed++;
+          if (result.landed !== false) landed++;
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           this.rows.push({ trial: i, ms: Date.now() - start, fault: "?", outcome: "harness error", errors: 1, notes: message.split("\n")[0].slice(0, 300) });
