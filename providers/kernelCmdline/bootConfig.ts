@@ -8,7 +8,7 @@ import type { ShellListOwnership } from "../text/shellVariable";
 import type { TokenOwnership } from "../text/tokenList";
 import { BootedLoader, BOOTED_LOADER_SNIPPET, detectBootedLoader, parseBootedLoaderFacts, ProxmoxBootToolStatus } from "./bootedLoader";
 import { EXTLINUX_CONF_PATH, ExtlinuxOwnership, extlinuxCfgHasArgs, planUpdateExtlinuxConf, revertUpdateExtlinuxConf, UPDATE_EXTLINUX_CONF_PATH } from "./extlinux";
-import { ConfigFile, GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
+import { ConfigFile, GRUB_CFG_PATH, GRUB_DEFAULTS_PATH, grubCfgHasArgs, grubCmdlineLinuxHasArgs, planGrubDefaults, revertGrubDefaults } from "./grub";
 import { KERNEL_CMDLINE_PATH, kernelCmdlineSeed, planKernelCmdlineFile, proxmoxBootToolRefresh, revertKernelCmdlineFile } from "./kernelCmdlineFile";
 import { LOADER_ENTRIES_SNIPPET, loaderEntryHasArgs, LoaderEntryOwnership, parseLoaderEntries, planLoaderEntry, revertLoaderEntry } from "./loaderEntries";
 import { planSyslinuxConfig, revertSyslinuxConfig, SYSLINUX_CONFIG_PATHS, syslinuxConfigHasArgs, SyslinuxOwnership } from "./syslinux";
@@ -178,6 +178,37 @@ function oneSourceFile<Owned>(
   };
 }
 
+/** What the planner of one of several files of a kind (loader entries, syslinux configs) is given. */
+interface EachFileRequest<Owned> extends Omit<SourceFileRequest<Owned>, "modules"> {
+  readonly path: string;
+}
+
+/** A plan over several files of one kind, each planned on its own and owned by path. */
+function planEachFile<Owned>(
+  request: BackendRequest,
+  configs: readonly ConfigFile[],
+  previous: Readonly<Record<string, Owned>> | undefined,
+  planFile: (request: EachFileRequest<Owned>) => { text: string; owned: Owned; changes: readonly string[] },
+): { edits: SourceEdit[]; owned: Record<string, Owned>; changes: string[] } {
+  const planned = configs.map((file) => ({
+    file,
+    plan: planFile({ ensure: request.ensure, remove: request.remove, text: file.text, path: file.path, previouslyOwned: previous?.[file.path], backup: request.backups?.[file.path] }),
+  }));
+  return {
+    edits: planned.map(({ file, plan }) => ({ path: file.path, before: file.text, after: plan.text })),
+    owned: Object.fromEntries(planned.map(({ file, plan }) => [file.path, plan.owned])),
+    changes: planned.flatMap(({ file, plan }) => inFile(file.path, plan.changes)),
+  };
+}
+
+/** planEachFile's revert: each file that is still there, with this stack's arguments taken off. */
+function revertEachFile<Owned>(current: (path: string) => string | undefined, owned: Readonly<Record<string, Owned>>, revertFile: (text: string, owned: Owned) => string): SourceEdit[] {
+  return Object.entries(owned).flatMap(([path, mine]) => {
+    const text = current(path);
+    return text === undefined ? [] : [{ path, before: text, after: revertFile(text, mine) }];
+  });
+}
+
 /** What systemd-boot's backend changed: /etc/kernel/cmdline for kernels installed later, and each entry. */
 interface LoaderEntriesOwnership {
   readonly cmdline: TokenOwnership;
@@ -197,10 +228,21 @@ function ownEntries(files: BootFiles): readonly ConfigFile[] {
   });
 }
 
+/** GRUB's blscfg reads the entries on /boot (Fedora/RHEL keep them there, not on the ESP). */
+const BLS_ENTRIES_DIR = "/boot/loader/entries/";
+const blsEntries = (files: BootFiles) => ownEntries(files).filter((entry) => entry.path.startsWith(BLS_ENTRIES_DIR));
+
+/** What the grubby backend changed: GRUB_CMDLINE_LINUX, /etc/kernel/cmdline when the host has one, and each entry. */
+interface BlsEntriesOwnership {
+  readonly defaults: ShellListOwnership;
+  readonly cmdline?: TokenOwnership;
+  readonly entries: Readonly<Record<string, LoaderEntryOwnership>>;
+}
+
 /** Each hand-written syslinux config's own ownership, by path. */
 type SyslinuxFilesOwnership = Readonly<Record<string, SyslinuxOwnership>>;
 
-export const BACKEND_NAMES = ["grub", "extlinux", "systemd-boot", "proxmox-boot-tool", "syslinux"] as const;
+export const BACKEND_NAMES = ["grub", "extlinux", "systemd-boot", "proxmox-boot-tool", "grubby", "syslinux"] as const;
 export type Backend = (typeof BACKEND_NAMES)[number];
 
 export const backends: Record<Backend, CmdlineBackend> = {
@@ -251,21 +293,15 @@ export const backends: Record<Backend, CmdlineBackend> = {
         previouslyOwned: previous?.cmdline,
         backup: request.backups?.[KERNEL_CMDLINE_PATH],
       });
-      const entries = ownEntries(files).map((entry) => ({
-        entry,
-        plan: planLoaderEntry({ ...edit, text: entry.text, path: entry.path, previouslyOwned: previous?.entries[entry.path], backup: request.backups?.[entry.path] }),
-      }));
+      const entries = planEachFile(request, ownEntries(files), previous?.entries, planLoaderEntry);
       return {
-        edits: [
-          { path: KERNEL_CMDLINE_PATH, before: files.kernelCmdline, after: cmdline.text },
-          ...entries.map(({ entry, plan }) => ({ path: entry.path, before: entry.text, after: plan.text })),
-        ],
+        edits: [{ path: KERNEL_CMDLINE_PATH, before: files.kernelCmdline, after: cmdline.text }, ...entries.edits],
         owned: {
           cmdline: cmdline.owned,
           ...(files.kernelCmdline === undefined ? { seed: kernelCmdlineSeed(files.procCmdline ?? "") } : previous?.seed !== undefined ? { seed: previous.seed } : {}),
-          entries: Object.fromEntries(entries.map(({ entry, plan }) => [entry.path, plan.owned])),
+          entries: entries.owned,
         },
-        changes: [...inFile(KERNEL_CMDLINE_PATH, cmdline.changes), ...entries.flatMap(({ entry, plan }) => inFile(entry.path, plan.changes))],
+        changes: [...inFile(KERNEL_CMDLINE_PATH, cmdline.changes), ...entries.changes],
         warnings: [],
       };
     },
@@ -277,11 +313,7 @@ export const backends: Record<Backend, CmdlineBackend> = {
         const after = revertKernelCmdlineFile(text, cmdline);
         edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after, createdWith: after === seed });
       }
-      for (const [path, tokens] of Object.entries(entries)) {
-        const entry = current(path);
-        if (entry !== undefined) edits.push({ path, before: entry, after: revertLoaderEntry(entry, tokens) });
-      }
-      return edits;
+      return [...edits, ...revertEachFile(current, entries, revertLoaderEntry)];
     },
     generated: "the loader entries (loader/entries/*.conf)",
     verify: (files, args) =>
@@ -314,6 +346,63 @@ export const backends: Record<Backend, CmdlineBackend> = {
     verify: (files, args) => fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "proxmox-boot-tool refresh would write entries without"),
     trial: false,
   },
+  // Fedora/RHEL 9: GRUB's blscfg reads the BLS entries at boot, so they are edited in place, as
+  // `grubby --update-kernel=ALL --args` edits them (here with verified writes, backups and a revert
+  // to the original bytes). GRUB_CMDLINE_LINUX too: grub2-mkconfig rewrites every entry's options
+  // from it, and /etc/kernel/cmdline where the host has one, which kernel-install gives new kernels.
+  grubby: {
+    label: `GRUB reading BLS entries (GRUB_CMDLINE_LINUX in ${GRUB_DEFAULTS_PATH} and ${BLS_ENTRIES_DIR}*.conf, as grubby edits them)`,
+    sources: (files) => [GRUB_DEFAULTS_PATH, ...(files.kernelCmdline === undefined ? [] : [KERNEL_CMDLINE_PATH]), ...blsEntries(files).map((e) => e.path)],
+    revertSources: (owned) => {
+      const { cmdline, entries } = owned as BlsEntriesOwnership;
+      return [GRUB_DEFAULTS_PATH, ...(cmdline ? [KERNEL_CMDLINE_PATH] : []), ...Object.keys(entries)];
+    },
+    present: (files) => files.defaults !== undefined && blsEntries(files).length > 0,
+    absentMessage:
+      `backend: "grubby" but the host lacks ${GRUB_DEFAULTS_PATH} or BLS entries in ${BLS_ENTRIES_DIR}; it is for GRUB with ` +
+      'GRUB_ENABLE_BLSCFG=true (Fedora, RHEL 9 and their rebuilds); use backend: "auto"',
+    plan(request, files) {
+      const previous = request.previouslyOwned as BlsEntriesOwnership | undefined;
+      const edit = { ensure: request.ensure, remove: request.remove };
+      const defaults = planGrubDefaults(
+        { ...edit, text: files.defaults ?? "", previouslyOwned: previous?.defaults, backup: request.backups?.[GRUB_DEFAULTS_PATH], dropIns: files.dropIns },
+        "GRUB_CMDLINE_LINUX",
+      );
+      const cmdline =
+        files.kernelCmdline === undefined
+          ? undefined
+          : planKernelCmdlineFile({ ...edit, text: files.kernelCmdline, previouslyOwned: previous?.cmdline, backup: request.backups?.[KERNEL_CMDLINE_PATH] });
+      const entries = planEachFile(request, blsEntries(files), previous?.entries, planLoaderEntry);
+      return {
+        edits: [
+          { path: GRUB_DEFAULTS_PATH, before: files.defaults, after: defaults.text },
+          ...(cmdline ? [{ path: KERNEL_CMDLINE_PATH, before: files.kernelCmdline, after: cmdline.text }] : []),
+          ...entries.edits,
+        ],
+        owned: { defaults: defaults.owned, ...(cmdline ? { cmdline: cmdline.owned } : {}), entries: entries.owned },
+        changes: [...inFile(GRUB_DEFAULTS_PATH, defaults.changes), ...(cmdline ? inFile(KERNEL_CMDLINE_PATH, cmdline.changes) : []), ...entries.changes],
+        warnings: defaults.warnings,
+      };
+    },
+    revert(current, owned) {
+      const { defaults, cmdline, entries } = owned as BlsEntriesOwnership;
+      const edits: SourceEdit[] = [];
+      const grub = current(GRUB_DEFAULTS_PATH);
+      if (grub !== undefined) edits.push({ path: GRUB_DEFAULTS_PATH, before: grub, after: revertGrubDefaults(grub, defaults, "GRUB_CMDLINE_LINUX") });
+      const text = cmdline && current(KERNEL_CMDLINE_PATH);
+      if (cmdline && text !== undefined) edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after: revertKernelCmdlineFile(text, cmdline) });
+      return [...edits, ...revertEachFile(current, entries, revertLoaderEntry)];
+    },
+    generated: `the BLS entries in ${BLS_ENTRIES_DIR}`,
+    verify: (files, args) =>
+      checkAll([
+        ...blsEntries(files).map((e) => loaderEntryHasArgs(e.text, args, e.path)),
+        ...(blsEntries(files).length === 0 ? [{ ok: false, problems: [`no BLS entry of this installation is left in ${BLS_ENTRIES_DIR}`] }] : []),
+        grubCmdlineLinuxHasArgs(files.defaults ?? "", args),
+        ...(files.kernelCmdline === undefined ? [] : [fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "kernels installed later would boot without")]),
+      ]),
+    trial: false,
+  },
   // Debian's extlinux and Unraid's syslinux read configs nobody generates: APPEND is edited in place.
   syslinux: {
     label: `syslinux/extlinux (APPEND in ${SYSLINUX_CONFIG_PATHS.join(" or ")})`,
@@ -321,24 +410,11 @@ export const backends: Record<Backend, CmdlineBackend> = {
     revertSources: (owned) => Object.keys(owned as SyslinuxFilesOwnership),
     present: (files) => (files.syslinux ?? []).length > 0,
     absentMessage: `backend: "syslinux" but the host has none of ${SYSLINUX_CONFIG_PATHS.join(", ")}; install extlinux or syslinux, or use backend: "auto"`,
-    plan(request, files) {
-      const previous = request.previouslyOwned as SyslinuxFilesOwnership | undefined;
-      const configs = (files.syslinux ?? []).map((file) => ({
-        file,
-        plan: planSyslinuxConfig({ ensure: request.ensure, remove: request.remove, text: file.text, path: file.path, previouslyOwned: previous?.[file.path], backup: request.backups?.[file.path] }),
-      }));
-      return {
-        edits: configs.map(({ file, plan }) => ({ path: file.path, before: file.text, after: plan.text })),
-        owned: Object.fromEntries(configs.map(({ file, plan }) => [file.path, plan.owned])),
-        changes: configs.flatMap(({ file, plan }) => inFile(file.path, plan.changes)),
-        warnings: [],
-      };
-    },
-    revert: (current, owned) =>
-      Object.entries(owned as SyslinuxFilesOwnership).flatMap(([path, labels]) => {
-        const text = current(path);
-        return text === undefined ? [] : [{ path, before: text, after: revertSyslinuxConfig(text, labels) }];
-      }),
+    plan: (request, files) => ({
+      ...planEachFile(request, files.syslinux ?? [], request.previouslyOwned as SyslinuxFilesOwnership | undefined, planSyslinuxConfig),
+      warnings: [],
+    }),
+    revert: (current, owned) => revertEachFile(current, owned as SyslinuxFilesOwnership, revertSyslinuxConfig),
     generated: SYSLINUX_CONFIG_PATHS.join(" or "),
     verify: (files, args) => checkAll((files.syslinux ?? []).map((f) => syslinuxConfigHasArgs(f.text, args, f.path))),
     trial: false,

@@ -218,7 +218,7 @@ const BACKENDS: Record<string, { edits: string; boots: readonly BootLoader[] }> 
   syslinux: { edits: "the syslinux/extlinux config's APPEND lines", boots: ["syslinux", "extlinux"] },
   "systemd-boot": { edits: "systemd-boot's loader entries and /etc/kernel/cmdline", boots: ["systemd-boot"] },
   "proxmox-boot-tool": { edits: "/etc/kernel/cmdline for proxmox-boot-tool", boots: ["proxmox-boot-tool"] },
-  grubby: { edits: "the BLS entries, through grubby", boots: ["grubby-bls"] },
+  grubby: { edits: "GRUB_CMDLINE_LINUX and the BLS entries in /boot/loader/entries", boots: ["grubby-bls"] },
 };
 
 /**

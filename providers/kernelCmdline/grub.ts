@@ -9,16 +9,18 @@ import type { BootConfigCheck } from "./bootConfig";
 export const GRUB_DEFAULTS_PATH = "/etc/default/grub";
 export const GRUB_CFG_PATH = "/boot/grub/grub.cfg";
 
-const cmdlineDefault: ShellVariableSpec = {
-  name: "GRUB_CMDLINE_LINUX_DEFAULT",
-  source: GRUB_DEFAULTS_PATH,
-  example: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"',
+/**
+ * Debian's update-grub puts GRUB_CMDLINE_LINUX_DEFAULT on the default entry, so that is the one
+ * edited there. Fedora's grub2-mkconfig rewrites the `options` of every BLS entry from
+ * GRUB_CMDLINE_LINUX (its update_bls_cmdline), so with BLS entries that is the one edited.
+ */
+export type GrubCmdlineVariable = "GRUB_CMDLINE_LINUX_DEFAULT" | "GRUB_CMDLINE_LINUX";
+
+const cmdlineVariables: Record<GrubCmdlineVariable, ShellVariableSpec> = {
+  GRUB_CMDLINE_LINUX_DEFAULT: { name: "GRUB_CMDLINE_LINUX_DEFAULT", source: GRUB_DEFAULTS_PATH, example: 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"' },
+  GRUB_CMDLINE_LINUX: { name: "GRUB_CMDLINE_LINUX", source: GRUB_DEFAULTS_PATH, example: 'GRUB_CMDLINE_LINUX=""' },
 };
-const cmdlineAll: ShellVariableSpec = {
-  name: "GRUB_CMDLINE_LINUX",
-  source: GRUB_DEFAULTS_PATH,
-  example: 'GRUB_CMDLINE_LINUX=""',
-};
+const cmdlineAll = cmdlineVariables.GRUB_CMDLINE_LINUX;
 
 export interface ConfigFile {
   readonly path: string;
@@ -44,21 +46,19 @@ export interface GrubDefaultsPlan {
   readonly warnings: readonly string[];
 }
 
-export function planGrubDefaults(request: GrubDefaultsRequest): GrubDefaultsPlan {
+export function planGrubDefaults(request: GrubDefaultsRequest, variable: GrubCmdlineVariable = "GRUB_CMDLINE_LINUX_DEFAULT"): GrubDefaultsPlan {
   for (const dropIn of request.dropIns ?? []) {
-    const overriding = findShellAssignments(dropIn.text, dropIn.path).find(
-      (a) => a.name === cmdlineDefault.name && !/\$\{?GRUB_CMDLINE_LINUX_DEFAULT\b/.test(a.raw),
-    );
+    const overriding = findShellAssignments(dropIn.text, dropIn.path).find((a) => a.name === variable && !new RegExp(`\\$\\{?${variable}\\b`).test(a.raw));
     if (overriding) {
       throw new Error(
-        `${dropIn.path} line ${overriding.line} sets GRUB_CMDLINE_LINUX_DEFAULT=${overriding.raw}; update-grub reads it after ` +
+        `${dropIn.path} line ${overriding.line} sets ${variable}=${overriding.raw}; ${variable === "GRUB_CMDLINE_LINUX" ? "grub2-mkconfig" : "update-grub"} reads it after ` +
           `${GRUB_DEFAULTS_PATH}, so the arguments set there would be lost. Delete that line, or make it add to the value: ` +
-          `GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT ..."`,
+          `${variable}="$${variable} ..."`,
       );
     }
   }
-  const plan = planShellList(request.text, cmdlineDefault, request, kernelArgSyntax);
-  return { ...plan, warnings: cmdlineLinuxWarnings(plan.text, request) };
+  const plan = planShellList(request.text, cmdlineVariables[variable], request, kernelArgSyntax);
+  return { ...plan, warnings: variable === "GRUB_CMDLINE_LINUX_DEFAULT" ? cmdlineLinuxWarnings(plan.text, request) : [] };
 }
 
 /** GRUB_CMDLINE_LINUX comes first on the linux line and is the only part recovery entries get. */
@@ -89,8 +89,16 @@ function cmdlineLinuxWarnings(text: string, request: GrubDefaultsRequest): strin
   return warnings;
 }
 
-export function revertGrubDefaults(text: string, owned: ShellListOwnership): string {
-  return revertShellList(text, cmdlineDefault, owned, kernelArgSyntax);
+export function revertGrubDefaults(text: string, owned: ShellListOwnership, variable: GrubCmdlineVariable = "GRUB_CMDLINE_LINUX_DEFAULT"): string {
+  return revertShellList(text, cmdlineVariables[variable], owned, kernelArgSyntax);
+}
+
+/** Whether GRUB_CMDLINE_LINUX carries the args, so that grub2-mkconfig keeps them in the BLS entries it rewrites. */
+export function grubCmdlineLinuxHasArgs(text: string, args: readonly string[]): BootConfigCheck {
+  const missing = missingKernelArgs(shellVariableValue(text, cmdlineAll), args);
+  return missing.length === 0
+    ? { ok: true, problems: [] }
+    : { ok: false, problems: [`GRUB_CMDLINE_LINUX in ${GRUB_DEFAULTS_PATH} lacks ${missing.join(" ")}: grub2-mkconfig would rewrite the BLS entries without them`] };
 }
 
 /**

@@ -43,8 +43,8 @@ function kerneloptsProblem(text: string, path: string): string | undefined {
   if (!parseLoaderEntry(text).options.some((value) => parseWhitespaceTokens(value).tokens.includes("$kernelopts"))) return undefined;
   return (
     `${path}: options refers to $kernelopts, which GRUB fills in from /boot/grub2/grubenv at boot, so the arguments ` +
-    `are not in the entry; use the grubby backend (grubby --update-kernel=ALL --args=...), which edits grubenv's kernelopts ` +
-    `too, or replace $kernelopts in each entry with the value \`grub2-editenv - list\` shows for kernelopts`
+    `are not in the entry, and vfio-host edits entries, not grubenv: replace $kernelopts in each entry with the value ` +
+    `\`grub2-editenv - list\` shows for kernelopts, then run this again`
   );
 }
 
@@ -192,14 +192,4 @@ export interface LoaderEntryFile {
 
 export function parseLoaderEntries(section: string): LoaderEntryFile[] {
   return filesFromSection(section);
-}
-
-/** grubby (Fedora/RHEL) edits every BLS entry, and grubenv's kernelopts where entries still use it. */
-export function grubbyArgv(change: { add: readonly string[]; remove: readonly string[] }): string[] {
-  return [
-    "grubby",
-    "--update-kernel=ALL",
-    ...(change.add.length > 0 ? [`--args=${change.add.join(" ")}`] : []),
-    ...(change.remove.length > 0 ? [`--remove-args=${change.remove.join(" ")}`] : []),
-  ];
 }

@@ -1,7 +1,8 @@
-// Restores that keep hand edits, and runs that find their own changes already on the host (issue 10
-// item 2), plus the put-back after a failed update-grub or proxmox-boot-tool refresh (a file the run
-// created is removed again): the providers' create and delete, as the Pulumi engine calls them,
-// against the namespaced sshd test host. Every assertion reads the host's bytes.
+// Restores that keep hand edits (GRUB's defaults, Fedora's BLS entries, Alpine's mkinitfs files), and
+// runs that find their own changes already on the host (issue 10 item 2), plus the put-back after a
+// failed update-grub or proxmox-boot-tool refresh (a file the run created is removed again): the
+// providers' create and delete, as the Pulumi engine calls them, against the namespaced sshd test
+// host. Every assertion reads the host's bytes.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { hostFileProvider } from "../../providers/hostFile";
@@ -177,6 +178,44 @@ describe("KernelCmdline on proxmox-boot-tool, with a stand-in whose refresh fail
     expect(fs.existsSync(onHost(cmdlineFile))).toBe(false);
     // Its "did not exist" backup went with it: the host is as before the run, and a later run starts from there.
     expect(fs.existsSync(backupOf(cmdlineFile) + ".absent")).toBe(false);
+  });
+});
+
+describe("KernelCmdline on Fedora's GRUB with BLS entries (the grubby backend)", () => {
+  const fixture = (name: string) => fs.readFileSync(path.join(__dirname, "../unit/kernelCmdline/fixtures", name), "utf8");
+  const grub = "/etc/default/grub";
+  const entry = "/boot/loader/entries/2d1e8f0c7b3a4e5f9a6b1c0d8e7f6a5b-6.10.6-200.fc40.x86_64.conf";
+  const grubCfg = "/boot/grub/grub.cfg";
+  const grubCfgAside = `${grubCfg}.aside`;
+  const originalGrub = fixture("fedora40-default-grub");
+  const originalEntry = fixture("fedora40-bls-entry.conf");
+
+  // Fedora's layout: /boot/grub2/grub.cfg runs blscfg, which boots the entries; Debian's grub.cfg from the GRUB describe goes aside.
+  beforeAll(() => {
+    if (fs.existsSync(onHost(grubCfg))) fs.renameSync(onHost(grubCfg), onHost(grubCfgAside));
+    fs.mkdirSync(onHost("/boot/grub2"), { recursive: true });
+    fs.writeFileSync(onHost("/boot/grub2/grub.cfg"), "insmod blscfg\nblscfg\n");
+    fs.mkdirSync(onHost(path.dirname(entry)), { recursive: true });
+    fs.writeFileSync(onHost(entry), originalEntry);
+    fs.writeFileSync(onHost(grub), originalGrub);
+  });
+  afterAll(() => {
+    fs.rmSync(onHost("/boot/grub2"), { recursive: true, force: true });
+    fs.rmSync(onHost("/boot/loader"), { recursive: true, force: true });
+    if (fs.existsSync(onHost(grubCfgAside))) fs.renameSync(onHost(grubCfgAside), onHost(grubCfg));
+  });
+
+  test("edits GRUB_CMDLINE_LINUX and the entry, and destroy keeps an arg added by hand since (as grubby adds one) while giving the rest back", async () => {
+    const created = await create(kernelCmdlineProvider, { args: ["intel_iommu=on", "iommu=pt"] });
+    expect((created.outs.state as { backend: string }).backend).toBe("grubby");
+    expect(fs.readFileSync(onHost(grub), "utf8")).toBe(originalGrub.replace('64G-:512M"', '64G-:512M intel_iommu=on iommu=pt"'));
+    const written = originalEntry.replace("64G-:512M\n", "64G-:512M intel_iommu=on iommu=pt\n");
+    expect(fs.readFileSync(onHost(entry), "utf8")).toBe(written);
+
+    fs.writeFileSync(onHost(entry), written.replace("iommu=pt\n", "iommu=pt nomodeset\n"));
+    expect(await destroy(kernelCmdlineProvider, created)).toBe("");
+    expect(fs.readFileSync(onHost(grub), "utf8")).toBe(originalGrub);
+    expect(fs.readFileSync(onHost(entry), "utf8")).toBe(originalEntry.replace("64G-:512M\n", "64G-:512M nomodeset\n"));
   });
 });
 

@@ -1,5 +1,5 @@
 // KernelCmdline over the backends whose loader reads the edited files itself (systemd-boot's
-// loader entries, hand-written syslinux configs): what auto picks, what a plan writes, that a
+// loader entries, GRUB's BLS entries on Fedora, hand-written syslinux configs): what auto picks, what a plan writes, that a
 // second plan on the result changes nothing, that a revert gives the original bytes back, and
 // that a run that died before recording its state is recognised from the backups.
 import fc from "fast-check";
@@ -8,7 +8,7 @@ import { describeKernelCmdlinePlan, KernelCmdlineState, planKernelCmdline } from
 import { parsePreflightSections } from "../../../providers/kernel/preflight";
 import { KernelCmdlineInputs } from "../../../providers/kernelCmdline/schema";
 import { ensureArgs } from "./arbitraries";
-import { debianExtlinuxConf, debianSystemdBootEntry, unraidSyslinuxCfg } from "./fixtures";
+import { debianExtlinuxConf, debianSystemdBootEntry, fedoraBlsEntry, fedoraDefaultGrub, rhel8BlsEntry, unraidSyslinuxCfg } from "./fixtures";
 
 const ARGS = ["intel_iommu=on", "iommu=pt"];
 const inputs = KernelCmdlineInputs.parse({ args: ARGS, remove: ["quiet"] });
@@ -32,13 +32,23 @@ const sdBootHost: BootFiles = {
 function applied(files: BootFiles, edits: readonly SourceEdit[]): BootFiles {
   const after = new Map(edits.map((e) => [e.path, e.after]));
   const swap = (list?: readonly { path: string; text: string }[]) => list?.map((f) => ({ ...f, text: after.get(f.path) ?? f.text }));
-  return { ...files, kernelCmdline: after.get("/etc/kernel/cmdline") ?? files.kernelCmdline, loaderEntries: swap(files.loaderEntries), syslinux: swap(files.syslinux) };
+  return {
+    ...files,
+    defaults: after.get("/etc/default/grub") ?? files.defaults,
+    kernelCmdline: after.get("/etc/kernel/cmdline") ?? files.kernelCmdline,
+    loaderEntries: swap(files.loaderEntries),
+    syslinux: swap(files.syslinux),
+  };
 }
 
 /** The source files as a revert of `state` leaves them. */
 function reverted(files: BootFiles, state: KernelCmdlineState): Map<string, string> {
   const b = backends[state.backend];
-  const texts = new Map<string, string | undefined>([["/etc/kernel/cmdline", files.kernelCmdline], ...[...(files.loaderEntries ?? []), ...(files.syslinux ?? [])].map((f) => [f.path, f.text] as const)]);
+  const texts = new Map<string, string | undefined>([
+    ["/etc/default/grub", files.defaults],
+    ["/etc/kernel/cmdline", files.kernelCmdline],
+    ...[...(files.loaderEntries ?? []), ...(files.syslinux ?? [])].map((f) => [f.path, f.text] as const),
+  ]);
   return new Map(b.revert((path) => texts.get(path), state.owned).map((e) => [e.path, e.after]));
 }
 
@@ -106,6 +116,97 @@ describe("the systemd-boot backend", () => {
         const state: KernelCmdlineState = { backend: first.backend, owned: first.owned };
         expect(describeKernelCmdlinePlan(planKernelCmdline(given, after, state))).toEqual([]);
         expect(reverted(after, state)).toEqual(new Map([["/etc/kernel/cmdline", CMDLINE], [ENTRY, debianSystemdBootEntry]]));
+      }),
+    );
+  });
+});
+
+describe("the grubby backend (Fedora: GRUB reading BLS entries)", () => {
+  const FEDORA_ENTRY = "/boot/loader/entries/2d1e8f0c7b3a4e5f9a6b1c0d8e7f6a5b-6.10.6-200.fc40.x86_64.conf";
+  const fedora: BootFiles = {
+    defaults: fedoraDefaultGrub,
+    dropIns: [],
+    procCmdline: "BOOT_IMAGE=(hd0,gpt2)/vmlinuz-6.10.6-200.fc40.x86_64 root=/dev/mapper/vg0-root ro rd.lvm.lv=vg0/root",
+    loaderEntries: [{ path: FEDORA_ENTRY, text: fedoraBlsEntry }],
+    booted: { loader: "grubby-bls", evidence: ["/boot/grub2/grub.cfg runs blscfg: GRUB boots the BLS entries in /boot/loader/entries"] },
+  };
+  const plan = planKernelCmdline(inputs, fedora, undefined);
+  const originals = new Map([["/etc/default/grub", fedoraDefaultGrub], [FEDORA_ENTRY, fedoraBlsEntry]]);
+
+  it("is what auto picks on a host GRUB booted through blscfg, and edits GRUB_CMDLINE_LINUX and each entry in place", () => {
+    expect(plan.backend).toBe("grubby");
+    expect(describeKernelCmdlinePlan(plan)).toEqual([
+      "backend grubby (auto: the only loader whose files are here and that booted the host; booted through grubby-bls: /boot/grub2/grub.cfg runs blscfg: GRUB boots the BLS entries in /boot/loader/entries)",
+      "/etc/default/grub: + intel_iommu=on",
+      "/etc/default/grub: + iommu=pt",
+      `${FEDORA_ENTRY}: + intel_iommu=on`,
+      `${FEDORA_ENTRY}: + iommu=pt`,
+    ]);
+    const [grub, entry] = plan.edits.map((e) => e.after);
+    expect(grub).toBe(fedoraDefaultGrub.replace('crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M"', 'crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M intel_iommu=on iommu=pt"'));
+    expect(entry).toBe(fedoraBlsEntry.replace("64G-:512M\n", "64G-:512M intel_iommu=on iommu=pt\n"));
+    // No tool: GRUB's blscfg reads the entries at boot.
+    expect(backends.grubby.regenerate).toBeUndefined();
+  });
+
+  it("finds nothing to do once written, and a revert gives every file its bytes back", () => {
+    const after = applied(fedora, plan.edits);
+    const state: KernelCmdlineState = { backend: plan.backend, owned: plan.owned };
+    expect(describeKernelCmdlinePlan(planKernelCmdline(inputs, after, state))).toEqual([]);
+    expect(backends.grubby.verify(after, ARGS, []).ok).toBe(true);
+    expect(reverted(after, state)).toEqual(originals);
+  });
+
+  it("owns what a run that died before recording its state wrote, from the backups", () => {
+    const after = applied(fedora, plan.edits);
+    const adopted = planKernelCmdline(inputs, { ...after, backups: Object.fromEntries(originals) }, undefined);
+    expect(describeKernelCmdlinePlan(adopted)).toEqual([]);
+    expect(reverted(after, { backend: adopted.backend, owned: adopted.owned })).toEqual(originals);
+  });
+
+  it("edits /etc/kernel/cmdline too where the host has one, as kernel-install gives it to new kernels", () => {
+    const withCmdline = { ...fedora, kernelCmdline: "root=/dev/mapper/vg0-root ro rd.lvm.lv=vg0/root\n" };
+    const both = planKernelCmdline(inputs, withCmdline, undefined);
+    expect(both.edits.map((e) => e.path)).toEqual(["/etc/default/grub", "/etc/kernel/cmdline", FEDORA_ENTRY]);
+    const after = applied(withCmdline, both.edits);
+    expect(after.kernelCmdline).toBe("root=/dev/mapper/vg0-root ro rd.lvm.lv=vg0/root intel_iommu=on iommu=pt\n");
+    expect(backends.grubby.verify({ ...after, kernelCmdline: withCmdline.kernelCmdline }, ARGS, []).problems).toEqual([
+      "/etc/kernel/cmdline lacks intel_iommu=on iommu=pt: kernels installed later would boot without them",
+    ]);
+    expect(reverted(after, { backend: both.backend, owned: both.owned }).get("/etc/kernel/cmdline")).toBe(withCmdline.kernelCmdline);
+  });
+
+  it("says what is missing when grub2-mkconfig would drop the args again", () => {
+    const after = applied(fedora, plan.edits);
+    expect(backends.grubby.verify({ ...after, defaults: fedoraDefaultGrub }, ARGS, []).problems).toEqual([
+      "GRUB_CMDLINE_LINUX in /etc/default/grub lacks intel_iommu=on iommu=pt: grub2-mkconfig would rewrite the BLS entries without them",
+    ]);
+  });
+
+  it("refuses RHEL 8's $kernelopts entries before writing anything, and the grub backend on a host that boots BLS entries", () => {
+    expect(() => planKernelCmdline(inputs, { ...fedora, loaderEntries: [{ path: "/boot/loader/entries/x.conf", text: rhel8BlsEntry }] }, undefined)).toThrow(
+      /^\/boot\/loader\/entries\/x.conf: options refers to \$kernelopts/,
+    );
+    expect(() => planKernelCmdline(KernelCmdlineInputs.parse({ args: ARGS, backend: "grub" }), fedora, undefined)).toThrow(
+      /^backend: "grub" .* booted through GRUB reading BLS entries .*Set it to "grubby"$/,
+    );
+  });
+
+  it("without knowing what booted, refuses to choose among GRUB, systemd-boot and BLS entries", () => {
+    expect(() => planKernelCmdline(inputs, { ...fedora, booted: undefined }, undefined)).toThrow(
+      /found the files of GRUB .* and systemd-boot .* and GRUB reading BLS entries .*; set backend to the one that boots it: "grub" if .*, "systemd-boot" if .*, "grubby" if the BLS entries in \/boot\/loader\/entries\/ is what boots/,
+    );
+  });
+
+  it("any args: apply then revert is the identity on every file, and a second plan is a no-op", () => {
+    fc.assert(
+      fc.property(ensureArgs, (args) => {
+        const given = KernelCmdlineInputs.parse({ args });
+        const first = planKernelCmdline(given, fedora, undefined);
+        const after = applied(fedora, first.edits);
+        const state: KernelCmdlineState = { backend: first.backend, owned: first.owned };
+        expect(describeKernelCmdlinePlan(planKernelCmdline(given, after, state))).toEqual([]);
+        expect(reverted(after, state)).toEqual(originals);
       }),
     );
   });

@@ -22,6 +22,8 @@ export const debianSystemdBootEntry = read("debian12-systemd-boot-entry.conf");
 export const proxmoxEntry = read("proxmox-entry.conf");
 export const proxmoxKernelCmdline = read("proxmox-kernel-cmdline");
 export const fedoraBlsEntry = read("fedora40-bls-entry.conf");
+/** The same Fedora 40 host's /etc/default/grub (GRUB_ENABLE_BLSCFG=true). */
+export const fedoraDefaultGrub = read("fedora40-default-grub");
 export const fedoraTunedBlsEntry = read("fedora44-bls-entry-tuned.conf");
 export const rhel8BlsEntry = read("rhel8-bls-entry.conf");
 /** `proxmox-boot-tool status`: systemd-boot ESPs (ZFS/UEFI), GRUB ESPs (legacy BIOS), none. */

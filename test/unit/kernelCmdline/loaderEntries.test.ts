@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import {
-  grubbyArgv,
   LOADER_ENTRIES_SNIPPET,
   loaderEntryHasArgs,
   loaderEntryKernelVersion,
@@ -94,8 +93,8 @@ describe("planLoaderEntry", () => {
 
   it("refuses RHEL 8's $kernelopts, whose args live in grubenv", () => {
     expect(() => planLoaderEntry({ text: rhel8BlsEntry, ensure: VFIO, path: "/boot/loader/entries/x.conf" })).toThrow(
-      "/boot/loader/entries/x.conf: options refers to $kernelopts, which GRUB fills in from /boot/grub2/grubenv at boot, so the arguments are not in the entry; " +
-        "use the grubby backend (grubby --update-kernel=ALL --args=...), which edits grubenv's kernelopts too, or replace $kernelopts in each entry with the value `grub2-editenv - list` shows for kernelopts",
+      "/boot/loader/entries/x.conf: options refers to $kernelopts, which GRUB fills in from /boot/grub2/grubenv at boot, so the arguments are not in the entry, and " +
+        "vfio-host edits entries, not grubenv: replace $kernelopts in each entry with the value `grub2-editenv - list` shows for kernelopts, then run this again",
     );
   });
 
@@ -198,13 +197,5 @@ describe("reading the entries from the host", () => {
     // This machine's own /boot, read only: whatever it holds, no path is listed twice.
     const paths = parseLoaderEntries(execFileSync("sh", ["-c", LOADER_ENTRIES_SNIPPET]).toString("utf8")).map((e) => e.path);
     expect(new Set(paths).size).toBe(paths.length);
-  });
-});
-
-describe("grubbyArgv", () => {
-  it("updates every kernel, naming only the changes there are", () => {
-    expect(grubbyArgv({ add: VFIO, remove: ["nomodeset"] })).toEqual(["grubby", "--update-kernel=ALL", "--args=intel_iommu=on iommu=pt", "--remove-args=nomodeset"]);
-    expect(grubbyArgv({ add: [], remove: ["nomodeset", "rhgb"] })).toEqual(["grubby", "--update-kernel=ALL", "--remove-args=nomodeset rhgb"]);
-    expect(grubbyArgv({ add: ["iommu=pt"], remove: [] })).toEqual(["grubby", "--update-kernel=ALL", "--args=iommu=pt"]);
   });
 });

@@ -71,7 +71,7 @@ describe("KernelCmdlineInputs", () => {
   it("rejects an empty args list, an unknown backend and module names with spaces", () => {
     expect(messages({ args: [], backend: "lilo", modules: ["vfio pci"] })).toEqual([
       'args: is empty; list the arguments this resource owns, e.g. ["intel_iommu=on", "iommu=pt"]',
-      'backend: "lilo" must be "auto", "grub", "extlinux", "systemd-boot", "proxmox-boot-tool" or "syslinux"',
+      'backend: "lilo" must be "auto", "grub", "extlinux", "systemd-boot", "proxmox-boot-tool", "grubby" or "syslinux"',
       'modules: "vfio pci" is not a module name; write it as modprobe does, e.g. "vfio-pci"',
     ]);
   });
@@ -161,7 +161,7 @@ describe("resolveBootBackend", () => {
   it("refuses a host with neither", () => {
     expect(() => resolveBootBackend(inputs, bareHost)).toThrow(
       'backend: "auto" found the files of none of GRUB (/etc/default/grub, update-grub); Alpine\'s extlinux (/etc/update-extlinux.conf, update-extlinux); ' +
-        "systemd-boot (/etc/kernel/cmdline and the loader entries kernel-install wrote); proxmox-boot-tool (/etc/kernel/cmdline, proxmox-boot-tool refresh); syslinux/extlinux (APPEND in /boot/extlinux/extlinux.conf or " +
+        "systemd-boot (/etc/kernel/cmdline and the loader entries kernel-install wrote); proxmox-boot-tool (/etc/kernel/cmdline, proxmox-boot-tool refresh); GRUB reading BLS entries (GRUB_CMDLINE_LINUX in /etc/default/grub and /boot/loader/entries/*.conf, as grubby edits them); syslinux/extlinux (APPEND in /boot/extlinux/extlinux.conf or " +
         "/boot/syslinux/syslinux.cfg or /boot/EFI/boot/syslinux.cfg or /boot/syslinux.cfg) on the host; install the bootloader's package, or manage the kernel command line another way",
     );
   });

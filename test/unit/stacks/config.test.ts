@@ -156,7 +156,7 @@ describe("parseStackConfig", () => {
       'vfio-host:kernelArgs: "root=/dev/sdb1" sets root=, which decides how the host finds and starts its root filesystem',
     );
     expect(problems({ ...base, "vfio-host:kernelArgs": "[]" })).toContain("vfio-host:kernelArgs: is empty; list the arguments this resource owns");
-    expect(problems({ ...base, "vfio-host:bootBackend": "lilo" })).toContain('vfio-host:bootBackend: "lilo" must be "auto", "grub", "extlinux", "systemd-boot", "proxmox-boot-tool" or "syslinux"');
+    expect(problems({ ...base, "vfio-host:bootBackend": "lilo" })).toContain('vfio-host:bootBackend: "lilo" must be "auto", "grub", "extlinux", "systemd-boot", "proxmox-boot-tool", "grubby" or "syslinux"');
     expect(parseStackConfig({ ...base, "vfio-host:acknowledgeBootCriticalArgs": '["root"]', "vfio-host:kernelArgs": '["root=/dev/sdb1"]' }, secrets)).toMatchObject({
       kernelArgs: ["root=/dev/sdb1"],
       acknowledgeBootCriticalArgs: ["root"],
