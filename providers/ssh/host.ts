@@ -100,6 +100,7 @@ export const BACKUP_ROOT = "/var/lib/vfio-host/backup";
 const MISSING_FILE_EXIT = 44;
 const MAX_CHANNELS_PER_HOST = 6; // OpenSSH allows 10 sessions per connection (MaxSessions)
 const IDLE_CLOSE_MS = 5_000;
+const CHANNEL_OPEN_TRIES = 5;
 
 const counters = { connectionsOpened: 0 };
 /** How many SSH connections this process opened (the e2e tests report it). */
@@ -241,6 +242,16 @@ export async function holdCommand(connection: Connection, argv: readonly ShellAr
   return ready;
 }
 
+/** Takes the connection out of the pool, so the next command opens a new one; it ends once idle. */
+function retire(connection: Connection): void {
+  const key = connectionIdentity(connection);
+  const entry = pool.get(key);
+  pool.delete(key);
+  void entry?.then((pooled) => {
+    if (pooled.active === 0) pooled.client.end();
+  }, () => undefined);
+}
+
 /** Closes every pooled connection (tests, and a provider that is shutting down). */
 export async function closeAllConnections(): Promise<void> {
   const entries = [...pool.values()];
@@ -280,14 +291,20 @@ function remoteHost(connection: Connection): RemoteHost {
           countRoundTrip(started, describeCommand(argv));
         }
       });
-    try {
-      return await attempt();
-    } catch (err) {
-      // A pooled connection whose server side died (sshd killed, host rebooted) refuses new
-      // channels; the command never started, so it is safe to run it once on a new connection.
-      if (!(err instanceof ChannelOpenError)) throw err;
-      await disconnect();
-      return attempt();
+    // A channel that could not be opened never ran its command, so it is safe to try again. sshd
+    // refuses a channel past MaxSessions, and it still counts channels whose close is on its way (a
+    // burst of commands ending together): a moment later the same connection takes it. A connection
+    // that ended (the host rebooted, sshd was killed) has left the pool, and the next try opens a new
+    // one. Nothing here ends a connection: the commands still running on it would be cut.
+    for (let tries = 1; ; tries++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!(err instanceof ChannelOpenError) || tries >= CHANNEL_OPEN_TRIES) throw err;
+        // Last try on a new connection, in case this one is dead without having noticed.
+        if (tries === CHANNEL_OPEN_TRIES - 1) retire(connection);
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** (tries - 1)));
+      }
     }
   };
 
@@ -450,10 +467,12 @@ async function withChannel<T>(connection: Connection, fn: (client: Client) => Pr
     pool.set(key, entry);
   }
   const pooled = await entry;
-  clearTimeout(pooled.idleTimer);
   while (pooled.active >= MAX_CHANNELS_PER_HOST) {
     await new Promise<void>((resolve) => pooled.waiters.push(resolve));
   }
+  // Here, not before the wait: channels that end together can take `active` to 0, and set the
+  // idle timer, before the commands they woke from the wait get here.
+  clearTimeout(pooled.idleTimer);
   pooled.active++;
   try {
     return await fn(pooled.client);

@@ -212,6 +212,38 @@ test("one pooled connection carries many concurrent commands", async () => {
   expect(testHost.acceptedLogins() - before.logins).toBe(1);
 });
 
+test("commands queued for a free channel keep their connection when the ones before them end together", async () => {
+  // Six commands fill the connection's channels and are killed at once, so their ends arrive
+  // together while six more wait for a channel (and sshd may still count the six as open when the
+  // next six ask for channels): the connection must stay open under the six that then run for
+  // longer than a connection may sit idle.
+  await closeAllConnections();
+  const opened = sshStats().connectionsOpened;
+  for (let round = 0; round < 2; round++) {
+    const marker = `1000.${process.pid}${round}`;
+    const first = Array.from({ length: 6 }, () => withHost(connect(), (host) => host.exec(["sh", "-c", `exec sleep ${marker}`])));
+    const second = Array.from({ length: 6 }, (_, i) => withHost(connect(), (host) => host.run(["sh", "-c", `sleep 6; echo ${i}`])));
+    const sleepers = () => processesWithCmdline(`sleep\0${marker}\0`);
+    while (sleepers().length < 6) await new Promise((r) => setTimeout(r, 50));
+    for (const pid of sleepers()) process.kill(pid, "SIGKILL");
+    await Promise.all(first);
+    expect((await Promise.all(second)).map((r) => r.stdout)).toEqual(["0\n", "1\n", "2\n", "3\n", "4\n", "5\n"]);
+  }
+  expect(sshStats().connectionsOpened - opened).toBe(1);
+});
+
+/** PIDs (as this machine sees them) whose command line is exactly `cmdline`. */
+function processesWithCmdline(cmdline: string): number[] {
+  return fs.readdirSync("/proc").flatMap((name) => {
+    if (!/^\d+$/.test(name)) return [];
+    try {
+      return fs.readFileSync(`/proc/${name}/cmdline`, "latin1") === cmdline ? [Number(name)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 test("failures name the command and quote stderr; slow commands time out", async () => {
   await withHost(connect(), async (host) => {
     await expect(host.run(["cat", "/no/such file"])).rejects.toThrow(
