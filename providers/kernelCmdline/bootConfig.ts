@@ -389,8 +389,8 @@ export const backends: Record<Backend, CmdlineBackend> = {
       const edits: SourceEdit[] = [];
       const grub = current(GRUB_DEFAULTS_PATH);
       if (grub !== undefined) edits.push({ path: GRUB_DEFAULTS_PATH, before: grub, after: revertGrubDefaults(grub, defaults, "GRUB_CMDLINE_LINUX") });
-      const text = cmdline && current(KERNEL_CMDLINE_PATH);
-      if (cmdline && text !== undefined) edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after: revertKernelCmdlineFile(text, cmdline) });
+      const text = current(KERNEL_CMDLINE_PATH);
+      if (cmdline !== undefined && text !== undefined) edits.push({ path: KERNEL_CMDLINE_PATH, before: text, after: revertKernelCmdlineFile(text, cmdline) });
       return [...edits, ...revertEachFile(current, entries, revertLoaderEntry)];
     },
     generated: `the BLS entries in ${BLS_ENTRIES_DIR}`,
