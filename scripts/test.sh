@@ -56,8 +56,8 @@ run_stages() {
     name=${stage%%:*}
     started=$SECONDS
     echo "==> $name: ${stage#*:}"
-    bash -c "${stage#*:}"
-    status=$?
+    bash -c "${stage#*:}" 2>&1 | tee "$results/$lane.$name.log"
+    status=${PIPESTATUS[0]}
     printf '%s %d %d\n' "$name" $((SECONDS - started)) "$status" >>"$results/$lane"
     [ "$status" -eq 0 ] || { echo "$name" >"$failed"; return; }
   done
@@ -88,7 +88,12 @@ done
 [ -z "${lanes_time:-}" ] || printf '  both lanes together: %d s\n' "$lanes_time"
 grep -h '^\[lab' "$prebuild_log" | sed 's/^/  background: /' || true
 if [ -e "$failed" ]; then
-  echo "==> failed in stage $(cat "$failed")"
+  # CI shows only the end of what ran, and the other lane's output may bury the failure: jest's
+  # failure reports of the failed stage again, at most 150 lines.
+  stage=$(cat "$failed")
+  echo "==> what failed in stage $stage"
+  sed -n '/^  ● /,$p' "$results"/*".$stage.log" | grep -v '^\s*at .*node_modules' | head -150
+  echo "==> failed in stage $stage"
   rm -rf "$results"
   exit 1
 fi
