@@ -8,8 +8,9 @@
 // state rows in PostgreSQL; Pulumi's stack lock refusing a second run of a stack and naming the
 // holder; destroy giving every host its boot files back. The whole test fits CI's budget of about
 // five minutes, which is why the file backend and the no-op up run on a few stacks, not all twenty.
-// The reboot waves need hosts that reboot: test/unit/fleet/schedule.test.ts proves the scheduler.
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+// The reboot waves need hosts that reboot: labFlavours.test.ts runs them on two lab instances, and
+// test/unit/fleet/schedule.test.ts proves the scheduler.
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -20,6 +21,7 @@ import { differingBootFiles, readBootFiles } from "../faults/pulumiRuns";
 import { prepareAlpineHost, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { startPostgres, PostgresServer } from "../testhost/postgres";
 import { startTestHost, TestHost } from "../testhost/testHost";
+import { FleetResult, FleetRun, startFleet as startFleetIn, summaryRows } from "./fleetRun";
 import { projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(10 * 60_000);
@@ -29,13 +31,15 @@ const HOSTS = 20;
 const SETUP_AT_ONCE = 4;
 const PARALLEL = "4";
 const workDir = path.join(projectRoot, "test/e2e/fixtures/fleet");
-const fleetJs = path.join(projectRoot, "dist/scripts/fleet.js");
 const stackName = (i: number) => `host-${String(i + 1).padStart(2, "0")}`;
 /** The stacks of the second up, the no-op one: a fifth of the fleet proves it at a fifth of the cost. */
 const NOOP_STACKS = Array.from({ length: 4 }, (_, i) => stackName(i));
 /** A 21st stack: host-01's stack file with host-02's key pinned. */
 const WRONG_KEY = "host-21-wrong-key";
 const cores = os.availableParallelism();
+/** The fleet on this test's project directory. */
+const startFleet = (args: string[], env: NodeJS.ProcessEnv) => startFleetIn([...args, "--cwd", workDir], env);
+const fleet = (args: string[], env: NodeJS.ProcessEnv) => startFleet(args, env).done;
 
 let pg: PostgresServer;
 const hosts: TestHost[] = [];
@@ -60,70 +64,6 @@ const withoutBackendUrl = (): NodeJS.ProcessEnv => {
 };
 const postgresEnv = () => ({ ...process.env, PULUMI_BACKEND_URL: pg.url });
 const fileEnv = () => ({ ...withoutBackendUrl(), VFIO_HOST_STATE_DIR: fileBackendDir });
-
-interface FleetResult {
-  code: number | null;
-  output: string;
-  wallMs: number;
-  /** User + system CPU seconds of the fleet and every process below it that was waited for (bash's `times`). */
-  cpuSeconds: number;
-}
-
-interface FleetRun {
-  child: ChildProcess;
-  done: Promise<FleetResult>;
-}
-
-/**
- * The compiled fleet command, as `npm run fleet` runs it after its build, under a bash that prints
- * `times` on fd 3 when node exits: the CPU of node, the CLIs and every plugin below them (node's own
- * resourceUsage does not count children).
- */
-function startFleet(args: string[], env: NodeJS.ProcessEnv): FleetRun {
-  const started = Date.now();
-  const child = spawn("bash", ["-c", 'node "$@"; code=$?; times >&3; exit $code', "fleet", fleetJs, ...args, "--cwd", workDir], {
-    env,
-    stdio: ["ignore", "pipe", "pipe", "pipe"],
-  });
-  let output = "";
-  let times = "";
-  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-  (child.stdio[3] as NodeJS.ReadableStream).on("data", (d: Buffer) => (times += d.toString()));
-  const done = new Promise<FleetResult>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => {
-      // `times`: the shell's own user and system time, then its children's: "0m9.180s 0m3.420s".
-      const children = times.trim().split("\n")[1] ?? "";
-      const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
-      resolve({ code, output, wallMs: Date.now() - started, cpuSeconds: seconds });
-    });
-  });
-  return { child, done };
-}
-
-const fleet = (args: string[], env: NodeJS.ProcessEnv) => startFleet(args, env).done;
-
-interface SummaryRow {
-  host: string;
-  result: string;
-  changes: string;
-  reboot: string;
-}
-
-/** The summary table's rows by stack, parsed from the fleet's output. */
-function summaryRows(output: string): Map<string, SummaryRow> {
-  const lines = output.split("\n");
-  const header = lines.findIndex((line) => /^STACK\s+HOST\s+RESULT\s+CHANGES\s+REBOOT\s+DURATION$/.test(line));
-  const rows = new Map<string, SummaryRow>();
-  if (header < 0) return rows;
-  for (const line of lines.slice(header + 1)) {
-    const match = /^(\S+)\s+(\S+)\s+(ok|failed|not run)\s+(\+\d+ ~\d+ -\d+(?: \+-\d+)?|-)\s+(yes|no)\s+[\d.]+s$/.exec(line);
-    if (!match) break;
-    rows.set(match[1], { host: match[2], result: match[3], changes: match[4], reboot: match[5] });
-  }
-  return rows;
-}
 
 const allStacks = () => Array.from({ length: HOSTS }, (_, i) => stackName(i));
 

@@ -1,10 +1,12 @@
 // The boot-isolation proof on the lab flavours other than GRUB + initramfs-tools (which labVfio
-// proves): UEFI + systemd-boot + dracut, and BIOS + extlinux + initramfs-tools. Each flavour boots
-// its own lab instance and runs the boot half of the lab stack through the real Pulumi CLI:
-// preview names the backend and every change, one `up` reboots once into a kernel command line with
-// the args and the four USB controllers on vfio-pci, a second `up` changes nothing, and destroy
-// gives every source file its bytes back. Neither loader has a one-shot the trial boot uses, so the
-// change is written and booted directly (the stack's trialBoot stays on and says so).
+// proves): UEFI + systemd-boot + dracut, and BIOS + extlinux + initramfs-tools, each on its own lab
+// instance with its own stack, both stacks on one state backend. Each flavour's preview names the
+// backend and every change; then one `npm run fleet -- up --max-rebooting 1` applies both stacks as
+// a user with several hosts would, so the two real reboots come in waves: the second host is still
+// on its old boot when the first one's run has ended. Each host reboots once into a kernel command
+// line with the args and the four USB controllers on vfio-pci, a second `up` changes nothing, and
+// destroy gives every source file its bytes back. Neither loader has a one-shot the trial boot
+// uses, so the change is written and booted directly (the stack's trialBoot stays on and says so).
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -14,6 +16,7 @@ import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../prov
 import { LabFlavor, labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { runCommand } from "../testhost/command";
+import { startFleet, summaryRows } from "./fleetRun";
 import { StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
@@ -54,87 +57,156 @@ const FLAVOURS: readonly Flavour[] = [
   },
 ];
 
-/** One flavour's proof, on its own lab instance and stack; the flavours run side by side, sharing the two cores. */
-async function proveFlavour({ flavor, sources, preview, listing }: Flavour): Promise<void> {
-  const STACK = `lab-e2e-${flavor}`;
-  const labEnv = labInstanceEnv("e2e-flavour", flavor);
-  const timings = new StageTimes();
-  const timed = <T>(what: string, fn: () => Promise<T>) => timings.timed(what, fn);
+/** One flavour's lab instance and stack, from the lab's boot to its teardown. */
+class FlavourLab {
+  readonly stackName: string;
+  readonly timings = new StageTimes();
+  private readonly labEnv: NodeJS.ProcessEnv;
+  private readonly env: Record<string, string>;
+  private lab?: LabState;
+  private stack?: Stack;
+  private original: Record<string, string> = {};
+  private released?: () => void;
+  private output = "";
+
+  constructor(
+    readonly flavour: Flavour,
+    backendDir: string,
+  ) {
+    this.stackName = `lab-e2e-${flavour.flavor}`;
+    this.labEnv = labInstanceEnv("e2e-flavour", flavour.flavor);
+    this.env = pulumiEnv(backendDir);
+  }
+
   // Not execFileSync: the flavours run side by side, and a synchronous call would hold the other's run still.
-  const labSh = (...args: string[]) => runCommand("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stderr: "inherit", env: labEnv });
-  const releaseLab = await lockLab(labStatePath(labEnv));
-  const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), `vfio-host-${STACK}-`));
-  let lab: LabState | undefined;
-  let output = "";
-  try {
-    await timed("lab reset + up", async () => {
-      await labSh("reset");
-      await labSh("up");
+  private labSh(...args: string[]) {
+    return runCommand("bash", [path.join(projectRoot, "scripts/lab/lab.sh"), ...args], { stderr: "inherit", env: this.labEnv });
+  }
+
+  private onLab<T>(fn: (host: RemoteHost) => Promise<T>): Promise<T> {
+    const lab = this.lab!;
+    return withHost(ConnectionSchema.parse({ host: lab.host, port: lab.port, privateKey: fs.readFileSync(lab.privateKeyPath, "utf8"), hostKey: lab.hostKey }), fn);
+  }
+
+  sh(script: string, ...args: string[]): Promise<string> {
+    return this.onLab(async (host) => (await host.run(["sh", "-c", script, "sh", ...args])).stdout);
+  }
+
+  bootId(): Promise<string> {
+    return this.sh("cat /proc/sys/kernel/random/boot_id").then((out) => out.trim());
+  }
+
+  private drivers(): Promise<string[]> {
+    return this.sh('for a in "$@"; do echo "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', ...LAB_USB_CONTROLLERS).then((out) => out.trim().split("\n"));
+  }
+
+  /** sha256 (or "absent") of every source file the stack may write. */
+  private async sourceBytes(): Promise<Record<string, string>> {
+    const files = (await this.sh(this.flavour.sources)).trim().split("\n");
+    return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await this.onLab((h) => h.readFile(f)).then((b) => (b ? sha256Hex(b) : "absent"))] as const)));
+  }
+
+  /** The pristine lab booted, its stack written, the preview checked: nothing on the host changed. */
+  async prepare(): Promise<void> {
+    this.released = await lockLab(labStatePath(this.labEnv));
+    await this.timings.timed("lab reset + up", async () => {
+      await this.labSh("reset");
+      await this.labSh("up");
     });
-    const running = readLabState(labStatePath(labEnv));
-    lab = running;
-    expect(running.flavor).toBe(flavor);
-    const onLab = <T>(fn: (host: RemoteHost) => Promise<T>) =>
-      withHost(ConnectionSchema.parse({ host: running.host, port: running.port, privateKey: fs.readFileSync(running.privateKeyPath, "utf8"), hostKey: running.hostKey }), fn);
-    const sh = (script: string, ...args: string[]) => onLab(async (host) => (await host.run(["sh", "-c", script, "sh", ...args])).stdout);
-    const bootId = () => sh("cat /proc/sys/kernel/random/boot_id").then((out) => out.trim());
-    const drivers = () =>
-      sh('for a in "$@"; do echo "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', ...LAB_USB_CONTROLLERS).then((out) => out.trim().split("\n"));
-    /** sha256 (or "absent") of every source file the stack may write. */
-    const sourceBytes = async () => {
-      const files = (await sh(sources)).trim().split("\n");
-      return Object.fromEntries(await Promise.all(files.map(async (f) => [f, await onLab((h) => h.readFile(f)).then((b) => (b ? sha256Hex(b) : "absent"))] as const)));
-    };
+    this.lab = readLabState(labStatePath(this.labEnv));
+    expect(this.lab.flavor).toBe(this.flavour.flavor);
+    fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${this.stackName}.yaml`), { force: true });
+    writeLabStack(this.stackName, this.lab, this.env, { libvirt: false });
+    this.stack = await localStack(projectRoot, this.stackName, this.env);
 
-    const env = pulumiEnv(backendDir);
-    fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
-    writeLabStack(STACK, running, env, { libvirt: false });
-    const stack: Stack = await localStack(projectRoot, STACK, env);
-    // The CLI's output, kept per flavour and printed at the end: the two runs' progress would interleave.
-    const log = (chunk: string) => (output += chunk);
+    this.original = await this.sourceBytes();
+    expect(await this.drivers()).not.toContain("vfio-pci");
+    expect(await this.sh("cat /proc/cmdline")).toContain("intel_iommu=off");
+    const diff = await this.timings.timed("preview", () => this.stack!.preview({ diff: true }));
+    for (const expected of this.flavour.preview) expect(diff.stdout).toContain(expected);
+    expect(await this.sourceBytes()).toEqual(this.original);
+  }
 
-    const original = await sourceBytes();
-    expect(await drivers()).not.toContain("vfio-pci");
-    expect(await sh("cat /proc/cmdline")).toContain("intel_iommu=off");
-
-    const diff = await timed("preview", () => stack.preview({ diff: true }));
-    for (const expected of preview) expect(diff.stdout).toContain(expected);
-    expect(await sourceBytes()).toEqual(original);
-
-    const bootBefore = await bootId();
-    const result = await timed("up: write, rebuild, reboot, verify", () => stack.up({ onOutput: log }));
-    expect(result.summary.result).toBe("succeeded");
-    const booted = await bootId();
+  /** After the fleet's up: the new boot is the verified one, isolated; a second up changes nothing; destroy gives the bytes back. */
+  async verifyAndDestroy(bootBefore: string): Promise<void> {
+    const booted = await this.bootId();
     expect(booted).not.toBe(bootBefore);
-    expect(result.outputs.verifiedBootId.value).toBe(booted);
-    const line = await sh("cat /proc/cmdline");
+    expect((await this.stack!.outputs()).verifiedBootId.value).toBe(booted);
+    const line = await this.sh("cat /proc/cmdline");
     expect(line).toMatch(/(^| )intel_iommu=on( |$)/);
     expect(line).toMatch(/(^| )iommu=pt( |$)/);
     expect(line).not.toContain("intel_iommu=off");
-    expect(await drivers()).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
-    expect(await sh(`${listing} | grep -cE 'vfio-pci\\.ko|modprobe\\.d/vfio\\.conf'`)).toMatch(/^[2-9]/);
-    expect((await onLab((h) => h.readFile("/etc/modprobe.d/vfio.conf")))!.toString()).toContain(`options vfio-pci ids=${LAB_USB_CONTROLLER_IDS.join(",")}`);
+    expect(await this.drivers()).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
+    expect(await this.sh(`${this.flavour.listing} | grep -cE 'vfio-pci\\.ko|modprobe\\.d/vfio\\.conf'`)).toMatch(/^[2-9]/);
+    expect((await this.onLab((h) => h.readFile("/etc/modprobe.d/vfio.conf")))!.toString()).toContain(`options vfio-pci ids=${LAB_USB_CONTROLLER_IDS.join(",")}`);
 
-    const again = await timed("no-op up", () => stack.up());
+    const again = await this.timings.timed("no-op up", () => this.stack!.up());
     expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
-    expect(await bootId()).toBe(booted);
+    expect(await this.bootId()).toBe(booted);
 
-    const destroy = await timed("destroy", () => stack.destroy({ onOutput: log }));
+    const destroy = await this.timings.timed("destroy", () => this.stack!.destroy({ onOutput: (chunk) => (this.output += chunk) }));
     expect(destroy.summary.result).toBe("succeeded");
-    expect(await sourceBytes()).toEqual(original);
-  } finally {
-    console.log(`${flavor} lab, pulumi up and destroy:\n${output}`);
-    timings.print(`${flavor} lab timings (lab: ${lab?.accel})`);
-    fs.rmSync(backendDir, { recursive: true, force: true });
-    fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });
-    await labSh("down");
-    releaseLab();
+    expect(await this.sourceBytes()).toEqual(this.original);
   }
+
+  async close(): Promise<void> {
+    console.log(`${this.flavour.flavor} lab, pulumi destroy:\n${this.output}`);
+    this.timings.print(`${this.flavour.flavor} lab timings (lab: ${this.lab?.accel})`);
+    fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${this.stackName}.yaml`), { force: true });
+    if (this.released) {
+      await this.labSh("down");
+      this.released();
+    }
+  }
+}
+
+/** Runs the work on each lab side by side; fails with the first failure only once all have settled. */
+async function eachLab(labs: readonly FlavourLab[], work: (lab: FlavourLab) => Promise<void>): Promise<void> {
+  const failed = (await Promise.allSettled(labs.map(work))).find((outcome) => outcome.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }
 
 afterAll(() => closeAllConnections());
 
-test.concurrent.each(FLAVOURS)(
-  "the $flavor lab: preview names the backend and every change; one up reboots once onto vfio-pci; a second up changes nothing; destroy gives every source file its bytes back",
-  proveFlavour,
-);
+test("the flavour labs: preview names each backend and every change; one fleet up reboots them in waves onto vfio-pci; a second up changes nothing; destroy gives every source file its bytes back", async () => {
+  const backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-lab-flavours-"));
+  const labs = FLAVOURS.map((flavour) => new FlavourLab(flavour, backendDir));
+  const timings = new StageTimes();
+  let fleetOutput = "";
+  try {
+    await timings.timed("labs up, stacks written, previews", () => eachLab(labs, (lab) => lab.prepare()));
+    const names = labs.map((lab) => lab.stackName);
+    const bootsBefore = await Promise.all(labs.map((lab) => lab.bootId()));
+
+    // Each status line names the stack and its state ("lab-e2e-extlinux (127.0.0.1:26201): up").
+    // How many ups run at once, and both hosts' boots at the moment the first up has ended.
+    const running = new Set<string>();
+    let mostAtOnce = 0;
+    let firstEnded: { stack: string; boots: Promise<string[]> } | undefined;
+    const onLine = (line: string) => {
+      const [, stack, state] = /^(\S+)(?: \([^)]*\))?: (.+)$/.exec(line) ?? [];
+      if (!names.includes(stack)) return;
+      if (state === "up") mostAtOnce = Math.max(mostAtOnce, running.add(stack).size);
+      else if (running.delete(stack)) firstEnded ??= { stack, boots: Promise.all(labs.map((lab) => lab.bootId())) };
+    };
+    const fleetEnv = { ...process.env, ...pulumiEnv(backendDir) };
+    const run = await timings.timed("fleet up, reboots in waves", () => startFleet(["up", "--parallel", "2", "--max-rebooting", "1", ...names], fleetEnv, onLine).done);
+    fleetOutput = run.output;
+    expect(run.code).toBe(0);
+    expect(run.output).toMatch(new RegExp(`reboot waves, at most 1 at once: .*${names[0]}.*; .*${names[1]}`));
+    expect([...summaryRows(run.output).entries()].map(([name, row]) => `${name} ${row.result} reboot ${row.reboot}`)).toEqual(names.map((name) => `${name} ok reboot yes`));
+    expect(mostAtOnce).toBe(1);
+    // The real hosts: when the first up ended, its host was on a new boot and the other still on its old one.
+    const first = names.indexOf(firstEnded!.stack);
+    const bootsThen = await firstEnded!.boots;
+    expect(bootsThen[first]).not.toBe(bootsBefore[first]);
+    expect(bootsThen[1 - first]).toBe(bootsBefore[1 - first]);
+
+    await timings.timed("checks, no-op ups, destroys", () => eachLab(labs, (lab) => lab.verifyAndDestroy(bootsBefore[labs.indexOf(lab)])));
+  } finally {
+    console.log(`npm run fleet -- up, both labs:\n${fleetOutput}`);
+    await Promise.allSettled(labs.map((lab) => lab.close()));
+    timings.print("flavour labs, stage times");
+    fs.rmSync(backendDir, { recursive: true, force: true });
+  }
+});
