@@ -16,7 +16,7 @@ import type { TimingLine } from "../providers/timings";
 import { labInstanceEnv, readLabState, type LabState } from "../scripts/lab/labState";
 import { writeLabStack } from "../scripts/labStack";
 import { projectRoot, pulumiCli, pulumiEnv } from "../scripts/pulumiEnv";
-import { breakdown, breakdownTable, comparisonTable, type Comparison, type RunFigures } from "./figures";
+import { breakdown, breakdownTable, comparisonTable, cpuByProcess, cpuTable, type Comparison, type RunFigures } from "./figures";
 
 interface Options {
   runs: number;
@@ -188,6 +188,8 @@ function render(r: Report): string {
 }
 
 const medianRun = (runs: Measured[]) => [...runs].sort((a, b) => a.wallS - b.wallS)[Math.floor((runs.length - 1) / 2)];
+/** A run's breakdown in time, then whose CPU it spent. */
+const whereItWent = (m: Measured) => `${breakdownTable(breakdown(m.timings, m.start, m.end))}\n\n${cpuTable(cpuByProcess(m.timings, m.cpuS))}`;
 const figures = (m: Measured): RunFigures => ({ wallS: m.wallS, cpuS: m.cpuS, sshLogins: m.sshLogins });
 
 /**
@@ -232,7 +234,7 @@ async function smoke(options: Options): Promise<void> {
         comparisons: [
           { job: "preview of a converged host", project: { command: "pulumi preview", runs: [figures(preview)] }, ansible: { command: "ansible-playbook --check", runs: [figures(check)] }, target: 0.15 },
         ],
-        previewBreakdown: breakdownTable(breakdown(preview.timings, preview.start, preview.end)),
+        previewBreakdown: whereItWent(preview),
       }),
     );
   } finally {
@@ -296,8 +298,8 @@ async function full(options: Options): Promise<void> {
         { job: "preview of the converged host", project: { command: "pulumi preview", runs: noop.preview.map(figures) }, ansible: { command: "ansible-playbook --check", runs: noop.check.map(figures) }, target: 0.15 },
       ],
       converge: convergeSplit(projectConverge),
-      noopBreakdown: breakdownTable(breakdown(medianRun(noop.up).timings, medianRun(noop.up).start, medianRun(noop.up).end)),
-      previewBreakdown: breakdownTable(breakdown(medianRun(noop.preview).timings, medianRun(noop.preview).start, medianRun(noop.preview).end)),
+      noopBreakdown: whereItWent(medianRun(noop.up)),
+      previewBreakdown: whereItWent(medianRun(noop.preview)),
     });
     fs.writeFileSync(path.join(benchDir, "results.md"), report);
     console.log(report);

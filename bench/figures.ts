@@ -87,7 +87,7 @@ export function breakdown(lines: readonly TimingLine[], cliStart: number, cliEnd
   for (const provider of lines.filter((l) => l.role === "provider" && l.what === "process")) {
     out.push({ stage: "dynamic provider: process starts and loads", atS: at(provider.start), seconds: (provider.end - provider.start) / 1000 });
   }
-  for (const step of lines.filter((l) => l.role === "provider" && l.what !== "process" && l.what !== "command")) {
+  for (const step of lines.filter((l) => l.role === "provider" && !["process", "command", "exit"].includes(l.what))) {
     out.push({
       stage: step.what,
       atS: at(step.start),
@@ -123,4 +123,27 @@ export function breakdownTable(lines: readonly BreakdownLine[]): string {
     (l) => `| ${l.stage} | ${l.atS.toFixed(2)} | ${l.seconds.toFixed(2)} | ${opt(l.roundTrips)} | ${opt(l.connections)} | ${opt(l.sshS, (v) => v.toFixed(2))} |`,
   );
   return [...header, ...rows].join("\n");
+}
+
+/**
+ * Whose CPU a run spent, in seconds: the program's and each dynamic provider's (the most any of its
+ * lines recorded: the exit line, or the last step of a provider the engine killed) and the rest of
+ * the run's process tree (`cpuS`): the CLI, the language host and the commands they ran.
+ */
+export function cpuByProcess(lines: readonly TimingLine[], cpuS: number): Array<{ process: string; cpuS: number }> {
+  const byPid = new Map<number, { role: string; cpuMs: number }>();
+  for (const line of lines) {
+    const seen = byPid.get(line.pid);
+    byPid.set(line.pid, { role: line.role, cpuMs: Math.max(seen?.cpuMs ?? 0, line.cpuMs ?? 0) });
+  }
+  const named = [...byPid.values()].map(({ role, cpuMs }) => ({
+    process: role === "program" ? "program (Node: @pulumi/pulumi, the project's modules, the resources declared)" : "dynamic provider (Node: @pulumi/pulumi, the providers, their SSH reads)",
+    cpuS: cpuMs / 1000,
+  }));
+  const rest = cpuS - named.reduce((sum, p) => sum + p.cpuS, 0);
+  return [...named, { process: "CLI (Go), language host, and what else they ran (the rest)", cpuS: rest }];
+}
+
+export function cpuTable(rows: ReadonlyArray<{ process: string; cpuS: number }>): string {
+  return ["| process | CPU s |", "|---|---|", ...rows.map((r) => `| ${r.process} | ${r.cpuS.toFixed(2)} |`)].join("\n");
 }

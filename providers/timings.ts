@@ -24,18 +24,26 @@ export interface TimingLine {
   roundTrips?: number;
   sshMs?: number;
   connections?: number;
+  /** This process's CPU (user + system) when the line was written, in milliseconds. */
+  cpuMs?: number;
 }
 
 const file = process.env.VFIO_HOST_TIMINGS;
 const now = () => performance.timeOrigin + performance.now();
 
-function write(line: Omit<TimingLine, "pid">): void {
-  if (file) appendFileSync(file, `${JSON.stringify({ pid: process.pid, ...line })}\n`);
+function write(line: Omit<TimingLine, "pid" | "cpuMs">): void {
+  if (!file) return;
+  const cpu = process.cpuUsage();
+  appendFileSync(file, `${JSON.stringify({ pid: process.pid, ...line, cpuMs: Math.round((cpu.user + cpu.system) / 1000) })}\n`);
 }
 
-/** Records this process's start, up to the moment the caller has loaded what it needs. */
+/**
+ * Records this process's start, up to the moment the caller has loaded what it needs, and its exit
+ * with the CPU it used (a provider the engine kills has no exit line: its last step's CPU counts).
+ */
 export function recordProcessStart(role: string): void {
   write({ role, what: "process", start: performance.timeOrigin, end: now() });
+  if (file) process.once("exit", () => write({ role, what: "exit", start: now(), end: now() }));
 }
 
 /** Records a step of the program (e.g. its resources declared): from the process's start to now. */

@@ -1,6 +1,6 @@
 // The bench's arithmetic: medians, the side-by-side table's ratio and verdict, and a run's breakdown.
 import fc from "fast-check";
-import { breakdown, comparisonTable, summarize } from "../../../bench/figures";
+import { breakdown, comparisonTable, cpuByProcess, summarize } from "../../../bench/figures";
 import type { TimingLine } from "../../../providers/timings";
 
 test("summarize: the median of an odd and of an even count, with min and max", () => {
@@ -36,6 +36,7 @@ test("the breakdown lines up the processes with the CLI and leaves the uncovered
       line("provider", "process", 2000, 3000),
       line("provider", "KernelCmdline.check", 3000, 5000, { roundTrips: 3, connections: 1, sshMs: 1800 }),
       line("provider", "command", 3100, 3500, { step: "KernelCmdline.check", command: "cat" }),
+      line("provider", "exit", 5500, 5500),
     ],
     t0,
     t0 + 6000,
@@ -50,4 +51,17 @@ test("the breakdown lines up the processes with the CLI and leaves the uncovered
     ["engine between steps, state write, CLI exit (the rest)", 6, expect.closeTo(1.3, 5)],
   ]);
   expect(lines[4]).toMatchObject({ roundTrips: 3, connections: 1, sshS: 1.8 });
+});
+
+test("the CPU by process: each process's most recorded, the rest of the run's tree to the CLI and language host", () => {
+  const line = (pid: number, role: string, what: string, cpuMs: number): TimingLine => ({ pid, role, what, start: 0, end: 0, cpuMs });
+  const rows = cpuByProcess(
+    [line(7, "program", "process", 400), line(7, "program", "declared", 600), line(9, "provider", "process", 300), line(9, "provider", "VfioBinding.check", 900), line(7, "program", "exit", 1100)],
+    4,
+  );
+  expect(rows.map((r) => [r.process.split(" ")[0], r.cpuS])).toEqual([
+    ["program", 1.1],
+    ["dynamic", 0.9],
+    ["CLI", expect.closeTo(2, 5)],
+  ]);
 });
