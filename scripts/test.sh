@@ -92,7 +92,9 @@ if [ -e "$failed" ]; then
   # failure reports of the failed stage again, at most 150 lines.
   stage=$(cat "$failed")
   echo "==> what failed in stage $stage"
-  sed -n '/^  ● /,$p' "$results"/*".$stage.log" | grep -v '^\s*at .*node_modules' | head -150
+  # The FAIL lines and each failed test's block ("  ● <test>"), not the console blocks ("  ● Console").
+  awk '/^FAIL / { print; p = 0; next } /^  ● Console$/ { p = 0; next } /^  ● / { p = 1 } /^(PASS |Test Suites:)/ { p = 0 } p' \
+    "$results"/*".$stage.log" | grep -v '^\s*at .*node_modules' | head -150
   echo "==> failed in stage $stage"
   rm -rf "$results"
   exit 1
