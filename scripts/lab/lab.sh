@@ -301,7 +301,10 @@ set_firmware_args() {
     -drive "if=pflash,format=raw,unit=1,file=$state/efivars.fd")
 }
 
-# Boots the overlay and waits until SSH answers; prints "PID SECONDS" or fails.
+# Boots the overlay and waits until SSH answers; prints "PID SECONDS" or fails: status 3 when the
+# kernel's timer check failed, which happens when a TCG guest is starved of CPU (the emulated timer
+# does not tick within the check's busy wait; with interrupt remapping on, that check panics), so
+# another boot is worth it. Any other panic fails at once, with the serial log.
 boot() {
   local accel=$1 port=$2 timeout=$3 started=$SECONDS pid
   rm -f "$state/qemu.pid"
@@ -329,6 +332,15 @@ boot() {
       tail -n 30 "$state/serial.log" >&2
       die "QEMU exited during boot (serial log above)"
     fi
+    if grep -q 'Kernel panic - not syncing' "$state/serial.log" 2>/dev/null; then
+      stop_vm force
+      if grep -q "timer doesn't work through Interrupt-remapped IO-APIC" "$state/serial.log"; then
+        log "the kernel's timer check failed after $((SECONDS - started))s with $accel (a guest starved of CPU)"
+        return 3
+      fi
+      tail -n 30 "$state/serial.log" >&2
+      die "the kernel panicked during boot (serial log above)"
+    fi
     if [ $((SECONDS - started)) -ge "$timeout" ]; then
       log "no SSH after ${timeout}s with $accel (serial log: $state/serial.log)"
       stop_vm force
@@ -337,6 +349,17 @@ boot() {
     sleep 1
   done
   echo "$pid $((SECONDS - started))"
+}
+
+# boot, again (at most 3 boots) while the kernel's timer check is what failed.
+boot_retrying() {
+  local attempt status
+  for attempt in 1 2 3; do
+    boot "$@" && return 0
+    status=$?
+    [ "$status" -eq 3 ] && [ "$attempt" -lt 3 ] || return "$status"
+    log "booting again (attempt $((attempt + 1)) of 3)"
+  done
 }
 
 cmd_up() {
@@ -370,11 +393,11 @@ cmd_up() {
   port=$(pick_port)
   log "booting with $accel, SSH on 127.0.0.1:$port"
   # Real KVM boots in seconds; two minutes without SSH means this KVM cannot run the guest.
-  if ! booted=$(boot "$accel" "$port" "$([ "$accel" = kvm ] && echo 120 || echo "$boot_timeout")"); then
+  if ! booted=$(boot_retrying "$accel" "$port" "$([ "$accel" = kvm ] && echo 120 || echo "$boot_timeout")"); then
     [ "$accel" = kvm ] || die "the lab did not boot"
     log "KVM did not boot the lab; falling back to TCG"
     accel=tcg
-    booted=$(boot tcg "$port" "$boot_timeout") || die "the lab did not boot"
+    booted=$(boot_retrying tcg "$port" "$boot_timeout") || die "the lab did not boot"
   fi
   read -r pid seconds <<<"$booted"
   cat >"$state/lab.json.tmp" <<EOF
