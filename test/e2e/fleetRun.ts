@@ -74,3 +74,22 @@ export function summaryRows(output: string): Map<string, SummaryRow> {
   }
   return rows;
 }
+
+/** A status line of the fleet ("host-01 (10.0.0.5): previewing"): the stack and its new state. */
+export function parseStatusLine(line: string): { stack: string; state: string } | undefined {
+  const match = /^(\S+)(?: \([^)]*\))?: (.+)$/.exec(line);
+  return match ? { stack: match[1], state: match[2] } : undefined;
+}
+
+/** The most stacks that were in `state` at once, from the status lines in the order printed. */
+export function mostAtOnce(output: string, state: string): number {
+  const inState = new Set<string>();
+  let most = 0;
+  for (const line of output.split("\n")) {
+    const status = parseStatusLine(line);
+    if (!status) continue;
+    if (status.state === state) most = Math.max(most, inState.add(status.stack).size);
+    else inState.delete(status.stack);
+  }
+  return most;
+}

@@ -16,7 +16,7 @@ import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../prov
 import { LabFlavor, labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { runCommand } from "../testhost/command";
-import { startFleet, summaryRows } from "./fleetRun";
+import { mostAtOnce, parseStatusLine, startFleet, summaryRows } from "./fleetRun";
 import { StageTimes } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
@@ -179,17 +179,15 @@ test("the flavour labs: preview names each backend and every change; one fleet u
     const bootsBefore = await Promise.all(labs.map((lab) => lab.bootId()));
 
     // Each status line names the stack and its state ("lab-e2e-extlinux (127.0.0.1:26201): up").
-    // How many ups run at once; both hosts' boots at the moment the first up has ended; and each
-    // host's checks, no-op up and destroy, started as soon as its own up has ended (the first one's
-    // beside the second one's up).
+    // Both hosts' boots at the moment the first up has ended; and each host's checks, no-op up and
+    // destroy, started as soon as its own up has ended (the first one's beside the second one's up).
     const running = new Set<string>();
-    let mostAtOnce = 0;
     let firstEnded: { stack: string; boots: Promise<string[]> } | undefined;
     const finished = new Map<string, Promise<void>>();
     const onLine = (line: string) => {
-      const [, stack, state] = /^(\S+)(?: \([^)]*\))?: (.+)$/.exec(line) ?? [];
-      if (!names.includes(stack)) return;
-      if (state === "up") mostAtOnce = Math.max(mostAtOnce, running.add(stack).size);
+      const { stack, state } = parseStatusLine(line) ?? {};
+      if (stack === undefined || !names.includes(stack)) return;
+      if (state === "up") running.add(stack);
       else if (running.delete(stack)) {
         const boots = Promise.all(labs.map((lab) => lab.bootId()));
         firstEnded ??= { stack, boots };
@@ -207,7 +205,7 @@ test("the flavour labs: preview names each backend and every change; one fleet u
     expect(run.code).toBe(0);
     expect(run.output).toMatch(new RegExp(`reboot waves, at most 1 at once: .*${names[0]}.*; .*${names[1]}`));
     expect([...summaryRows(run.output).entries()].map(([name, row]) => `${name} ${row.result} reboot ${row.reboot}`)).toEqual(names.map((name) => `${name} ok reboot yes`));
-    expect(mostAtOnce).toBe(1);
+    expect(mostAtOnce(run.output, "up")).toBe(1);
     // The real hosts: when the first up ended, its host was on a new boot and the other still on its old one.
     const first = names.indexOf(firstEnded!.stack);
     const bootsThen = await firstEnded!.boots;
