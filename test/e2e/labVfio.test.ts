@@ -209,7 +209,7 @@ test("one up from the pristine lab: the controllers go to vfio-pci through one t
   expect(groups.find((members) => members.includes(disk))).not.toContain(LAB_USB_CONTROLLERS[0]);
 
   // Committed: the sources, the live image and grub.cfg hold the change; nothing of the trial is left.
-  expect((await readOnLab("/etc/default/grub"))!.toString()).toMatch(/GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on console=ttyS0 iommu=pt"/);
+  expect((await readOnLab("/etc/default/grub"))!.toString()).toMatch(/GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on console=ttyS0 no_timer_check iommu=pt"/);
   expect((await readOnLab("/etc/modprobe.d/vfio.conf"))!.toString()).toContain(`options vfio-pci ids=${LAB_USB_CONTROLLER_IDS.join(",")}`);
   expect(await sh('lsinitramfs "/boot/initrd.img-$1" | grep -E "vfio-pci.ko|modprobe.d/vfio.conf"', release)).toMatch(/vfio-pci\.ko[\s\S]*vfio\.conf|vfio\.conf[\s\S]*vfio-pci\.ko/);
   expect(await trialLeftovers()).toBe("");
