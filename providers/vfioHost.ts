@@ -23,7 +23,7 @@ export interface VfioHostArgs {
   /** How long the reboot may take (HostReboot's timeoutSeconds). */
   rebootTimeoutSeconds?: number;
   /**
-   * Boot a change once first (GRUB's one-shot) and make it permanent only after that boot passed
+   * Boot a change once first (GRUB's or systemd-boot's one-shot) and make it permanent only after that boot passed
    * verification (default true; needs reboot "auto"). Off for a host whose boot loader config is
    * shared with something else that runs update-grub or edits custom.cfg.
    */

@@ -96,7 +96,7 @@ const PassthroughSchema = z.object({
   reboot: z.enum(["auto", "never"], { error: 'must be "auto" or "never"' }).default("auto"),
   /** How long a reboot may take before the run fails and says to power-cycle the host. */
   rebootTimeoutSeconds: seconds(30, 3600, 900),
-  /** Boot a change once (GRUB's one-shot) and make it permanent only after that boot passed verification. */
+  /** Boot a change once (GRUB's or systemd-boot's one-shot) and make it permanent only after that boot passed verification. */
   trialBoot: z.boolean({ error: "must be true or false" }).default(true),
   /** softdog's margin during a trial boot: a trial not verified within it is reset (0: no watchdog). */
   trialWatchdogSeconds: seconds(0, 3600, 300),

@@ -1,11 +1,15 @@
-// Trial boots on GRUB, the pure half: whether a host can boot a change once before it becomes
-// permanent, the trial's id and kernel arguments, and its menu entry. GRUB's 00_header boots
-// `next_entry` once and clears it (it needs no GRUB_DEFAULT=saved), 41_custom sources
-// /boot/grub/custom.cfg at boot (so the entry needs no update-grub), and the default entry stays
-// what it was until the commit runs update-grub.
+// Trial boots, the pure half: whether a host can boot a change once before it becomes permanent,
+// the trial's id and kernel arguments, and its boot entry.
+// - GRUB: 00_header boots `next_entry` once and clears it (it needs no GRUB_DEFAULT=saved),
+//   41_custom sources /boot/grub/custom.cfg at boot (so the entry needs no update-grub), and the
+//   default entry stays what it was until the commit runs update-grub.
+// - systemd-boot: it reads and removes the EFI variable LoaderEntryOneShot before it boots the
+//   entry named there (bootctl set-oneshot), so a trial that fails boots the default next time; the
+//   trial's entry has no sort-key, and entries with one sort first, so it never becomes the default.
 import { createHash } from "crypto";
 import { z } from "zod";
 import { parseKernelArgs } from "../kernel/cmdline";
+import { BootLoader, LOADER_NAMES } from "../kernelCmdline/bootedLoader";
 
 export const GRUBENV_PATH = "/boot/grub/grubenv";
 export const CUSTOM_CFG_PATH = "/boot/grub/custom.cfg";
@@ -16,9 +20,19 @@ export const TRIAL_WORK_DIR = "/var/lib/vfio-host/trial";
 /** On the trial's command line: the kernel ignores it, /proc/cmdline shows that the trial entry booted. */
 export const TRIAL_MARKER_KEY = "vfio_host.trial";
 
+/** The loaders whose one-shot a trial uses. */
+export type TrialLoader = "grub" | "systemd-boot";
+
+/** Files a trial stages: the loaders' sources, the initramfs inputs, the loader entries on an ESP. */
+const STAGED_PATH =
+  /^(\/etc\/(default\/grub|kernel\/cmdline|initramfs-tools\/modules|(modprobe|dracut\.conf)\.d\/[A-Za-z0-9_.-]+\.conf)|(\/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*\/loader\/entries\/[A-Za-z0-9_+@-][A-Za-z0-9_.+@-]*\.conf)$/;
+/** Staged files that go into the initramfs: a trial that changes one boots an image of its own. */
+const IMAGE_INPUT = /^\/etc\/(initramfs-tools\/modules|(modprobe|dracut\.conf)\.d\/)/;
+export const isImageInput = (path: string) => IMAGE_INPUT.test(path);
+
 /** A boot file a resource wants changed, written only when the trial boot of it passed. */
 export const StagedFileSchema = z.strictObject({
-  path: z.string().regex(/^\/etc\/(default\/grub|initramfs-tools\/modules|modprobe\.d\/[A-Za-z0-9_.-]+\.conf)$/, "not a boot file a trial stages"),
+  path: z.string().regex(STAGED_PATH, "not a boot file a trial stages"),
   /** sha256 of the file when it was staged, null when it did not exist: the commit refuses a file changed since. */
   beforeSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
   after: z.string(),
@@ -52,7 +66,7 @@ const UNWRITABLE_FS = ["btrfs", "zfs", "cpiofs", "newc", "odc", "romfs", "squash
 const UNWRITABLE_ABSTRACTIONS = ["lvm", "diskfilter", "cryptodisk"];
 const NEEDED_COMMANDS = ["grub-editenv", "grub-mkconfig", "unshare", "mkinitramfs"];
 
-/** Pure: why this host cannot boot a change once first, or undefined when it can. */
+/** Pure: why this GRUB host cannot boot a change once first, or undefined when it can. */
 export function trialUnsupported(facts: TrialSupportFacts): string | undefined {
   if (!facts.hasDefaultGrub || facts.grubCfg === undefined) return "its boot loader is not GRUB with /etc/default/grub and /boot/grub/grub.cfg";
   if (!/if \[ "\$\{next_entry\}" \] ; then/.test(facts.grubCfg)) return "/boot/grub/grub.cfg has no next_entry (one-shot) block; run update-grub";
@@ -68,11 +82,53 @@ export function trialUnsupported(facts: TrialSupportFacts): string | undefined {
   return undefined;
 }
 
+/** Whether a host boots changes once first, and with which loader's one-shot; or why not. */
+export type TrialSupport = { loader: TrialLoader; unsupported?: undefined } | { loader?: undefined; unsupported: string };
+
+const ONE_SHOT: Record<TrialLoader, string> = { grub: "GRUB's next_entry", "systemd-boot": "systemd-boot's LoaderEntryOneShot" };
+
 /** The line every staged resource adds to its planned changes, so preview says what the reboot will do. */
-export function trialPlanLine(unsupported: string | undefined): string {
-  return unsupported === undefined
-    ? "boot once with these changes (GRUB one-shot), then make them permanent once that boot is verified"
-    : `no trial boot on this host (${unsupported}): these changes become permanent before the reboot`;
+export function trialPlanLine(support: TrialSupport): string {
+  return support.loader !== undefined
+    ? `boot once with these changes (${ONE_SHOT[support.loader]}), then make them permanent once that boot is verified`
+    : `no trial boot on this host (${support.unsupported}): these changes become permanent before the reboot`;
+}
+
+export interface SdbootTrialFacts {
+  /** The loader that booted the host (detectBootedLoader). */
+  booted: BootLoader;
+  /** Commands found on PATH. */
+  commands: string[];
+  /** Whether /sys/firmware/efi/efivars lists variables (where bootctl set-oneshot writes). */
+  efivars: boolean;
+  /** This installation's loader entries (kernel-install's, with this machine's id). */
+  entries: readonly { path: string; text: string }[];
+}
+
+/** Pure: why a host that booted systemd-boot cannot run trial boots, or undefined when it can. */
+export function sdbootTrialUnsupported(facts: SdbootTrialFacts): string | undefined {
+  if (!facts.efivars) return "the EFI variables are not readable at /sys/firmware/efi/efivars, so systemd-boot's one-shot cannot be set";
+  const missing = ["bootctl", "dracut"].filter((c) => !facts.commands.includes(c));
+  if (missing.length > 0) return `the host lacks ${missing.join(", ")} (trial boots on systemd-boot build their initramfs with dracut)`;
+  if (facts.entries.length === 0) return "systemd-boot has no loader entry of this installation";
+  // Entries with a sort-key sort before those without, and the first one is the default: an entry
+  // of ours without one can never be it then. Without any, ours could sort first.
+  if (!facts.entries.some((e) => /^[ \t]*sort-key[ \t]+\S/m.test(e.text))) {
+    return "its loader entries carry no sort-key, so systemd-boot could pick a trial's entry as the default";
+  }
+  return undefined;
+}
+
+/** Pure: which trial a host runs; the booted loader decides (a Proxmox host keeps /etc/default/grub but boots systemd-boot). */
+export function trialSupport(grub: TrialSupportFacts, sdboot: SdbootTrialFacts): TrialSupport {
+  if (sdboot.booted === "systemd-boot") {
+    const unsupported = sdbootTrialUnsupported(sdboot);
+    return unsupported === undefined ? { loader: "systemd-boot" } : { unsupported };
+  }
+  // GRUB's files on a host another loader boots would take a trial entry that never boots.
+  if (sdboot.booted !== "grub" && sdboot.booted !== "unknown") return { unsupported: `its loader is ${LOADER_NAMES[sdboot.booted]}; trial boots use GRUB's one-shot or systemd-boot's` };
+  const unsupported = trialUnsupported(grub);
+  return unsupported === undefined ? { loader: "grub" } : { unsupported };
 }
 
 /** Pure: the trial's id, from everything that goes into it; a failed trial is not retried with the same id. */
@@ -173,4 +229,49 @@ export function customCfgWithoutTrial(text: string): string {
 export function customCfgWithTrial(text: string | undefined, block: string): string {
   const rest = customCfgWithoutTrial(text ?? "");
   return rest === "" || rest.endsWith("\n") ? rest + block : `${rest}\n${block}`;
+}
+
+/** The trial's loader entry's file name, which is also its id for `bootctl set-oneshot`. */
+export const sdbootTrialEntryName = (id: string) => `vfio-host-trial-${id}.conf`;
+/** The trial's initramfs on the ESP (the loader reads only its own partition), as the entry names it. */
+export const sdbootTrialImage = (release: string) => `/vfio-host-trial/initrd-${release}`;
+
+/**
+ * Pure: the trial's loader entry, made from the entry the commit will leave for its kernel (the
+ * staged one): another title, no sort-key (so it sorts after every entry that has one and is never
+ * the default), the trial-only arguments on an options line of their own after the others (they
+ * win, e.g. panic=) and, when a trial image was built, that image in place of the main initrd (the
+ * last initrd line: microcode images come first).
+ */
+export function renderSdbootTrialEntry(entry: string, id: string, args: readonly string[], trialImage: string | undefined): string {
+  const lines = entry.replace(/\n$/, "").split("\n");
+  const key = (line: string) => /^[ \t]*([A-Za-z0-9_-]+)/.exec(line)?.[1];
+  const lastOf = (name: string) => lines.map(key).lastIndexOf(name);
+  if (lines.some((l) => key(l) === "options" && parseKernelArgs(l.replace(/^[ \t]*options/, "")).includes("--"))) {
+    throw new Error("the loader entry passes arguments to init (`--` in options), which a trial's arguments would join; set vfio-host:trialBoot to false");
+  }
+  if (lastOf("linux") < 0) throw new Error("the loader entry has no linux line");
+  const lastInitrd = lastOf("initrd");
+  if (trialImage !== undefined && lastInitrd < 0) throw new Error("the loader entry has no initrd line to put the trial's initramfs in");
+  const lastOptions = lastOf("options");
+  const out: string[] = [`# vfio-host trial ${id}: booted once (bootctl set-oneshot); removed when the trial is committed or falls back`];
+  lines.forEach((line, i) => {
+    const name = key(line);
+    // kernel-install's header comment would name it as the file's author.
+    if (name === "sort-key" || /^[ \t]*#/.test(line)) return;
+    if (name === "title") out.push(`title      vfio-host trial ${id} (boots once)`);
+    else if (i === lastInitrd && trialImage !== undefined) out.push(`initrd     ${trialImage}`);
+    else out.push(line);
+    if (i === lastOptions) out.push(`options    ${args.join(" ")}`);
+  });
+  if (lastOptions < 0) out.push(`options    ${args.join(" ")}`);
+  if (!lines.some((l) => key(l) === "title")) out.splice(1, 0, `title      vfio-host trial ${id} (boots once)`);
+  return `${out.join("\n")}\n`;
+}
+
+/** Pure: whether `bootctl list` marks the entry with this id as the default (systemd-boot would boot it every time). */
+export function bootctlListsAsDefault(list: string, id: string): boolean {
+  return list
+    .split(/\n[ \t]*\n/)
+    .some((block) => new RegExp(`^[ \\t]*id: ${id.replace(/[.+]/g, "\\$&")}[ \\t]*$`, "m").test(block) && /^[ \t]*title: .*\(default\)/m.test(block));
 }

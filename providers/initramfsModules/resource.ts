@@ -22,7 +22,7 @@ export const InitramfsModulesInputs = z.strictObject({
   system: z.enum(["auto", ...SYSTEM_NAMES]).default("auto"),
   /** Whatever else must be in the image, e.g. VfioBinding's modprobe.d content: a change rebuilds it. */
   triggers: z.array(z.unknown()).default([]),
-  /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (initramfs-tools only). */
+  /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (initramfs-tools on GRUB, dracut on systemd-boot). */
   trial: z.boolean().default(false),
   /**
    * Rebuild the image when this resource is deleted. VfioHost turns it off: its VfioBinding is
@@ -132,8 +132,8 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
         : state && !isDeepStrictEqual(state.triggers, inputs.triggers)
           ? "its triggers changed"
           : undefined;
-  // Trial boots build initramfs-tools images (mkinitramfs -d); other builders' changes are written as they always were.
-  const staged = builder.trial ? staging : { stage: false };
+  // Trial boots build initramfs-tools images on GRUB, dracut images on systemd-boot; other builders' changes are written as they always were.
+  const staged = builder.trial !== undefined && (!staging.stage || builder.trial === staging.loader) ? staging : { stage: false };
   const commands = builder.rebuild(facts.kernel.release, facts.boot?.[system] ?? "");
   const all = [...planned.changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${describeCommands(commands)}): ${rebuild}`] : [])];
   return {

@@ -1,6 +1,7 @@
 // The initramfs builders InitramfsModules can configure, one entry each: the tool that marks the
 // builder as installed, the files that put the VFIO modules into its image, how a plan edits them
 // and a revert takes back only what this stack wrote, the rebuild, and how to list the image.
+import type { TrialLoader } from "../bootTrial/plan";
 import { Backup, backupText, restoreWholeFile, staleBackupRefusal } from "../hostFile";
 import { VfioModule } from "../kernel/modules";
 import { RemoteHost, sha256Hex } from "../ssh/host";
@@ -78,8 +79,8 @@ export interface InitramfsSystem {
   rebuild(release: string, boot: string): string[][];
   /** Shell code listing the files of the image of `$release`. */
   readonly listing: string;
-  /** Trial boots can build its image beside the live one (mkinitramfs -d). */
-  readonly trial: boolean;
+  /** The loader whose trial boots build this system's image beside the live one (mkinitramfs -d, dracut --confdir). */
+  readonly trial?: TrialLoader;
 }
 
 const loadable = (modules: readonly VfioModule[]) => modules.filter((m) => !m.builtin);
@@ -167,7 +168,7 @@ export const systems: Record<System, InitramfsSystem> = {
     },
     rebuild: (release) => [["update-initramfs", "-u", "-k", release]],
     listing: `lsinitramfs "/boot/initrd.img-$release"`,
-    trial: true,
+    trial: "grub",
   },
   mkinitfs: {
     command: "mkinitfs",
@@ -198,7 +199,6 @@ export const systems: Record<System, InitramfsSystem> = {
     rebuild: (release) => [["mkinitfs", release]],
     // Alpine keeps one image per flavour; list what is in it now.
     listing: `f=/boot/initramfs-\${release##*-}; [ -e "$f" ] || f=$(ls /boot/initramfs-* | head -n 1); zcat "$f" | cpio -t`,
-    trial: false,
   },
   dracut: {
     command: "dracut",
@@ -220,7 +220,7 @@ export const systems: Record<System, InitramfsSystem> = {
     bootSection: DRACUT_BOOT_SECTION,
     rebuild: (release, boot) => parseDracutBoot(boot, release).rebuild.map((argv) => [...argv]),
     listing: DRACUT_LISTING,
-    trial: false,
+    trial: "systemd-boot",
   },
   mkinitcpio: {
     command: "mkinitcpio",
@@ -236,6 +236,5 @@ export const systems: Record<System, InitramfsSystem> = {
     bootSection: MKINITCPIO_BOOT_SECTION,
     rebuild: () => [[...MKINITCPIO_REBUILD]],
     listing: MKINITCPIO_LISTING,
-    trial: false,
   },
 };

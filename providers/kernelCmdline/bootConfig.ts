@@ -1,6 +1,7 @@
 // The boot backends KernelCmdline can edit, one entry each: the source files that carry the
 // kernel's arguments, how a plan edits and a revert takes back only this stack's arguments, the
 // tool that regenerates what the loader reads (if any), and the check that what it reads has them.
+import type { TrialLoader } from "../bootTrial/plan";
 import { missingKernelArgs } from "../kernel/cmdline";
 import type { RemoteHost } from "../ssh/host";
 import { catFile, catFiles, fileFromSection, filesFromSection, readSections } from "../ssh/sections";
@@ -123,8 +124,8 @@ export interface CmdlineBackend {
   readonly generated: string;
   /** Whether what the loader reads carries the args (and, for extlinux, the modules). */
   verify(files: BootFiles, args: readonly string[], modules: readonly string[]): BootConfigCheck;
-  /** The loader has a one-shot the stack's trial boot uses (GRUB's next_entry). */
-  readonly trial: boolean;
+  /** The loader whose one-shot the stack's trial boot uses, when its files can be staged for one. */
+  readonly trial?: TrialLoader;
 }
 
 const inFile = (path: string, changes: readonly string[]) => changes.map((c) => `${path}: ${c}`);
@@ -219,10 +220,13 @@ interface LoaderEntriesOwnership {
 
 /**
  * This installation's loader entries: kernel-install writes `machine-id` into each, and an ESP
- * shared with another Linux holds that one's entries too, which are not ours to edit.
+ * shared with another Linux holds that one's entries too, which are not ours to edit. A trial
+ * boot's own entry (vfio-host-trial-*.conf, left by a run cut short) is not one: it is removed,
+ * never edited or made permanent.
  */
-function ownEntries(files: BootFiles): readonly ConfigFile[] {
+export function ownEntries(files: Pick<BootFiles, "loaderEntries" | "machineId">): readonly ConfigFile[] {
   return (files.loaderEntries ?? []).filter((entry) => {
+    if (/\/vfio-host-trial-[^/]*\.conf$/.test(entry.path)) return false;
     const id = /^machine-id[ \t]+(\S+)/m.exec(entry.text)?.[1];
     return id === undefined || files.machineId === undefined || id === files.machineId;
   });
@@ -260,7 +264,7 @@ export const backends: Record<Backend, CmdlineBackend> = {
     regenerate: { argv: ["sh", "-c", `if command -v update-grub >/dev/null; then update-grub; else grub-mkconfig -o ${GRUB_CFG_PATH}; fi`], name: "update-grub" },
     generated: GRUB_CFG_PATH,
     verify: (files, args) => grubCfgHasArgs(files.grubCfg ?? "", args),
-    trial: true,
+    trial: "grub",
   },
   extlinux: {
     label: `Alpine's extlinux (${UPDATE_EXTLINUX_CONF_PATH}, update-extlinux)`,
@@ -270,7 +274,6 @@ export const backends: Record<Backend, CmdlineBackend> = {
     regenerate: { argv: ["update-extlinux"], name: "update-extlinux" },
     generated: EXTLINUX_CONF_PATH,
     verify: (files, args, modules) => extlinuxCfgHasArgs(files.extlinuxCfg ?? "", args, modules),
-    trial: false,
   },
   // systemd-boot reads the entries themselves, so they are edited in place (as grubby does on
   // Fedora) and no kernel-install run (which would rebuild the initramfs too) is needed;
@@ -322,7 +325,7 @@ export const backends: Record<Backend, CmdlineBackend> = {
         ...(ownEntries(files).length === 0 ? [{ ok: false, problems: ["no loader entry of this installation is left"] }] : []),
         fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "kernels installed later would boot without"),
       ]),
-    trial: false,
+    trial: "systemd-boot",
   },
   // Proxmox VE on ZFS/UEFI (and wherever proxmox-boot-tool keeps the ESPs): its refresh copies the
   // kernels to every ESP it manages and writes their entries' options from /etc/kernel/cmdline. The
@@ -344,7 +347,6 @@ export const backends: Record<Backend, CmdlineBackend> = {
     regenerate: { argv: [...proxmoxBootToolRefresh], name: "proxmox-boot-tool refresh" },
     generated: `the loader entries on the ESPs proxmox-boot-tool manages (from ${KERNEL_CMDLINE_PATH})`,
     verify: (files, args) => fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "proxmox-boot-tool refresh would write entries without"),
-    trial: false,
   },
   // Fedora/RHEL 9: GRUB's blscfg reads the BLS entries at boot, so they are edited in place, as
   // `grubby --update-kernel=ALL --args` edits them (here with verified writes, backups and a revert
@@ -401,7 +403,6 @@ export const backends: Record<Backend, CmdlineBackend> = {
         grubCmdlineLinuxHasArgs(files.defaults ?? "", args),
         ...(files.kernelCmdline === undefined ? [] : [fileHasArgs(KERNEL_CMDLINE_PATH, files.kernelCmdline, args, "kernels installed later would boot without")]),
       ]),
-    trial: false,
   },
   // Debian's extlinux and Unraid's syslinux read configs nobody generates: APPEND is edited in place.
   syslinux: {
@@ -417,7 +418,6 @@ export const backends: Record<Backend, CmdlineBackend> = {
     revert: (current, owned) => revertEachFile(current, owned as SyslinuxFilesOwnership, revertSyslinuxConfig),
     generated: SYSLINUX_CONFIG_PATHS.join(" or "),
     verify: (files, args) => checkAll((files.syslinux ?? []).map((f) => syslinuxConfigHasArgs(f.text, args, f.path))),
-    trial: false,
   },
 };
 

@@ -202,7 +202,8 @@ export function detectBootedLoader(facts: BootedLoaderFacts): BootedLoader {
   return { loader: "unknown", evidence };
 }
 
-const LOADER_NAMES: Record<Exclude<BootLoader, "unknown">, string> = {
+/** Each loader as messages name it. */
+export const LOADER_NAMES: Record<Exclude<BootLoader, "unknown">, string> = {
   grub: "GRUB",
   "systemd-boot": "systemd-boot",
   "proxmox-boot-tool": "systemd-boot, whose entries proxmox-boot-tool writes from /etc/kernel/cmdline",

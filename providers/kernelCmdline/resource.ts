@@ -79,8 +79,8 @@ export function planKernelCmdline(
     facts,
   );
   const stale = !b.verify(facts, inputs.args, inputs.modules).ok;
-  // Trial boots need the loader's one-shot (GRUB's); other backends' changes are written as they always were.
-  return { backend, why: resolved.why, notes: preflight.notes, ...plan, stale, staging: b.trial ? staging : { stage: false } };
+  // Trial boots need the loader's one-shot (GRUB's, systemd-boot's); other backends' changes are written as they always were.
+  return { backend, why: resolved.why, notes: preflight.notes, ...plan, stale, staging: b.trial !== undefined && (!staging.stage || b.trial === staging.loader) ? staging : { stage: false } };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {
@@ -157,8 +157,8 @@ export const kernelCmdlineProvider = hostResourceProvider<KernelCmdlineInputs, K
   async apply(host, plan, inputs) {
     const edited = changedEdits(plan);
     if (plan.staging.stage) {
-      // Only GRUB stages, and its source file exists (the backend refuses a host without it), so an empty one is staged as such.
-      const staged = edited.length > 0 || plan.stale ? plan.edits.map((e) => stagedFile(e.path, e.before ?? "", e.after)) : [];
+      // A file that does not exist yet (systemd-boot's /etc/kernel/cmdline) is staged as absent: the commit creates it.
+      const staged = edited.length > 0 || plan.stale ? plan.edits.map((e) => stagedFile(e.path, e.before, e.after)) : [];
       return { backend: plan.backend, owned: plan.owned, staged };
     }
     for (const edit of edited) {
@@ -199,7 +199,7 @@ export interface KernelCmdlineArgs {
   modules?: pulumi.Input<pulumi.Input<string>[]>;
   /** Boot-critical keys (root, init, rd.*, ...) that args may set or remove take off, e.g. ["root"]. */
   acknowledgeBootCritical?: pulumi.Input<pulumi.Input<string>[]>;
-  /** Stage changes for HostReboot's trial boot instead of writing them (GRUB only). */
+  /** Stage changes for HostReboot's trial boot instead of writing them (GRUB, systemd-boot). */
   trial?: pulumi.Input<boolean>;
 }
 

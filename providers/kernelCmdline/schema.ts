@@ -110,7 +110,7 @@ export const KernelCmdlineInputs = z
       acknowledgeBootCritical: z
         .array(z.string(), { error: `${ACKNOWLEDGE_KEY}: must be a list of keys, e.g. ["root"]` })
         .default([]),
-      /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (GRUB only). */
+      /** The stack boots changes once as a trial first: stage them for HostReboot instead of writing them (GRUB, systemd-boot). */
       trial: z.boolean().default(false),
     },
     {

@@ -6,15 +6,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
-import { cleanupTrials, commitTrial, readTrialRecord, readTrialUnsupported, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
-import { bootedTrial, StagedFile, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialOptionsSchema } from "../bootTrial/plan";
+import { cleanupTrials, commitTrial, readTrialRecord, readTrialSupport, stageTrial, Trial, TrialRecord, trialBootLog } from "../bootTrial/host";
+import { bootedTrial, isImageInput, StagedFile, StagedFileSchema, TRIAL_MARKER_KEY, trialId, TrialLoader, TrialOptionsSchema } from "../bootTrial/plan";
 import { checkInputs, parseChecked } from "../check";
 import { KindResource } from "../dynamic";
 import { failpoint } from "../failpoint";
 import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernel/cmdline";
 import { normalizePciAddress } from "../kernel/pci";
-import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
 import { comparableConnection, ConnectionInput, ConnectionSchema } from "../ssh/connection";
 import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
@@ -233,12 +232,13 @@ async function rebootAndVerify(host: RemoteHost, inputs: RebootInputs): Promise<
 /**
  * Pure: the trial of these staged files, or undefined when there is nothing to boot. A resource
  * that did not change in this run keeps the staged files of an earlier trial in its state; those
- * already on the host (`applied`) are left out. The image is built when the modules list or
- * modprobe.d changes, or when InitramfsModules found the live image lacking modules.
+ * already on the host (`applied`) are left out. The image is built when an input of the initramfs
+ * changes (the modules list, a dracut drop-in, modprobe.d), or when InitramfsModules found the live
+ * image lacking modules.
  */
 export function effectiveTrial(staged: readonly StagedFile[], options: NonNullable<RebootInputs["trial"]>, applied: (f: StagedFile) => boolean = () => false): Trial | undefined {
   const files = staged.filter((f) => !applied(f));
-  const buildImage = options.buildImage || files.some((f) => f.path !== GRUB_DEFAULTS_PATH);
+  const buildImage = options.buildImage || files.some((f) => isImageInput(f.path));
   if (files.length === 0 && !buildImage) return undefined;
   const { release, options: trialOptions } = options;
   return { id: trialId(files, release, buildImage, trialOptions), files, release, buildImage, options: trialOptions };
@@ -258,9 +258,9 @@ export function trialFellBackMessage(label: string, trial: Trial, bootId: string
       : "";
   return (
     `${label}: the trial boot failed; the host is back on its previous configuration; nothing was made permanent.\n` +
-    `  Trial ${trial.id}: boot ${bootId} came up without ${TRIAL_MARKER_KEY}=${trial.id} on its command line and GRUB's one-shot was spent ` +
+    `  Trial ${trial.id}: boot ${bootId} came up without ${TRIAL_MARKER_KEY}=${trial.id} on its command line and the boot loader's one-shot was spent ` +
     `(the trial panicked, hung until the watchdog reset it, or was power-cycled).\n  ${log}\n` +
-    `  The trial's menu entry and initramfs were removed. ${RETRY_TRIAL}${watchdog}`
+    `  The trial's boot entry and initramfs were removed. ${RETRY_TRIAL}${watchdog}`
   );
 }
 
@@ -268,7 +268,7 @@ export function trialFellBackMessage(label: string, trial: Trial, bootId: string
 export function trialNoNewBootMessage(label: string, trial: Trial, timeoutSeconds: number): string {
   return (
     `${label} did not come back within ${timeoutSeconds}s after booting trial ${trial.id}. Power-cycle it: it will boot the previous ` +
-    `configuration (GRUB's one-shot is spent). Then run \`pulumi up\`: it finds the previous configuration, removes the trial and reports ` +
+    `configuration (the boot loader's one-shot is spent). Then run \`pulumi up\`: it finds the previous configuration, removes the trial and reports ` +
     `the failure without rebooting.`
   );
 }
@@ -282,11 +282,11 @@ async function fellBack(host: RemoteHost, inputs: RebootInputs, trial: Trial, re
 }
 
 /** The trial booted: prove it, then make it permanent; a boot that fails the proof is rebooted back. */
-async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, trial: Trial, observed: BootObservation, previousBootId: string): Promise<BootOutcome> {
+async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, loader: TrialLoader, trial: Trial, observed: BootObservation, previousBootId: string): Promise<BootOutcome> {
   const problems = verifyBoot(observed, inputs.expectArgs, inputs.expectVfioDevices);
   if (problems.length === 0) {
     const started = Date.now();
-    await underHostLock(inputs, () => commitTrial(host, trial, inputs.expectArgs));
+    await underHostLock(inputs, () => commitTrial(host, loader, trial, inputs.expectArgs));
     console.error(`${host.label}: trial ${trial.id} committed in ${Math.round((Date.now() - started) / 1000)}s`);
     return { ok: true, observed };
   }
@@ -310,8 +310,8 @@ async function proveAndCommit(host: RemoteHost, inputs: RebootInputs, trial: Tri
  * retried), else the trial is staged and booted.
  */
 async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: FailedVerification): Promise<BootOutcome> {
-  const unsupported = await readTrialUnsupported(host);
-  if (unsupported) {
+  const { loader, unsupported } = await readTrialSupport(host);
+  if (loader === undefined) {
     // The boot-time resources decided the same and wrote their files: reboot into them.
     if (inputs.staged.length > 0) throw new Error(`${host.label} can no longer boot a trial (${unsupported}); nothing was changed. Set vfio-host:trialBoot to false to apply without one.`);
     return recorded ? recheck(host, inputs, recorded) : rebootAndVerify(host, inputs);
@@ -325,7 +325,7 @@ async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: Faile
     return verifyBoot(now, inputs.expectArgs, inputs.expectVfioDevices).length === 0 ? { ok: true, observed: now } : rebootAndVerify(host, inputs);
   }
   const record = await readTrialRecord(host);
-  if (bootedTrial(now.cmdline) === trial.id) return proveAndCommit(host, inputs, trial, now, record?.previousBootId ?? now.bootId);
+  if (bootedTrial(now.cmdline) === trial.id) return proveAndCommit(host, inputs, loader, trial, now, record?.previousBootId ?? now.bootId);
   if (record?.id === trial.id && record.previousBootId !== now.bootId) return fellBack(host, inputs, trial, record, now);
   if (recorded?.trial === trial.id) {
     const again = { ...recorded, at: new Date().toISOString() };
@@ -333,14 +333,14 @@ async function runTrial(host: RemoteHost, inputs: RebootInputs, recorded?: Faile
     return { ok: false, failed: again, message: failedBootMessage(host.label, again, "again") + stillWaiting };
   }
   const started = Date.now();
-  await underHostLock(inputs, () => stageTrial(host, trial, now.bootId));
+  await underHostLock(inputs, () => stageTrial(host, loader, trial, now.bootId));
   console.error(`${host.label}: trial ${trial.id} staged in ${Math.round((Date.now() - started) / 1000)}s`);
   const observed = await rebootAndWait(host, inputs, now.bootId);
   if (!observed) {
     const failed = { bootId: null, previousBootId: now.bootId, problems: [`no new boot_id within ${inputs.timeoutSeconds}s`], at: new Date().toISOString(), trial: trial.id };
     return { ok: false, failed, message: trialNoNewBootMessage(host.label, trial, inputs.timeoutSeconds) };
   }
-  if (bootedTrial(observed.cmdline) === trial.id) return proveAndCommit(host, inputs, trial, observed, now.bootId);
+  if (bootedTrial(observed.cmdline) === trial.id) return proveAndCommit(host, inputs, loader, trial, observed, now.bootId);
   return fellBack(host, inputs, trial, { id: trial.id, previousBootId: now.bootId }, observed);
 }
 

@@ -5,8 +5,10 @@
 // a user with several hosts would, so the two real reboots come in waves: the second host is still
 // on its old boot when the first one's run has ended. Each host reboots once into a kernel command
 // line with the args and the four USB controllers on vfio-pci, a second `up` changes nothing, and
-// destroy gives every source file its bytes back. Neither loader has a one-shot the trial boot
-// uses, so the change is written and booted directly (the stack's trialBoot stays on and says so).
+// destroy gives every source file its bytes back. systemd-boot has a one-shot (LoaderEntryOneShot):
+// its change is booted once as a trial and committed without a second reboot, and a trial that
+// panics falls back to the previous configuration with every byte as before. extlinux has none the
+// stack uses, so its change is written and booted directly (the stack's trialBoot stays on and says so).
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -32,7 +34,11 @@ interface Flavour {
   readonly preview: readonly string[];
   /** Shell code listing the image the next boot reads, for the modules and modprobe.d. */
   readonly listing: string;
+  /** Shell code printing what a trial leaves while staged (entries, images, the one-shot), for a loader with trial boots. */
+  readonly trialLeftovers?: string;
 }
+
+const FELL_BACK = /the trial boot failed; the host is back on its previous configuration; nothing was made permanent/;
 
 const FLAVOURS: readonly Flavour[] = [
   {
@@ -45,9 +51,13 @@ const FLAVOURS: readonly Flavour[] = [
       "/etc/dracut.conf.d/90-vfio-host.conf: create with force_drivers",
       "kernel-install add",
       "/etc/modprobe.d/vfio.conf",
+      "boot once with these changes (systemd-boot's LoaderEntryOneShot)",
     ],
     // The copy in the entry is what systemd-boot loads (Debian's kernel-install keeps the name initrd.img-<release>).
     listing: 'lsinitrd /boot/efi/$(cat /etc/machine-id)/$(uname -r)/initrd*',
+    trialLeftovers:
+      "ls -d /boot/efi/loader/entries/vfio-host-trial-* /boot/efi/vfio-host-trial /var/lib/vfio-host/trial 2>/dev/null; " +
+      "tail -c +5 /sys/firmware/efi/efivars/LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f 2>/dev/null | tr -d '\\000'; true",
   },
   {
     flavor: "extlinux",
@@ -140,13 +150,54 @@ class FlavourLab {
     expect(await this.sh(`${this.flavour.listing} | grep -cE 'vfio-pci\\.ko|modprobe\\.d/vfio\\.conf'`)).toMatch(/^[2-9]/);
     expect((await this.onLab((h) => h.readFile("/etc/modprobe.d/vfio.conf")))!.toString()).toContain(`options vfio-pci ids=${LAB_USB_CONTROLLER_IDS.join(",")}`);
 
+    const current = this.flavour.trialLeftovers ? await this.trialChecks(booted) : booted;
+
     const again = await this.timings.timed("no-op up", () => this.stack!.up());
     expect(Object.keys(again.summary.resourceChanges ?? {})).toEqual(["same"]);
-    expect(await this.bootId()).toBe(booted);
+    expect(await this.bootId()).toBe(current);
 
     const destroy = await this.timings.timed("destroy", () => this.stack!.destroy({ onOutput: (chunk) => (this.output += chunk) }));
     expect(destroy.summary.result).toBe("succeeded");
     expect(await this.sourceBytes()).toEqual(this.original);
+  }
+
+  /** What the live boot reads and what a trial must leave as it was: every source file and the live images. */
+  private async bootBytes(): Promise<Record<string, string>> {
+    const images = (await this.sh('ls /boot/initrd.img-$(uname -r) /boot/efi/$(cat /etc/machine-id)/$(uname -r)/initrd*')).trim().split("\n");
+    const hashes = await Promise.all(images.map(async (f) => [f, sha256Hex((await this.onLab((h) => h.readFile(f)))!)] as const));
+    return { ...(await this.sourceBytes()), ...Object.fromEntries(hashes) };
+  }
+
+  /**
+   * The change came up as a trial committed in place (the verified boot carries the trial's marker;
+   * nothing of the trial is left); then a trial that panics (rdinit= names no file, so the kernel
+   * mounts root= itself, cannot read LABEL= and panics) reboots into the previous configuration:
+   * reported, every byte as before, nothing left; without the cause `up` converges without a reboot.
+   */
+  private async trialChecks(committed: string): Promise<string> {
+    expect(await this.sh("cat /proc/cmdline")).toMatch(/(^| )vfio_host\.trial=[0-9a-f]{12}( |$)/);
+    expect((await this.sh(this.flavour.trialLeftovers!)).trim()).toBe("");
+    const before = await this.bootBytes();
+    await this.setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt", "rdinit=/vfio-host-no-such-init"], acknowledgeBootCriticalArgs: ["rdinit"] });
+    let output = "";
+    await this.timings.timed("up: trial panics, falls back", () => expect(this.stack!.up({ onOutput: (chunk) => (output += chunk) })).rejects.toThrow());
+    this.output += output;
+    expect(output).toMatch(FELL_BACK);
+    expect(output).toMatch(/The trial left no journal/);
+    const fallback = await this.bootId();
+    expect(fallback).not.toBe(committed);
+    expect(await this.sh("cat /proc/cmdline")).not.toMatch(/rdinit=|vfio_host\.trial=/);
+    expect(await this.bootBytes()).toEqual(before);
+    expect((await this.sh(this.flavour.trialLeftovers!)).trim()).toBe("");
+    await this.setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt"], acknowledgeBootCriticalArgs: [] });
+    expect((await this.timings.timed("up: cause removed", () => this.stack!.up())).summary.result).toBe("succeeded");
+    expect(await this.bootId()).toBe(fallback);
+    expect(await this.bootBytes()).toEqual(before);
+    return fallback;
+  }
+
+  private async setConfig(values: Record<string, unknown>): Promise<void> {
+    await this.stack!.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: JSON.stringify(v) }])));
   }
 
   async close(): Promise<void> {

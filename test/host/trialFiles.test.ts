@@ -1,12 +1,12 @@
 // Trial boots' host half on the namespaced sshd test host, for what needs no GRUB boot, no
 // mkinitramfs and no reboot: cleanupTrials' put-back, commitTrial's refusal of a file edited since
-// staging, and the facts readTrialRecord and readTrialUnsupported read. A trial is staged by hand
+// staging, and the facts readTrialRecord and readTrialSupport read. A trial is staged by hand
 // (stageTrial needs grub-mkconfig), with the same writes stageTrial makes. Every assertion reads
 // the test host's bytes.
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { armTrial, commitTrial, cleanupTrials, readTrialRecord, readTrialUnsupported, stagedFile, Trial } from "../../providers/bootTrial/host";
+import { armGrubTrial, commitTrial, cleanupTrials, readTrialRecord, readTrialSupport, stagedFile, Trial } from "../../providers/bootTrial/host";
 import {
   CUSTOM_CFG_PATH,
   firstMenuEntry,
@@ -96,7 +96,7 @@ async function stageByHand(trial: Trial): Promise<void> {
     }
     await host.writeFileAtomic(`${dir}/grub.cfg`, bookwormGrubCfg);
     const block = renderTrialEntry(firstMenuEntry(bookwormGrubCfg), trial.id, trialOnlyArgs(trial.id, trial.options), trial.release, trial.buildImage);
-    await armTrial(host, trial, block, "4b0f8c1e-9d2a-4c55-a1e3-2f6d7c8b9a01");
+    await armGrubTrial(host, trial, block, "4b0f8c1e-9d2a-4c55-a1e3-2f6d7c8b9a01");
   });
 }
 
@@ -107,10 +107,10 @@ const vfioConf = stagedFile("/etc/modprobe.d/vfio.conf", undefined, "options vfi
 const bootState = () => snapshot("boot", "var/lib/vfio-host");
 const grubenv = () => fs.readFileSync(onHost(GRUBENV_PATH));
 
-describe("readTrialUnsupported", () => {
+describe("readTrialSupport", () => {
   test("on the test host, which boots without GRUB, it says so in one sentence", async () => {
     expect(fs.existsSync(onHost("boot/grub/grub.cfg")) || fs.existsSync(onHost("etc/default/grub"))).toBe(false);
-    const reason = await onTestHost(readTrialUnsupported);
+    const reason = (await onTestHost(readTrialSupport)).unsupported;
     expect(reason).toBe("its boot loader is not GRUB with /etc/default/grub and /boot/grub/grub.cfg");
     expect(reason).not.toMatch(/\n/);
   });
@@ -119,14 +119,14 @@ describe("readTrialUnsupported", () => {
     await freshBootDir();
     fs.copyFileSync(path.join(__dirname, "../unit/kernelCmdline/fixtures/debian12-default-grub"), onHost("etc/default/grub"));
     try {
-      expect(await onTestHost(readTrialUnsupported)).toBeUndefined();
+      expect(await onTestHost(readTrialSupport)).toEqual({ loader: "grub" });
       await withoutCommand("usr/bin/grub-editenv", async () => {
-        expect(await onTestHost(readTrialUnsupported)).toBe("the host lacks grub-editenv");
+        expect((await onTestHost(readTrialSupport)).unsupported).toBe("the host lacks grub-editenv");
       });
       fs.writeFileSync(onHost(GRUBENV_PATH), "");
-      expect(await onTestHost(readTrialUnsupported)).toBe(`${GRUBENV_PATH} is not a 1024-byte environment block (grub-editenv ${GRUBENV_PATH} create)`);
+      expect((await onTestHost(readTrialSupport)).unsupported).toBe(`${GRUBENV_PATH} is not a 1024-byte environment block (grub-editenv ${GRUBENV_PATH} create)`);
       fs.rmSync(onHost(GRUBENV_PATH));
-      expect(await onTestHost(readTrialUnsupported)).toBe(`${GRUBENV_PATH} is missing (grub-editenv ${GRUBENV_PATH} create)`);
+      expect((await onTestHost(readTrialSupport)).unsupported).toBe(`${GRUBENV_PATH} is missing (grub-editenv ${GRUBENV_PATH} create)`);
     } finally {
       removeOnHost("boot/grub", "etc/default/grub");
     }
@@ -317,7 +317,7 @@ describe("commitTrial", () => {
     edit();
     const before = snapshot("etc/default/grub", "etc/modprobe.d", "boot", "var/lib/vfio-host");
 
-    const failure = await onTestHost((host) => commitTrial(host, trial, ["intel_iommu=on", "iommu=pt"])).then(
+    const failure = await onTestHost((host) => commitTrial(host, "grub", trial, ["intel_iommu=on", "iommu=pt"])).then(
       () => undefined,
       (err: Error) => err.message,
     );

@@ -73,11 +73,14 @@ describe("trialPlanLine", () => {
   // The wording is preview's; what must hold is that it says which of the two happens and why.
   it("says the change boots once before it becomes permanent, or why this host has no trial boot", () => {
     const reason = "/boot/grub is on btrfs, where GRUB cannot clear its one-shot";
-    expect(trialPlanLine(undefined)).toMatch(/boot[s]? (once with these changes|these changes once)/);
-    expect(trialPlanLine(undefined)).toContain("permanent");
-    expect(trialPlanLine(undefined)).not.toContain("no trial boot");
-    expect(trialPlanLine(reason)).toContain(`no trial boot on this host (${reason})`);
-    expect(trialPlanLine(reason)).toContain("permanent before the reboot");
+    for (const loader of ["grub", "systemd-boot"] as const) {
+      expect(trialPlanLine({ loader })).toMatch(/boot[s]? (once with these changes|these changes once)/);
+      expect(trialPlanLine({ loader })).toContain("permanent");
+      expect(trialPlanLine({ loader })).not.toContain("no trial boot");
+    }
+    expect(trialPlanLine({ loader: "systemd-boot" })).toContain("systemd-boot");
+    expect(trialPlanLine({ unsupported: reason })).toContain(`no trial boot on this host (${reason})`);
+    expect(trialPlanLine({ unsupported: reason })).toContain("permanent before the reboot");
   });
 });
 

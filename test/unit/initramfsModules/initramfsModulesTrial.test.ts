@@ -8,8 +8,8 @@ import { MKINITFS_CONF_PATH } from "../../../providers/initramfsModules/mkinitfs
 import { InitramfsModulesInputs, InitramfsState, planInitramfs } from "../../../providers/initramfsModules/resource";
 import { alpine66Kernel, alpine66MkinitfsList, alpineMkinitfsConf, debianInitramfsToolsModules, debianKernel, debianLsinitramfsAfter, debianLsinitramfsBefore } from "./fixtures";
 
-const staging: Staging = { stage: true, line: trialPlanLine(undefined) };
-const unsupported: Staging = { stage: false, line: trialPlanLine("the host lacks mkinitramfs") };
+const staging: Staging = { stage: true, loader: "grub", line: trialPlanLine({ loader: "grub" }) };
+const unsupported: Staging = { stage: false, line: trialPlanLine({ unsupported: "the host lacks mkinitramfs" }) };
 const count = (lines: readonly string[], line: string | undefined) => lines.filter((l) => l === line).length;
 const inputs = InitramfsModulesInputs.parse({ trial: true });
 

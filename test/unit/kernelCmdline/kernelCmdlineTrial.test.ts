@@ -11,8 +11,8 @@ import { alpineExtlinuxConf, alpineUpdateExtlinuxConf, debianDefaultGrub, debian
 const ARGS = ["intel_iommu=on", "iommu=pt"];
 const grubInputs = KernelCmdlineInputs.parse({ args: ARGS, trial: true });
 const grubFacts = { defaults: debianDefaultGrub, grubCfg: debianGrubCfg, dropIns: [] };
-const staging: Staging = { stage: true, line: trialPlanLine(undefined) };
-const unsupported: Staging = { stage: false, line: trialPlanLine("/boot/grub is on btrfs, where GRUB cannot clear its one-shot") };
+const staging: Staging = { stage: true, loader: "grub", line: trialPlanLine({ loader: "grub" }) };
+const unsupported: Staging = { stage: false, line: trialPlanLine({ unsupported: "/boot/grub is on btrfs, where GRUB cannot clear its one-shot" }) };
 const count = (lines: readonly string[], line: string | undefined) => lines.filter((l) => l === line).length;
 const GRUB_AUTO = "backend grub (auto: the only loader whose files are here; which loader booted the host is not known)";
 

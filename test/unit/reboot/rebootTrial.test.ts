@@ -96,10 +96,10 @@ describe("the trial messages", () => {
   it("say that a trial fell back, that nothing was made permanent, what the trial logged and how to retry", () => {
     expect(trialFellBackMessage(LABEL, trial, "b3", log)).toBe(
       `${LABEL}: the trial boot failed; the host is back on its previous configuration; nothing was made permanent.\n` +
-        `  Trial ${trial.id}: boot b3 came up without vfio_host.trial=${trial.id} on its command line and GRUB's one-shot was spent ` +
+        `  Trial ${trial.id}: boot b3 came up without vfio_host.trial=${trial.id} on its command line and the boot loader's one-shot was spent ` +
         "(the trial panicked, hung until the watchdog reset it, or was power-cycled).\n" +
         `  ${log}\n` +
-        "  The trial's menu entry and initramfs were removed. Not retrying without a change: fix the cause and run `pulumi up`, or retry the " +
+        "  The trial's boot entry and initramfs were removed. Not retrying without a change: fix the cause and run `pulumi up`, or retry the " +
         `same trial with ${REPLACE}.\n` +
         "  A healthy boot that is slow to answer over SSH ends like this too: raise vfio-host:trialWatchdogSeconds (now 300).",
     );
@@ -115,7 +115,7 @@ describe("the trial messages", () => {
   it("tell the owner of a trial that never answered to power-cycle it into the previous configuration", () => {
     expect(trialNoNewBootMessage(LABEL, trial, 900)).toBe(
       `${LABEL} did not come back within 900s after booting trial ${trial.id}. Power-cycle it: it will boot the previous configuration ` +
-        "(GRUB's one-shot is spent). Then run `pulumi up`: it finds the previous configuration, removes the trial and reports the failure " +
+        "(the boot loader's one-shot is spent). Then run `pulumi up`: it finds the previous configuration, removes the trial and reports the failure " +
         "without rebooting.",
     );
   });
