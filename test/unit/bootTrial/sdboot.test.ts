@@ -128,7 +128,8 @@ describe("renderSdbootTrialEntry", () => {
 });
 
 describe("bootctlListsAsDefault", () => {
-  // `bootctl list` on the sdboot-dracut lab (systemd 252) with a trial entry written and no one-shot set.
+  // `bootctl list` on the sdboot-dracut lab (Debian 12, systemd 252.39) with a trial entry rendered by
+  // renderSdbootTrialEntry written beside the lab's own, before any one-shot was set: it sorts after it.
   const list = fixture("bootctl-list-with-trial.txt");
   const trialName = /id: (vfio-host-trial-[0-9a-f]+\.conf)/.exec(list)![1];
 
