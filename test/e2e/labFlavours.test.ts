@@ -184,6 +184,7 @@ class FlavourLab {
     this.output += output;
     expect(output).toMatch(FELL_BACK);
     expect(output).toMatch(/The trial left no journal/);
+    expect(fs.readFileSync(this.lab!.serialLog, "utf8")).toContain("Kernel panic - not syncing: VFS: Unable to mount root fs");
     const fallback = await this.bootId();
     expect(fallback).not.toBe(committed);
     expect(await this.sh("cat /proc/cmdline")).not.toMatch(/rdinit=|vfio_host\.trial=/);
