@@ -6,7 +6,7 @@
 import { failpoint } from "../failpoint";
 import { INITRAMFS_TOOLS_MODULES_PATH } from "../initramfsModules/initramfsTools";
 import { backends, ownEntries, regenerateAndVerify } from "../kernelCmdline/bootConfig";
-import { BOOTED_LOADER_SNIPPET, detectBootedLoader, parseBootedLoaderFacts } from "../kernelCmdline/bootedLoader";
+import { BOOTED_LOADER_SNIPPET, detectBootedLoader, LOADER_GUID, parseBootedLoaderFacts } from "../kernelCmdline/bootedLoader";
 import { GRUB_DEFAULTS_PATH } from "../kernelCmdline/grub";
 import { LOADER_ENTRIES_SNIPPET, parseLoaderEntries, parseLoaderEntry } from "../kernelCmdline/loaderEntries";
 import { RemoteHost, sha256Hex } from "../ssh/host";
@@ -71,6 +71,15 @@ export interface Staging {
   stage: boolean;
   loader?: TrialLoader;
   line?: string;
+}
+
+/**
+ * Pure: the host's staging as a resource whose files a trial on `loader` stages takes it: the same
+ * when it can run that trial or none (preview says why not), nothing when the host's trial is
+ * another loader's or the resource's files are never staged.
+ */
+export function stagingFor(staging: Staging, loader: TrialLoader | undefined): Staging {
+  return loader !== undefined && (!staging.stage || staging.loader === loader) ? staging : { stage: false };
 }
 
 /** Staging for a resource whose stack runs trial boots (`wanted`) on this host; the host decides if it can. */
@@ -268,7 +277,7 @@ for dir in ${TRIAL_WORK_DIR}/*/; do
   fi
 done
 if grub-editenv ${GRUBENV_PATH} list 2>/dev/null | grep -Eq '^next_entry=(vfio-host-trial-[0-9a-f]+)?$'; then grub-editenv ${GRUBENV_PATH} unset next_entry; fi
-oneshot=/sys/firmware/efi/efivars/LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+oneshot=/sys/firmware/efi/efivars/LoaderEntryOneShot-${LOADER_GUID}
 if [ -r "$oneshot" ] && tail -c +5 "$oneshot" | tr -d '\\000' | grep -Eq '^vfio-host-trial-[0-9a-f]+\\.conf$'; then bootctl set-oneshot ''; fi
 for esp in $(bootctl --print-esp-path 2>/dev/null) /efi /boot /boot/efi; do
   rm -f "$esp"/loader/entries/vfio-host-trial-*.conf
@@ -341,6 +350,7 @@ export async function commitTrial(host: RemoteHost, loader: TrialLoader, trial: 
   }
   await cleanupTrials(host);
 }
+
 /** What the boot before this one logged, when it was the trial: the warnings at its end, or where to look instead. */
 export async function trialBootLog(host: RemoteHost, id: string): Promise<string> {
   const s = await readSections(host, {

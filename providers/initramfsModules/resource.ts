@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 import { prefetchBootReads, registerBootReads } from "../bootReads";
-import { readStaging, stagedFile, Staging } from "../bootTrial/host";
+import { readStaging, stagedFile, Staging, stagingFor } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { Backup } from "../hostFile";
@@ -133,7 +133,7 @@ export function planInitramfs(inputs: Inputs, facts: InitramfsFacts, state: Init
           ? "its triggers changed"
           : undefined;
   // Trial boots build initramfs-tools images on GRUB, dracut images on systemd-boot; other builders' changes are written as they always were.
-  const staged = builder.trial !== undefined && (!staging.stage || builder.trial === staging.loader) ? staging : { stage: false };
+  const staged = stagingFor(staging, builder.trial);
   const commands = builder.rebuild(facts.kernel.release, facts.boot?.[system] ?? "");
   const all = [...planned.changes, ...(rebuild ? [`rebuild the initramfs of ${facts.kernel.release} (${describeCommands(commands)}): ${rebuild}`] : [])];
   return {

@@ -19,7 +19,7 @@ export interface BootedLoader {
 }
 
 /** systemd-boot's vendor GUID for its EFI variables (Boot Loader Interface). */
-const LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+export const LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 const EFI_VARIABLES = ["LoaderInfo", "LoaderEntrySelected"] as const;
 const PROXMOX_BOOT_UUIDS = "/etc/kernel/proxmox-boot-uuids";
 const GRUB2_CFG_PATH = "/boot/grub2/grub.cfg";

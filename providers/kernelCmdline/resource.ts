@@ -4,7 +4,7 @@
 // arguments it owns are added, replaced or removed; the CPU and firmware preflight comes first.
 import * as pulumi from "@pulumi/pulumi";
 import { prefetchBootReads, registerBootReads } from "../bootReads";
-import { readStaging, stagedFile, Staging } from "../bootTrial/host";
+import { readStaging, stagedFile, Staging, stagingFor } from "../bootTrial/host";
 import { StagedFile } from "../bootTrial/plan";
 import { failpoint } from "../failpoint";
 import { readBackupTexts } from "../hostFile";
@@ -80,7 +80,7 @@ export function planKernelCmdline(
   );
   const stale = !b.verify(facts, inputs.args, inputs.modules).ok;
   // Trial boots need the loader's one-shot (GRUB's, systemd-boot's); other backends' changes are written as they always were.
-  return { backend, why: resolved.why, notes: preflight.notes, ...plan, stale, staging: b.trial !== undefined && (!staging.stage || b.trial === staging.loader) ? staging : { stage: false } };
+  return { backend, why: resolved.why, notes: preflight.notes, ...plan, stale, staging: stagingFor(staging, b.trial) };
 }
 
 export function describeKernelCmdlinePlan(plan: KernelCmdlinePlan): string[] {

@@ -13,8 +13,10 @@ import {
   sdbootTrialUnsupported,
   StagedFileSchema,
   trialOnlyArgs,
+  trialPlanLine,
   trialSupport,
 } from "../../../providers/bootTrial/plan";
+import { Staging, stagingFor } from "../../../providers/bootTrial/host";
 import { ownEntries } from "../../../providers/kernelCmdline/bootConfig";
 import { LOADER_NAMES } from "../../../providers/kernelCmdline/bootedLoader";
 import { parseLoaderEntry } from "../../../providers/kernelCmdline/loaderEntries";
@@ -165,5 +167,21 @@ describe("what a trial stages", () => {
   it("builds a trial image for the initramfs inputs only", () => {
     expect(["/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf", "/etc/dracut.conf.d/90-vfio-host.conf"].every(isImageInput)).toBe(true);
     expect(["/etc/default/grub", "/etc/kernel/cmdline", ENTRY_PATH].some(isImageInput)).toBe(false);
+  });
+});
+
+describe("stagingFor", () => {
+  const sdboot: Staging = { stage: true, loader: "systemd-boot", line: trialPlanLine({ loader: "systemd-boot" }) };
+  const none: Staging = { stage: false, line: trialPlanLine({ unsupported: "the host lacks dracut" }) };
+
+  it("stages a resource's files for a trial on its own loader only (initramfs-tools on a systemd-boot host writes directly)", () => {
+    expect(stagingFor(sdboot, "systemd-boot")).toBe(sdboot);
+    expect(stagingFor(sdboot, "grub")).toEqual({ stage: false });
+    expect(stagingFor(sdboot, undefined)).toEqual({ stage: false });
+  });
+
+  it("passes on why a host has no trial boot to resources that could stage, not to the others", () => {
+    expect(stagingFor(none, "grub")).toBe(none);
+    expect(stagingFor(none, undefined)).toEqual({ stage: false });
   });
 });
