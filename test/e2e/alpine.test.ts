@@ -129,10 +129,15 @@ async function previewSteps(stack: Stack): Promise<{ stdout: string; steps: Plan
   return { stdout: preview.stdout, steps };
 }
 
-/** The steps' names in order; KernelCmdline and VfioBinding do not depend on each other, so the engine plans them in either order. */
+/**
+ * The steps' names in order. KernelCmdline depends on neither VfioBinding nor InitramfsModules (which
+ * waits for VfioBinding), so the engine may plan it anywhere among the first three: it is put first,
+ * and the order of the rest is the engine's.
+ */
 function stepOrder(steps: readonly PlannedStep[]): string[] {
   const names = steps.map((s) => `${s.op} ${s.name}`);
-  return [...names.slice(0, 2).sort(), ...names.slice(2)];
+  const boot = names.slice(0, 3);
+  return [...boot.filter((n) => n.endsWith(" cmdline")), ...boot.filter((n) => !n.endsWith(" cmdline")), ...names.slice(3)];
 }
 
 const plannedChanges = (steps: readonly PlannedStep[]) => Object.fromEntries(steps.filter((s) => s.name !== "reboot").map((s) => [s.name, s.changes]));
