@@ -19,7 +19,7 @@ import { LabFlavor, labInstanceEnv, LabState, labStatePath, lockLab, readLabStat
 import { LAB_USB_CONTROLLER_IDS, writeLabStack } from "../../scripts/labStack";
 import { runCommand } from "../testhost/command";
 import { mostAtOnce, parseStatusLine, startFleet, summaryRows } from "./fleetRun";
-import { StageTimes } from "./labSuite";
+import { setStackConfig, StageTimes, TRIAL_FELL_BACK } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(40 * 60_000);
@@ -37,8 +37,6 @@ interface Flavour {
   /** Shell code printing what a trial leaves while staged (entries, images, the one-shot), for a loader with trial boots. */
   readonly trialLeftovers?: string;
 }
-
-const FELL_BACK = /the trial boot failed; the host is back on its previous configuration; nothing was made permanent/;
 
 const FLAVOURS: readonly Flavour[] = [
   {
@@ -178,11 +176,11 @@ class FlavourLab {
     expect(await this.sh("cat /proc/cmdline")).toMatch(/(^| )vfio_host\.trial=[0-9a-f]{12}( |$)/);
     expect((await this.sh(this.flavour.trialLeftovers!)).trim()).toBe("");
     const before = await this.bootBytes();
-    await this.setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt", "rdinit=/vfio-host-no-such-init"], acknowledgeBootCriticalArgs: ["rdinit"] });
+    await setStackConfig(this.stack!, { kernelArgs: ["intel_iommu=on", "iommu=pt", "rdinit=/vfio-host-no-such-init"], acknowledgeBootCriticalArgs: ["rdinit"] });
     let output = "";
     await this.timings.timed("up: trial panics, falls back", () => expect(this.stack!.up({ onOutput: (chunk) => (output += chunk) })).rejects.toThrow());
     this.output += output;
-    expect(output).toMatch(FELL_BACK);
+    expect(output).toMatch(TRIAL_FELL_BACK);
     expect(output).toMatch(/The trial left no journal/);
     expect(fs.readFileSync(this.lab!.serialLog, "utf8")).toContain("Kernel panic - not syncing: VFS: Unable to mount root fs");
     const fallback = await this.bootId();
@@ -190,15 +188,11 @@ class FlavourLab {
     expect(await this.sh("cat /proc/cmdline")).not.toMatch(/rdinit=|vfio_host\.trial=/);
     expect(await this.bootBytes()).toEqual(before);
     expect((await this.sh(this.flavour.trialLeftovers!)).trim()).toBe("");
-    await this.setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt"], acknowledgeBootCriticalArgs: [] });
+    await setStackConfig(this.stack!, { kernelArgs: ["intel_iommu=on", "iommu=pt"], acknowledgeBootCriticalArgs: [] });
     expect((await this.timings.timed("up: cause removed", () => this.stack!.up())).summary.result).toBe("succeeded");
     expect(await this.bootId()).toBe(fallback);
     expect(await this.bootBytes()).toEqual(before);
     return fallback;
-  }
-
-  private async setConfig(values: Record<string, unknown>): Promise<void> {
-    await this.stack!.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: JSON.stringify(v) }])));
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,7 @@
 // What the lab suites share: their stage times, printed at the end (a new lab suite prints where its
-// time goes), and a plain reboot of the lab as a user runs one.
+// time goes), a plain reboot of the lab as a user runs one, setting stack config, and the fallen-back
+// trial's message.
+import type { Stack } from "@pulumi/pulumi/automation";
 import { closeAllConnections, RemoteHost } from "../../providers/ssh/host";
 
 export class StageTimes {
@@ -28,4 +30,12 @@ export async function rebootLab(onLab: <T>(fn: (host: RemoteHost) => Promise<T>)
     await new Promise((r) => setTimeout(r, 3_000));
     await closeAllConnections();
   }
+}
+
+/** What `up` says when a trial boot fell back to the previous configuration. */
+export const TRIAL_FELL_BACK = /the trial boot failed; the host is back on its previous configuration; nothing was made permanent/;
+
+/** Sets stack config keys as `pulumi config set` would: strings as they are, anything else as JSON. */
+export async function setStackConfig(stack: Stack, values: Record<string, unknown>): Promise<void> {
+  await stack.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: typeof v === "string" ? v : JSON.stringify(v) }])));
 }

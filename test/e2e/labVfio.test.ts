@@ -23,7 +23,7 @@ import { closeAllConnections, RemoteHost, sha256Hex, withHost } from "../../prov
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { LAB_GUEST, LAB_GUEST_HOSTDEV, LAB_USB_CONTROLLER_IDS, labLibvirt, writeLabStack } from "../../scripts/labStack";
 import { commandLine } from "../faults/processes";
-import { rebootLab, StageTimes } from "./labSuite";
+import { rebootLab, setStackConfig, StageTimes, TRIAL_FELL_BACK } from "./labSuite";
 import { localStack, projectRoot, pulumiEnv } from "./pulumiEnv";
 
 jest.setTimeout(45 * 60_000);
@@ -37,7 +37,6 @@ const USB_SELECTION = { devices: LAB_USB_CONTROLLER_IDS };
 const SOURCES = ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
 /** Every file a trial could touch before its commit, and the live image. */
 const BOOT_FILES = [...SOURCES, "/boot/grub/grub.cfg", "/boot/grub/grubenv", "/boot/grub/custom.cfg"];
-const FELL_BACK = /the trial boot failed; the host is back on its previous configuration; nothing was made permanent/;
 // The healthy trial answers about 30 s after softdog loads under TCG; the hung one costs the whole margin.
 const WATCHDOG_SECONDS = 90;
 
@@ -95,9 +94,7 @@ async function bootBytes(): Promise<Record<string, string>> {
 const trialLeftovers = () =>
   sh("ls -d /boot/grub/custom.cfg /boot/vfio-host-trial /var/lib/vfio-host/trial 2>/dev/null; grub-editenv /boot/grub/grubenv list | grep next_entry; true").then((s) => s.trim());
 
-async function setConfig(values: Record<string, unknown>) {
-  await stack.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: typeof v === "string" ? v : JSON.stringify(v) }])));
-}
+const setConfig = (values: Record<string, unknown>) => setStackConfig(stack, values);
 
 const up = (what: string) => timed(what, () => stack.up({ onOutput: (line) => process.stdout.write(line) }));
 /** An up that must fail: its whole output, for the messages. */
@@ -293,7 +290,7 @@ test("a trial that panics reboots itself into the previous configuration: report
   const bootBefore = await bootId();
   await setConfig({ kernelArgs: ["intel_iommu=on", "iommu=pt", "root=/dev/disk/by-label/vfio-host-no-root"], acknowledgeBootCriticalArgs: ["root"] });
   const output = await failingUp("up: trial panics, falls back");
-  expect(output).toMatch(FELL_BACK);
+  expect(output).toMatch(TRIAL_FELL_BACK);
   expect(output).toMatch(/The trial left no journal/);
   const serial = fs.readFileSync(lab.serialLog, "utf8");
   expect(serial).toContain("ALERT!  /dev/disk/by-label/vfio-host-no-root does not exist.");
@@ -321,7 +318,7 @@ test("a trial that claims the SSH NIC hangs unreachable until the watchdog reset
   const before = await bootBytes();
   await setConfig({ vfio: { devices: [...LAB_USB_CONTROLLER_IDS, LAB_NIC], allowHostCritical: [LAB_NIC] } });
   const output = await failingUp("up: trial hangs, watchdog resets it");
-  expect(output).toMatch(FELL_BACK);
+  expect(output).toMatch(TRIAL_FELL_BACK);
   expect(output).toMatch(new RegExp(`raise vfio-host:trialWatchdogSeconds \\(now ${WATCHDOG_SECONDS}\\)`));
   expect(fs.readFileSync(lab.serialLog, "utf8")).toContain("softdog: Initiating system reboot");
   expect(await cmdline()).not.toContain("vfio_host.trial");
@@ -358,7 +355,7 @@ test("without a watchdog a hung trial waits for a power cycle, after which the h
   for (const f of [...SOURCES, "/boot/grub/grub.cfg", `/boot/initrd.img-${release}`]) expect(stillStaged[f]).toBe(before[f]);
 
   // The next up finds the previous configuration: it reports the fallback and clears the trial, no reboot.
-  expect(await failingUp("up: after the power cycle")).toMatch(FELL_BACK);
+  expect(await failingUp("up: after the power cycle")).toMatch(TRIAL_FELL_BACK);
   expect(await bootId()).toBe(poweredOn);
   expect(await bootBytes()).toEqual(before);
   expect(await trialLeftovers()).toBe("");
