@@ -3,6 +3,10 @@
 // laptops) never interleave their read-plan-write or run update-grub at the same time. The lock is
 // flock(1) on a file under /run/lock, held by a shell tied to an SSH channel: it dies with its
 // holder (the run ends, the process is killed, the connection drops) and with the host's boot.
+// Within the run, the resources on one host take turns: the engine runs independent resources at
+// once, and two rebuilds at once can break each other (update-extlinux run while mkinitfs has
+// removed the image it is rewriting leaves an extlinux.conf without INITRD).
+import { AsyncLocalStorage } from "node:async_hooks";
 import * as os from "os";
 import { Connection, connectionLabel } from "./connection";
 import { forgetReads, HeldCommand, holdCommand } from "./host";
@@ -43,6 +47,10 @@ interface HeldLock {
 }
 
 const held = new Map<string, Promise<HeldLock>>();
+/** Per host: the end of the last turn handed out. */
+const turns = new Map<string, Promise<void>>();
+/** The hosts whose turn the current call chain holds, so that a nested withHostLock does not wait for itself. */
+const turnsHeld = new AsyncLocalStorage<ReadonlySet<string>>();
 
 /** Who holds the lock, as the waiting run shows it: the stack, user@machine, process, since when. */
 export function lockOwner(stack: string | undefined): string {
@@ -57,13 +65,34 @@ export function lockOwner(stack: string | undefined): string {
 }
 
 /**
- * Runs `fn` while this process holds the host's lock. The first caller takes it and this process
- * keeps it until it exits (or the host reboots): the resources of one run share it, a second run
- * waits up to LOCK_WAIT_SECONDS and then fails naming the holder.
+ * Runs `fn` while this process holds the host's lock, and while no other `fn` of this process runs
+ * on that host. The first caller takes the lock and this process keeps it until it exits (or the
+ * host reboots): the resources of one run share it, one at a time; a second run waits up to
+ * LOCK_WAIT_SECONDS and then fails naming the holder.
  */
 export async function withHostLock<T>(connection: Connection, owner: string, fn: () => Promise<T>): Promise<T> {
+  const key = connectionLabel(connection);
+  if (turnsHeld.getStore()?.has(key)) return fn();
   await acquire(connection, owner);
-  return fn();
+  return inTurn(key, async () => {
+    // Another run, or another resource of this one, may have changed the host: plan from fresh reads.
+    forgetReads(connection);
+    return fn();
+  });
+}
+
+async function inTurn<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const before = turns.get(key) ?? Promise.resolve();
+  let done!: () => void;
+  const end = before.then(() => new Promise<void>((resolve) => (done = resolve)));
+  turns.set(key, end);
+  await before;
+  try {
+    return await turnsHeld.run(new Set([...(turnsHeld.getStore() ?? []), key]), fn);
+  } finally {
+    done();
+    if (turns.get(key) === end) turns.delete(key);
+  }
 }
 
 async function acquire(connection: Connection, owner: string): Promise<void> {
@@ -82,8 +111,6 @@ async function acquire(connection: Connection, owner: string): Promise<void> {
     });
   }
   await entry;
-  // Another run may have changed the host before this one got the lock: plan from fresh reads.
-  forgetReads(connection);
 }
 
 async function takeLock(connection: Connection, owner: string): Promise<HeldLock> {

@@ -17,7 +17,7 @@ import * as path from "node:path";
 import { LocalWorkspace, PulumiCommand } from "@pulumi/pulumi/automation";
 import { ParsedKey, utils } from "ssh2";
 import { runScheduled } from "../../scripts/fleet/schedule";
-import { differingBootFiles, readBootFiles } from "../faults/pulumiRuns";
+import { bootFileDiffs, differingBootFiles, readBootFiles } from "../faults/pulumiRuns";
 import { prepareAlpineHost, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { startPostgres, PostgresServer } from "../testhost/postgres";
 import { startTestHost, TestHost } from "../testhost/testHost";
@@ -324,7 +324,11 @@ test(`destroy of the ${HOSTS} stacks gives every host its boot files back, byte 
   console.log(run.output);
   expect(run.code).toBe(0);
   expect([...summaryRows(run.output).entries()].map(([name, row]) => `${name} ${row.result} ${row.changes}`)).toEqual(allStacks().map((name) => `${name} ok +0 ~0 -5`));
-  hosts.forEach((host, i) => expect({ host: stackName(i), differing: differingBootFiles(host, before[i]) }).toEqual({ host: stackName(i), differing: [] }));
+  hosts.forEach((host, i) => {
+    const differing = differingBootFiles(host, before[i]);
+    if (differing.length) console.log(`${stackName(i)} after destroy:\n${bootFileDiffs(host, before[i])}`);
+    expect({ host: stackName(i), differing }).toEqual({ host: stackName(i), differing: [] });
+  });
 });
 
 test("the PostgreSQL server stops and leaves nothing behind", async () => {

@@ -1,9 +1,10 @@
 // The fault suites' side of the Pulumi CLI: the real `pulumi` binary, spawned in a process group of
 // its own so a trial can SIGKILL the CLI, its language host and the provider plugin at once (a
 // laptop losing power), and the Alpine-shaped test host with its boot files, compared byte for byte.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { projectRoot } from "../e2e/pulumiEnv";
 import { readInitramfs } from "../standins/initramfsImage";
@@ -124,6 +125,24 @@ export function readBootFiles(testHost: TestHost): Record<string, string> {
 export function differingBootFiles(testHost: TestHost, expected: Record<string, string>): string[] {
   const now = readBootFiles(testHost);
   return bootFilePaths.filter((rel) => now[rel] !== expected[rel]);
+}
+
+/** How each differing boot file differs from `expected`, as `diff -u` prints it: what a failed comparison shows. */
+export function bootFileDiffs(testHost: TestHost, expected: Record<string, string>): string {
+  const now = readBootFiles(testHost);
+  return differingBootFiles(testHost, expected)
+    .map((rel) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-diff-"));
+      try {
+        fs.writeFileSync(path.join(dir, "expected"), expected[rel]);
+        fs.writeFileSync(path.join(dir, "found"), now[rel]);
+        const diff = spawnSync("diff", ["-u", "--label", `${rel} expected`, "--label", `${rel} found`, "expected", "found"], { cwd: dir, encoding: "utf8" });
+        return diff.stdout;
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    })
+    .join("");
 }
 
 /** Puts the boot files back as `snapshot` has them (from this machine, not through the code under test) and drops the backups. */

@@ -6,7 +6,12 @@
 //   leave exactly the bytes a clean run leaves, and `destroy` the bytes the host had before the stack;
 // - two stacks of the program, each adding a kernel argument of its own, running `up` against the
 //   host at once: their changes never overlap in time (one waits, or fails naming the holder), the
-//   backups keep the originals, and the files hold both stacks' changes (no lost update).
+//   backups keep the originals, and the files hold both stacks' changes (no lost update);
+// - one run whose independent resources the engine runs at once (KernelCmdline beside VfioBinding
+//   and InitramfsModules, in up and in destroy), with the moment in which mkinitfs has removed the
+//   initramfs it rewrites widened to seconds: the host's own log of its rebuilds shows
+//   update-extlinux never running while mkinitfs does, and destroy gives extlinux.conf back with
+//   its INITRD line (an update-extlinux in that moment leaves it out).
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -36,6 +41,7 @@ jest.setTimeout(25 * 60_000);
 const KILL_TRIALS = 20;
 const KILL_ATTEMPTS = 26;
 const CONCURRENT_TRIALS = 2;
+const TURN_TRIALS = 2;
 const KILLED = "faults-killed";
 const up = (stack: string) => ["up", "--yes", "--skip-preview", "--non-interactive", "--stack", stack];
 const destroy = (stack: string) => ["destroy", "--yes", "--skip-preview", "--non-interactive", "--stack", stack];
@@ -242,8 +248,80 @@ async function concurrentTrial(trial: number, prng: Prng): Promise<TrialResult> 
   };
 }
 
+/** Where the host logs its rebuilds: one line per start and end of update-extlinux and mkinitfs. */
+const REBUILD_LOG = "var/log/vfio-host-rebuilds.log";
+/** Read by the slowed rm: how long the initramfs stays removed, in seconds. */
+const RM_DELAY = "etc/vfio-host-test-rm-delay";
+/** Read by the update-extlinux wrapper: how long it waits before it runs, in seconds. */
+const UPDATE_EXTLINUX_DELAY = "etc/vfio-host-test-update-extlinux-delay";
+
+/**
+ * Puts a logging wrapper in front of the update-extlinux and mkinitfs stand-ins (they move to
+ * /usr/local/libexec), and an rm that waits RM_DELAY seconds after removing an initramfs: mkinitfs
+ * removes the image before it writes it again, and this widens that moment to seconds. The
+ * update-extlinux wrapper first waits UPDATE_EXTLINUX_DELAY, so that where the two start together it
+ * runs inside that moment, not before it.
+ */
+function instrumentRebuilds(): void {
+  const tree = (p: string) => path.join(testHost.rootfs, p);
+  fs.mkdirSync(tree("usr/local/libexec"), { recursive: true });
+  for (const tool of ["update-extlinux", "mkinitfs"]) {
+    fs.renameSync(tree(`usr/local/sbin/${tool}`), tree(`usr/local/libexec/${tool}`));
+    const mark = (when: string) => `echo "${when} ${tool} $(date +%s%N)" >> /${REBUILD_LOG}`;
+    const wait = tool === "update-extlinux" ? [`sleep "$(cat /${UPDATE_EXTLINUX_DELAY})"`] : [];
+    const wrapper = ["#!/bin/sh", ...wait, mark("start"), `/usr/local/libexec/${tool} "$@"`, "rc=$?", mark("end"), "exit $rc", ""];
+    fs.writeFileSync(tree(`usr/local/sbin/${tool}`), wrapper.join("\n"), { mode: 0o755 });
+  }
+  const rm = ["#!/bin/sh", '/bin/rm "$@" || exit', 'case " $* " in *" /boot/initramfs-"*) sleep "$(cat /' + RM_DELAY + ')" ;; esac', ""];
+  fs.writeFileSync(tree("usr/local/sbin/rm"), rm.join("\n"), { mode: 0o755 });
+}
+
+/** The rebuilds the host logged: how many, the pairs that overlapped, and when each ran. */
+function rebuildOverlaps(): { rebuilds: number; overlapping: string[]; timeline: string } {
+  const spans: Array<{ tool: string; from: bigint; to: bigint }> = [];
+  const open = new Map<string, bigint>();
+  for (const line of fs.readFileSync(path.join(testHost.rootfs, REBUILD_LOG), "utf8").split("\n").filter(Boolean)) {
+    const [mark, tool, ns] = line.split(" ");
+    if (mark === "start") open.set(tool, BigInt(ns));
+    else spans.push({ tool, from: open.get(tool) ?? BigInt(ns), to: BigInt(ns) });
+  }
+  const overlapping = spans.flatMap((a, i) =>
+    spans.slice(i + 1).filter((b) => a.from < b.to && b.from < a.to).map((b) => `${a.tool} and ${b.tool} (${Math.round(Number((a.to < b.to ? a.to : b.to) - (a.from > b.from ? a.from : b.from)) / 1e6)} ms)`),
+  );
+  const origin = spans.reduce((min, span) => (span.from < min ? span.from : min), spans[0]?.from ?? 0n);
+  const at = (ns: bigint) => (Number(ns - origin) / 1e9).toFixed(1);
+  return { rebuilds: spans.length, overlapping, timeline: spans.map((span) => `${span.tool} ${at(span.from)}-${at(span.to)} s`).join(", ") };
+}
+
+async function turnTrial(trial: number, prng: Prng): Promise<TrialResult> {
+  const stack = `faults-turns${trial}`;
+  const delay = prng.int(1, 3);
+  const extlinuxDelay = prng.int(3, 9) / 10;
+  fs.writeFileSync(path.join(testHost.rootfs, RM_DELAY), `${delay}\n`);
+  fs.writeFileSync(path.join(testHost.rootfs, UPDATE_EXTLINUX_DELAY), `${extlinuxDelay}\n`);
+  fs.writeFileSync(path.join(testHost.rootfs, REBUILD_LOG), "");
+  await referenceStack(testHost, faultsWorkDir, stack, env);
+  const upRun = await cli(env, up(stack));
+  const upLeft = upRun.code === 0 ? differingBootFiles(testHost, converged) : ["up failed"];
+  const upRebuilds = rebuildOverlaps();
+  const steps: string[] = [];
+  fs.writeFileSync(path.join(testHost.rootfs, REBUILD_LOG), "");
+  const restores = await destroyRestores([stack], steps);
+  const destroyRebuilds = rebuildOverlaps();
+  const overlapping = [...upRebuilds.overlapping.map((o) => `up: ${o}`), ...destroyRebuilds.overlapping.map((o) => `destroy: ${o}`)];
+  return {
+    fault: `initramfs gone for ${delay} s while mkinitfs rewrites it; update-extlinux ${extlinuxDelay} s late`,
+    outcome: `${upRebuilds.rebuilds} rebuilds in up, ${destroyRebuilds.rebuilds} in destroy, ${overlapping.length} overlapping`,
+    nonConverging: upLeft.length ? 1 : 0,
+    bytesNotRestored: restores.notRestored.length,
+    interleavedRuns: overlapping.length,
+    notes: [`up: ${upRebuilds.timeline}`, `destroy: ${destroyRebuilds.timeline}`, overlapping.length ? overlapping.join(", ") : "one rebuild at a time", upLeft.length ? `up left ${upLeft.join(" ")}` : "up converged", restores.note].join("; "),
+  };
+}
+
 const killTable = new FaultTable("kill -9 of pulumi up");
 const concurrentTable = new FaultTable("two concurrent pulumi up");
+const turnTable = new FaultTable("one run's rebuilds on one host");
 
 beforeAll(async () => {
   await killTable.stage("test host", async () => {
@@ -286,4 +364,11 @@ test("two stacks run up against one host at once: one waits or fails naming the 
   await concurrentTable.run(CONCURRENT_TRIALS, concurrentTrial);
   concurrentTable.print();
   expect(concurrentTable.violations()).toEqual(noViolations);
+});
+
+test("the resources of one run take turns on their host: update-extlinux never runs while mkinitfs rewrites the image, and destroy gives the bytes back", async () => {
+  instrumentRebuilds();
+  await turnTable.run(TURN_TRIALS, turnTrial);
+  turnTable.print();
+  expect(turnTable.violations()).toEqual(noViolations);
 });

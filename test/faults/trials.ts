@@ -17,7 +17,7 @@ export interface TrialResult {
   bytesNotRestored?: number;
   /** Hand edits overwritten or dropped by a run or a restore. */
   lostHandEdits?: number;
-  /** Runs whose changes to the host overlapped in time with another run's (the host lock serialises them). */
+  /** Changes to the host that overlapped in time: two runs' (the host lock serialises them), or two rebuilds of one run (its resources take turns). */
   interleavedRuns?: number;
   /** `.vfio-host.*` temp files left next to a target (reported; they match no tool's glob). */
   strayTempFiles?: number;

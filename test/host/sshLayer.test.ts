@@ -176,6 +176,24 @@ test("one run at a time holds the host lock; a second waits, names the holder, a
   await releaseHostLocks();
 });
 
+test("within one run, changes on one host take turns, and a change that takes the lock again inside its turn does not wait for itself", async () => {
+  // What the engine does with independent resources: starts them at once. Each marks its start and
+  // end in a file on the host, with a second of work between; the file must show them one after another.
+  fs.writeFileSync(onHost("var/log/turns.log"), "");
+  const change = (name: string) =>
+    withHostLock(connect(), "turns-test", () =>
+      withHost(connect(), (host) => host.run(["sh", "-c", 'echo "start $1" >> /var/log/turns.log; sleep 1; echo "end $1" >> /var/log/turns.log', "sh", name])),
+    );
+  const nested = withHostLock(connect(), "turns-test", () => withHostLock(connect(), "turns-test", async () => "nested ran"));
+  await Promise.all([change("a"), change("b"), change("c")]);
+  expect(await nested).toBe("nested ran");
+  const lines = fs.readFileSync(onHost("var/log/turns.log"), "utf8").trim().split("\n");
+  // Pairs of one change each, in whatever order their turns came.
+  const pairs = [0, 2, 4].map((i) => `${lines[i]} / ${lines[i + 1]}`).sort();
+  expect({ lines: lines.length, pairs }).toEqual({ lines: 6, pairs: ["start a / end a", "start b / end b", "start c / end c"] });
+  await releaseHostLocks();
+});
+
 /** Ends the pooled connection of one login, as a killed process would: its lock holder goes with it. */
 async function releaseHostLocksOf(connection: ReturnType<typeof connect>): Promise<void> {
   await withHost(connection, (host) => host.disconnect());
