@@ -268,8 +268,9 @@ export function trialFellBackMessage(label: string, trial: Trial, bootId: string
 export function trialNoNewBootMessage(label: string, trial: Trial, timeoutSeconds: number): string {
   return (
     `${label} did not come back within ${timeoutSeconds}s after booting trial ${trial.id}. Power-cycle it: it will boot the previous ` +
-    `configuration (the boot loader's one-shot is spent). Then run \`pulumi up\`: it finds the previous configuration, removes the trial and reports ` +
-    `the failure without rebooting.`
+    `configuration (the boot loader spent its one-shot starting the trial; if its console shows it still in the firmware or the loader, ` +
+    `wait: a power cut before the loader starts the trial boots it once more). Then run \`pulumi up\`: it finds the previous configuration, ` +
+    `removes the trial and reports the failure without rebooting.`
   );
 }
 

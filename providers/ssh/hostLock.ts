@@ -84,7 +84,8 @@ export async function withHostLock<T>(connection: Connection, owner: string, fn:
 async function inTurn<T>(key: string, fn: () => Promise<T>): Promise<T> {
   const before = turns.get(key) ?? Promise.resolve();
   let done!: () => void;
-  const end = before.then(() => new Promise<void>((resolve) => (done = resolve)));
+  const mine = new Promise<void>((resolve) => (done = resolve));
+  const end = before.then(() => mine);
   turns.set(key, end);
   await before;
   try {

@@ -115,7 +115,8 @@ describe("the trial messages", () => {
   it("tell the owner of a trial that never answered to power-cycle it into the previous configuration", () => {
     expect(trialNoNewBootMessage(LABEL, trial, 900)).toBe(
       `${LABEL} did not come back within 900s after booting trial ${trial.id}. Power-cycle it: it will boot the previous configuration ` +
-        "(the boot loader's one-shot is spent). Then run `pulumi up`: it finds the previous configuration, removes the trial and reports the failure " +
+        "(the boot loader spent its one-shot starting the trial; if its console shows it still in the firmware or the loader, wait: a power cut " +
+        "before the loader starts the trial boots it once more). Then run `pulumi up`: it finds the previous configuration, removes the trial and reports the failure " +
         "without rebooting.",
     );
   });
