@@ -123,14 +123,15 @@ export function readBootFiles(testHost: TestHost): Record<string, string> {
 
 /** The boot files whose content differs from `expected`. */
 export function differingBootFiles(testHost: TestHost, expected: Record<string, string>): string[] {
-  const now = readBootFiles(testHost);
-  return bootFilePaths.filter((rel) => now[rel] !== expected[rel]);
+  return differing(readBootFiles(testHost), expected);
 }
+
+const differing = (now: Record<string, string>, expected: Record<string, string>) => bootFilePaths.filter((rel) => now[rel] !== expected[rel]);
 
 /** How each differing boot file differs from `expected`, as `diff -u` prints it: what a failed comparison shows. */
 export function bootFileDiffs(testHost: TestHost, expected: Record<string, string>): string {
   const now = readBootFiles(testHost);
-  return differingBootFiles(testHost, expected)
+  return differing(now, expected)
     .map((rel) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-diff-"));
       try {
