@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 first=(
   "build:bash scripts/build.sh"
   "lint:npx eslint ."
-  "unit:npx jest --selectProjects unit"
+  # jest's default on 2 cores is one worker; many unit suites wait on the shells they start (shell
+  # quoting, lab.sh's recipe and sources), so a second worker overlaps those waits.
+  "unit:npx jest --selectProjects unit --maxWorkers=2"
 )
 grub_lab_suites="labFaults|labVfio"
 lane_grub=(
