@@ -38,7 +38,7 @@ lane_hosts=(
   "labFaults:npx jest --selectProjects faults --runInBand --testPathPatterns labFaults"
 )
 
-# The lab images (6 to 14 minutes each when not cached) build in the background from the start,
+# The lab images (4 to 5 minutes each alone, 8 to 11 beside the lanes, when not cached) build in the background from the start,
 # GRUB's first: its lane needs it first, the flavour labs' are needed only at the end of the other
 # lane, and each suite waits for an image being built through lab.sh's image lock. On a warm cache
 # this finds all three built. Its own process group, ended with this script.
