@@ -5,10 +5,9 @@
 # Why two lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
 # script's forks in the guest), which keeps about one of the two cores busy. The longest suite,
 # labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
-# the SSH fault suites (while the GRUB lab image builds, on a cold cache), then labVfio. The other
-# runs the remaining fault
-# suites, the other end-to-end suites, the flavour labs (their images are built by then) and last
-# labFaults (the GRUB lab again, on an instance of its own). In the measured run with labFaults
+# two short fault suites (while the GRUB lab image builds, on a cold cache), then labVfio. The other
+# runs the remaining fault suites, the other end-to-end suites, the flavour labs (their images are
+# built by then) and last labFaults (the GRUB lab again, on an instance of its own). In the measured run with labFaults
 # before labVfio, the second lane ended 22 minutes before the first. Each lane runs its stages in
 # order; a failure in either stops both at their next stage boundary. Every line is prefixed with
 # its lane.
@@ -22,26 +21,26 @@ first=(
   "unit:npx jest --selectProjects unit --maxWorkers=2"
 )
 grub_lab_suites="labFaults|labVfio"
-# Fault suites over SSH alone (no lab, no pulumi run), short: they run in the GRUB lab's lane while
-# its image builds, which on a cold cache outlasts the host tier by minutes (494 s against 304 in the
-# last cold run, where the other lane ended 371 s after this one).
-ssh_fault_suites="guards|connectionCut"
+# Short fault suites on the test host, no lab (a cut connection; the guards' previews): they run in
+# the GRUB lab's lane while its image builds, which on a cold cache outlasts the host tier by
+# minutes (494 s against 304 in the last cold run, where the other lane ended 371 s after this one).
+short_fault_suites="guards|connectionCut"
 lane_grub=(
   "host:npx jest --selectProjects host --runInBand"
-  "sshFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$ssh_fault_suites'"
+  "shortFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$short_fault_suites'"
   "labVfio:npx jest --selectProjects e2e --runInBand --testPathPatterns labVfio"
 )
 lane_hosts=(
-  "faults:npx jest --selectProjects faults --runInBand --testPathIgnorePatterns '$grub_lab_suites|$ssh_fault_suites'"
+  "faults:npx jest --selectProjects faults --runInBand --testPathIgnorePatterns '$grub_lab_suites|$short_fault_suites'"
   "e2e:npx jest --selectProjects e2e --runInBand --testPathIgnorePatterns '$grub_lab_suites|labFlavours'"
   "labFlavours:npx jest --selectProjects e2e --runInBand --testPathPatterns labFlavours"
   "labFaults:npx jest --selectProjects faults --runInBand --testPathPatterns labFaults"
 )
 
-# The lab images (4 to 5 minutes each alone, 8 to 11 beside the lanes, when not cached) build in the background from the start,
-# GRUB's first: its lane needs it first, the flavour labs' are needed only at the end of the other
-# lane, and each suite waits for an image being built through lab.sh's image lock. On a warm cache
-# this finds all three built. Its own process group, ended with this script.
+# The lab images (when not cached: 4 to 5 minutes each alone, 8 to 11 beside the lanes) build in
+# the background from the start, GRUB's first: its lane needs it first, the flavour labs' are
+# needed only at the end of the other lane, and each suite waits for an image being built through
+# lab.sh's image lock. On a warm cache this finds all three built. Its own process group, ended with this script.
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
 prebuild_log=$cache/lab-prebuild.log
 mkdir -p "$cache"
