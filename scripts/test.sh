@@ -7,10 +7,10 @@
 # labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
 # two short fault suites (while the GRUB lab image builds, on a cold cache), then labVfio. The other
 # runs the remaining fault suites, the other end-to-end suites, the flavour labs (their images are
-# built by then) and last labFaults (the GRUB lab again, on an instance of its own). In the measured run with labFaults
-# before labVfio, the second lane ended 22 minutes before the first. Each lane runs its stages in
-# order; a failure in either stops both at their next stage boundary. Every line is prefixed with
-# its lane.
+# built by then) and last labFaults (the GRUB lab again, on an instance of its own). In the
+# measured run with labFaults before labVfio, the second lane ended 22 minutes before the first.
+# Each lane runs its stages in order; a failure in either stops both at their next stage boundary.
+# Every line is prefixed with its lane.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 first=(
@@ -40,7 +40,8 @@ lane_hosts=(
 # The lab images (when not cached: 4 to 5 minutes each alone, 8 to 11 beside the lanes) build in
 # the background from the start, GRUB's first: its lane needs it first, the flavour labs' are
 # needed only at the end of the other lane, and each suite waits for an image being built through
-# lab.sh's image lock. On a warm cache this finds all three built. Its own process group, ended with this script.
+# lab.sh's image lock. On a warm cache this finds all three built. Its own process group, ended
+# with this script.
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
 prebuild_log=$cache/lab-prebuild.log
 mkdir -p "$cache"

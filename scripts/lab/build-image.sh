@@ -87,10 +87,11 @@ sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' \
   "$root/etc/default/grub"
 grep -qx 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=off console=ttyS0 no_timer_check"' "$root/etc/default/grub"
 #@end
-#@flavor sdboot-dracut extlinux
-cmdline='root=LABEL=lab-root ro intel_iommu=off console=ttyS0 no_timer_check'
+# The image has one kernel.
 kernel_version=$(basename "$(find "$root/boot" -name 'vmlinuz-*' | sort -V | tail -n1)")
 kernel_version=${kernel_version#vmlinuz-}
+#@flavor sdboot-dracut extlinux
+cmdline='root=LABEL=lab-root ro intel_iommu=off console=ttyS0 no_timer_check'
 #@end
 #@flavor sdboot-dracut
 # kernel-install(8) writes this line into each loader entry's `options`.
@@ -128,17 +129,18 @@ echo 'LABEL=LAB-ESP /boot/efi vfat umask=0077 0 1' >>"$root/etc/fstab"
 mkdir -p "$root/boot/efi"
 #@end
 # The first boot's initramfs (no /proc or /sys in the chroot: nothing here could look at a host
-# anyway): the virtio disk and ext4, at the fastest compression. The image has one kernel.
+# anyway): the virtio disk and ext4, at the fastest compression.
 log "small initramfs for the first boot"
 #@flavor grub extlinux
 cp -a "$root/etc/initramfs-tools" "$root/tmp/initramfs-firstboot"
 sed -i 's/^MODULES=.*/MODULES=list/' "$root/tmp/initramfs-firstboot/initramfs.conf"
 printf '%s\n' virtio_pci virtio_blk ext4 >>"$root/tmp/initramfs-firstboot/modules"
-chroot "$root" sh -c 'version=$(ls /lib/modules) && mkinitramfs -d /tmp/initramfs-firstboot -o "/boot/initrd.img-$version" "$version"'
+chroot "$root" mkinitramfs -d /tmp/initramfs-firstboot -o "/boot/initrd.img-$kernel_version" "$kernel_version"
 rm -r "$root/tmp/initramfs-firstboot"
 #@end
 #@flavor sdboot-dracut
-chroot "$root" sh -c 'version=$(ls /lib/modules) && dracut --quiet --no-hostonly --drivers "virtio_pci virtio_blk" --filesystems ext4 --compress "zstd -1 -q" --force "/boot/initrd.img-$version" "$version"'
+chroot "$root" dracut --quiet --no-hostonly --drivers "virtio_pci virtio_blk" --filesystems ext4 --compress "zstd -1 -q" \
+  --force "/boot/initrd.img-$kernel_version" "$kernel_version"
 #@end
 systemctl --quiet --root="$root" enable systemd-networkd.service lab-authorized-keys.service lab-firstboot.service
 # apt cannot reach a mirror from the lab (restrict=on); its timers would only burn emulated CPU.
@@ -218,10 +220,9 @@ log "first boot (direct kernel): bootctl install, dracut, kernel-install"
 #@flavor extlinux
 log "first boot (direct kernel): extlinux --install, syslinux MBR, update-initramfs"
 #@end
-kernel=$(find "$root/boot" -name 'vmlinuz-*' | sort -V | tail -n1)
 timeout 1800 qemu-system-x86_64 "${accel[@]}" -machine q35 -m 1536 -smp 2 -nodefaults -display none \
   -no-reboot -serial "file:$work/firstboot.log" -drive "file=$disk,format=raw,if=virtio" \
-  -kernel "$kernel" -initrd "${kernel/vmlinuz/initrd.img}" -append "root=/dev/vda1 rw console=ttyS0 lab.firstboot" ||
+  -kernel "$root/boot/vmlinuz-$kernel_version" -initrd "$root/boot/initrd.img-$kernel_version" -append "root=/dev/vda1 rw console=ttyS0 lab.firstboot" ||
   true
 if ! grep -q LAB-FIRSTBOOT-OK "$work/firstboot.log"; then
   tail -n 40 "$work/firstboot.log" >&2
