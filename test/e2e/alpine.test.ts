@@ -41,7 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await testHost?.stop();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
-  removeStackFiles(workDir);
+  removeStackFiles(workDir, "alpine-");
 });
 
 const onHost = (rel: string) => path.join(testHost.rootfs, rel);

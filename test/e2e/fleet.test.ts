@@ -150,7 +150,7 @@ function copyStackFile(text: string, from: TestHost, to: { host: string; hostKey
 
 beforeAll(async () => {
   // A killed run's stack files would join the fleet.
-  removeStackFiles(workDir);
+  removeStackFiles(workDir, "host-");
   pg = await stage("PostgreSQL start", startPostgres);
   fileBackendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-fleet-state-"));
   const fileStackEnv = pulumiEnv(fileBackendDir);
@@ -191,7 +191,7 @@ afterAll(async () => {
     await pg?.stop();
   });
   if (fileBackendDir) fs.rmSync(fileBackendDir, { recursive: true, force: true });
-  removeStackFiles(workDir);
+  removeStackFiles(workDir, "host-");
   console.log(
     [
       "fleet e2e, stage times:",

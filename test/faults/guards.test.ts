@@ -66,7 +66,7 @@ afterAll(async () => {
   table.print();
   await testHost?.stop();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
-  removeStackFiles(faultsWorkDir);
+  removeStackFiles(faultsWorkDir, "guards");
 });
 
 /** Every file of the host's tree that differs from the pristine tree, with its bytes' hash: what a preview must leave alone. */

@@ -350,7 +350,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await testHost?.stop();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
-  removeStackFiles(faultsWorkDir);
+  removeStackFiles(faultsWorkDir, "faults-");
 });
 
 test(`pulumi up killed at ${KILL_TRIALS} seeded moments: the documented recovery converges and destroy gives the bytes back`, async () => {

@@ -143,7 +143,12 @@ export async function referenceStack(
   return stack;
 }
 
-/** Removes the stack files `referenceStack` wrote next to a fixture's Pulumi.yaml. */
-export function removeStackFiles(workDir: string): void {
-  for (const name of fs.readdirSync(workDir).filter((n) => /^Pulumi\..+\.yaml$/.test(n))) fs.rmSync(path.join(workDir, name));
+/**
+ * Removes the stack files `referenceStack` wrote next to a fixture's Pulumi.yaml for the stacks
+ * named `prefix`*: only the calling suite's, since suites in the other test lane may share the
+ * fixture and be running (guards removing every stack file once took pulumiUp's mid-run).
+ */
+export function removeStackFiles(workDir: string, prefix: string): void {
+  const ours = (name: string) => name.startsWith(`Pulumi.${prefix}`) && name.endsWith(".yaml");
+  for (const name of fs.readdirSync(workDir).filter(ours)) fs.rmSync(path.join(workDir, name));
 }
