@@ -45,28 +45,71 @@ lane_hosts=(
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
 prebuild_log=$cache/lab-prebuild.log
 mkdir -p "$cache"
-setsid bash -c 'for f in grub sdboot-dracut extlinux; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' >"$prebuild_log" 2>&1 &
+
+# Each lane stage and the image builds run in a CPU-accounting cgroup of their own when this machine
+# lets root make one (cgroup v2, or v1's cpuacct): a child stays in its parent's cgroup, the lab's
+# QEMU and a plugin the Pulumi CLI detached included, so the stage times also say how many CPU-seconds
+# each stage took (what two lanes on 2 cores compete for), and a process a stage left running is
+# found at the end, named and ended. Without such a cgroup only wall times are printed.
+if [ -e /sys/fs/cgroup/cgroup.controllers ] && [ -w /sys/fs/cgroup/cgroup.procs ]; then
+  cpu_root=/sys/fs/cgroup/vfio-host-test.$$
+elif [ -w /sys/fs/cgroup/cpuacct/cgroup.procs ]; then
+  cpu_root=/sys/fs/cgroup/cpuacct/vfio-host-test.$$
+else
+  cpu_root=
+fi
+# Makes the cgroup $1 and prints its directory; prints nothing when there is none to make.
+cpu_group() {
+  [ -n "$cpu_root" ] && mkdir -p "$cpu_root/$1" 2>/dev/null && echo "$cpu_root/$1"
+}
+# The CPU-seconds used so far in the cgroup directory $1, or "-".
+cpu_seconds() {
+  if [ -r "$1/cpu.stat" ]; then
+    awk '$1 == "usage_usec" { printf "%d", $2 / 1e6 }' "$1/cpu.stat"
+  elif [ -r "$1/cpuacct.usage" ]; then
+    echo $(($(cat "$1/cpuacct.usage") / 1000000000))
+  else
+    echo -
+  fi
+}
+# Names and kills (by PID) what is still running in our cgroups, then removes them.
+end_cpu_groups() {
+  local group pid
+  [ -n "$cpu_root" ] && [ -d "$cpu_root" ] || return 0
+  for group in "$cpu_root"/*/; do
+    for pid in $(cat "$group/cgroup.procs" 2>/dev/null); do
+      echo "==> left running by $(basename "$group"): $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
+      kill -9 "$pid" 2>/dev/null
+    done
+  done
+  sleep 1
+  rmdir "$cpu_root"/*/ "$cpu_root" 2>/dev/null || true
+}
+
+images_group=$(cpu_group images)
+setsid bash -c "${images_group:+echo \$\$ >$images_group/cgroup.procs; }"'for f in grub sdboot-dracut extlinux; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' >"$prebuild_log" 2>&1 &
 prebuild=$!
 lanes=()
-trap 'for pid in "$prebuild" "${lanes[@]}"; do kill -- -"$pid" 2>/dev/null || true; done' EXIT
+trap 'for pid in "$prebuild" "${lanes[@]}"; do kill -- -"$pid" 2>/dev/null || true; done; end_cpu_groups' EXIT
 echo "==> building the lab images in the background (log: $prebuild_log)"
 
 results=$(mktemp -d)
 failed=$results/failed
 
-# Runs stages in order, each line "name seconds status" into $results/$1; stops at the first failure
-# here or in the other lane.
+# Runs stages in order, each line "name seconds status cpu-seconds" into $results/$1; stops at the
+# first failure here or in the other lane.
 run_stages() {
-  local lane=$1 stage name started status
+  local lane=$1 stage name started status group
   shift
   for stage in "$@"; do
     [ -e "$failed" ] && return
     name=${stage%%:*}
     started=$SECONDS
     echo "==> $name: ${stage#*:}"
-    bash -c "${stage#*:}" 2>&1 | tee "$results/$lane.$name.log"
+    group=$(cpu_group "$lane.$name")
+    bash -c "${group:+echo \$\$ >$group/cgroup.procs; }${stage#*:}" 2>&1 | tee "$results/$lane.$name.log"
     status=${PIPESTATUS[0]}
-    printf '%s %d %d\n' "$name" $((SECONDS - started)) "$status" >>"$results/$lane"
+    printf '%s %d %d %s\n' "$name" $((SECONDS - started)) "$status" "$(cpu_seconds "$group")" >>"$results/$lane"
     [ "$status" -eq 0 ] || { echo "$name" >"$failed"; return; }
   done
 }
@@ -77,7 +120,7 @@ if [ ! -e "$failed" ]; then
   for lane in grub hosts; do
     declare -n stages="lane_$lane"
     # Its own process group (setsid) so the trap can end a lane and all it started.
-    setsid bash -c "$(declare -f run_stages); results=$results failed=$failed; run_stages $lane \"\$@\" 2>&1 | sed -u 's/^/[$lane] /'" \
+    setsid bash -c "$(declare -f run_stages cpu_group cpu_seconds); results=$results failed=$failed cpu_root=$cpu_root; run_stages $lane \"\$@\" 2>&1 | sed -u 's/^/[$lane] /'" \
       lane "${stages[@]}" &
     lanes+=($!)
     unset -n stages
@@ -86,14 +129,15 @@ if [ ! -e "$failed" ]; then
   lanes_time=$((SECONDS - started))
 fi
 
-echo "==> stage times"
+echo "==> stage times (wall, and CPU-seconds of all the stage ran, lab guests included)"
 for lane in first grub hosts; do
   [ -r "$results/$lane" ] || continue
-  while read -r name seconds status; do
-    printf '  %-6s %-12s %5d s%s\n' "$lane" "$name" "$seconds" "$([ "$status" -eq 0 ] || echo "  (failed)")"
+  while read -r name seconds status cpu; do
+    printf '  %-6s %-12s %5d s %6s CPU-s%s\n' "$lane" "$name" "$seconds" "$cpu" "$([ "$status" -eq 0 ] || echo "  (failed)")"
   done <"$results/$lane"
 done
 [ -z "${lanes_time:-}" ] || printf '  both lanes together: %d s\n' "$lanes_time"
+[ -z "$images_group" ] || printf '  the image builds: %s CPU-s so far\n' "$(cpu_seconds "$images_group")"
 grep -h '^\[lab' "$prebuild_log" | sed 's/^/  background: /' || true
 if [ -e "$failed" ]; then
   # CI shows only the end of what ran, and the other lane's output may bury the failure: jest's
