@@ -38,6 +38,8 @@ const ZPOOL_STATUS = [
   "",
 ].join("\n");
 const KEY = "acknowledgeUnresolvedHostDevices";
+/** The one stack this suite writes beside the fixture's Pulumi.yaml, which pulumiUp shares. */
+const STACK = "guards";
 /** The reference selection: the four ICH10 USB controllers of group 4, none of which the host needs. */
 const GROUP_4 = { devices: ["8086:3a67", "8086:3a68", "8086:3a69", "8086:3a6c"], allowUnsafeInterrupts: true };
 
@@ -59,14 +61,14 @@ beforeAll(async () => {
   client = (await runCommand("ip", ["-4", "-o", "addr", "show", "dev", testHost.veth])).split(/\s+/)[3].split("/")[0];
 
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-guards-"));
-  stack = await referenceStack(testHost, faultsWorkDir, "guards", pulumiEnv(backendDir));
+  stack = await referenceStack(testHost, faultsWorkDir, STACK, pulumiEnv(backendDir));
 }, 15 * 60_000);
 
 afterAll(async () => {
   table.print();
   await testHost?.stop();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
-  removeStackFiles(faultsWorkDir, "guards");
+  removeStackFiles(faultsWorkDir, STACK);
 });
 
 /** Every file of the host's tree that differs from the pristine tree, with its bytes' hash: what a preview must leave alone. */
