@@ -72,17 +72,24 @@ cpu_seconds() {
     echo -
   fi
 }
-# Names and kills (by PID) what is still running in our cgroups, then removes them.
+# Names and kills (by PID) what is still running in our cgroups, then removes them. First it gives
+# what the trap has just signalled (the lanes' and the image builds' process groups) 2 s to end.
 end_cpu_groups() {
-  local group pid
+  local group pid killed= _
   [ -n "$cpu_root" ] && [ -d "$cpu_root" ] || return 0
+  for _ in $(seq 20); do
+    [ -z "$(cat "$cpu_root"/*/cgroup.procs 2>/dev/null)" ] && break
+    sleep 0.1
+  done
   for group in "$cpu_root"/*/; do
     for pid in $(cat "$group/cgroup.procs" 2>/dev/null); do
       echo "==> left running by $(basename "$group"): $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120)"
       kill -9 "$pid" 2>/dev/null
+      killed=1
     done
   done
-  sleep 1
+  # A killed process leaves its cgroup only once the kernel has reaped it.
+  [ -z "$killed" ] || sleep 1
   rmdir "$cpu_root"/*/ "$cpu_root" 2>/dev/null || true
 }
 

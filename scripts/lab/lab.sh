@@ -314,8 +314,9 @@ boot() {
   # One vCPU under TCG unless LAB_CPUS says otherwise: the same work in the guest (update-initramfs
   # and update-grub, measured) took about 15% fewer host CPU-seconds than with two, in the same time,
   # and leaves the other core to the other test lane; boots are a few seconds slower.
-  local cpus=${LAB_CPUS:-}
-  [ -n "$cpus" ] || { [ "$accel" = kvm ] && cpus=2 || cpus=1; }
+  local cpus=1
+  [ "$accel" != kvm ] || cpus=2
+  cpus=${LAB_CPUS:-$cpus}
   # GRUB's boot sector prints through the VGA BIOS and stalls without one, hence -vga std.
   # fd 9 is the lab lock: the daemonized QEMU must not keep holding it.
   qemu-system-x86_64 -name vfio-lab -machine q35,kernel-irqchip=split "${accel_args[@]}" "${firmware_args[@]}" -smp "$cpus" -m 1536 \
