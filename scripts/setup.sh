@@ -25,14 +25,44 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-step npm "dependencies (Node 22 comes from the node package when the machine's Node is older)"
+# The lab images (tests and `npm run demo` boot them) build in the background from here on, those
+# not cached yet: on a new machine the next steps mostly wait on downloads (npm's, and Go's modules
+# for the CLI: 2 minutes measured), which leaves the cores to the images. `npm test` and
+# `npm run lab` wait for an image being built through its lock, and build it themselves if this
+# build failed. VFIO_HOST_LAB_IMAGES=skip leaves them to the first `npm run lab -- up`.
+cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
+lab_log=$cache/lab-setup-build.log
+unbuilt=()
+if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
+  for flavor in grub sdboot-dracut extlinux; do
+    LAB_FLAVOR=$flavor bash scripts/lab/lab.sh status | grep -q '(not built yet)$' && unbuilt+=("$flavor")
+  done
+fi
+if [ ${#unbuilt[@]} -gt 0 ]; then
+  mkdir -p "$cache"
+  setsid bash -c 'for f; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' sh "${unbuilt[@]}" >"$lab_log" 2>&1 </dev/null &
+  echo "==> the lab images of ${unbuilt[*]} build in the background (log: $lab_log)"
+fi
+
+# npm's install and the Pulumi CLI's Go build at once: both start by waiting on downloads.
+step "npm + pulumi" "dependencies (Node 22 comes from the node package when the machine's Node is older), and the Pulumi CLI and Node.js language host"
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+npm_log=$logs/npm pulumi_log=$logs/pulumi
+pulumi_started=$(date +%s)
+bash scripts/pulumi-env.sh >"$logs/pulumi.env" 2>"$pulumi_log" &
+pulumi_pid=$!
+echo "(the Pulumi CLI's build prints its output when it ends)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm ci --no-audit --no-fund >"$npm_log" 2>&1 || { cat "$npm_log"; echo "npm ci failed" >&2; kill "$pulumi_pid" 2>/dev/null; exit 1; }
+  tail -n 3 "$npm_log"
+  times+=("$(printf '  %-12s %5d s' npm $(($(date +%s) - since)))")
 fi
 echo "node $(node_modules/.bin/node --version)"
-
-step pulumi "CLI and Node.js language host"
-while IFS= read -r line; do export "${line?}"; done < <(bash scripts/pulumi-env.sh)
+wait "$pulumi_pid" || { cat "$pulumi_log"; echo "building the Pulumi CLI failed" >&2; exit 1; }
+times+=("$(printf '  %-12s %5d s' pulumi $(($(date +%s) - pulumi_started)))")
+cat "$pulumi_log" >&2
+while IFS= read -r line; do export "${line?}"; done <"$logs/pulumi.env"
 pulumi version
 
 step "build"

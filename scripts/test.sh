@@ -146,6 +146,8 @@ done
 [ -z "${lanes_time:-}" ] || printf '  both lanes together: %d s\n' "$lanes_time"
 [ -z "$images_group" ] || printf '  the image builds: %s CPU-s so far\n' "$(cpu_seconds "$images_group")"
 grep -h '^\[lab' "$prebuild_log" | sed 's/^/  background: /' || true
+# What `npm run setup` built in its own background (its CPU is not in the figure above).
+[ ! -r "$cache/lab-setup-build.log" ] || grep -h '^\[lab' "$cache/lab-setup-build.log" | sed 's/^/  setup'"'"'s background: /' || true
 if [ -e "$failed" ]; then
   # CI shows only the end of what ran, and the other lane's output may bury the failure: jest's
   # failure reports of the failed stage again, at most 150 lines.
