@@ -48,7 +48,9 @@ import _ "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"
 GO
   (cd "$work" && go mod tidy -e >/dev/null 2>&1 || true; cd "$work" && go get "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v$version" >/dev/null 2>&1 || true)
   mkdir -p "$cli.tmp"
-  (cd "$work" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$cli.tmp/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+  # -dwarf=false: the linker strips the debug information anyway (-s -w), so the compiler need not
+  # write it for each of the CLI's packages; the code is the same.
+  (cd "$work" && go build -trimpath -tags "$tags" -gcflags=all=-dwarf=false -ldflags "$ldflags" -o "$cli.tmp/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
   rm -rf "$cli"; mv "$cli.tmp" "$cli"
 fi
 # A hard link, not a symlink: Pulumi treats plugins beside its own executable as bundled ones.
