@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/logging"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
@@ -20,6 +21,10 @@ import (
 
 // version is reported by GetPluginInfo; it tracks the @pulumi/pulumi release this host targets.
 const version = "3.259.0"
+
+// engineCheckPeriod is how often the engine is asked whether it still answers (Pulumi's plugins:
+// every 5 minutes); a health RPC on the loopback costs next to nothing.
+const engineCheckPeriod = 5 * time.Second
 
 func main() {
 	// The CLI launches language plugins as
@@ -43,8 +48,26 @@ func main() {
 		engineAddress = fs.Arg(0)
 	}
 
+	// A CLI killed outright (SIGKILL, an OOM kill) never closes its plugins. As Pulumi's own plugins
+	// do, this host checks that the engine still answers and stops serving when it does not, so it
+	// ends instead of living on as an orphan; a Run in flight ends first, its node killed with it.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if engineAddress != "" {
+		if err := rpcutil.Healthcheck(ctx, engineAddress, engineCheckPeriod, cancel); err != nil {
+			fmt.Fprintf(os.Stderr, "fatal: could not start the engine health check: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	stop := make(chan bool)
+	go func() {
+		<-ctx.Done()
+		close(stop)
+	}()
+
 	host := &nodeHost{engineAddress: engineAddress, tracing: *tracing}
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
+		Cancel: stop,
 		Init: func(srv *grpc.Server) error {
 			pulumirpc.RegisterLanguageRuntimeServer(srv, host)
 			return nil
