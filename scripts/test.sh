@@ -8,8 +8,9 @@
 # added up to 1.77 of the 2 cores: 5676 CPU-s in 3202 s. The longest suite, labVfio (the GRUB lab's
 # whole host), runs alone in its lane from the start. The second runs the fault suites on the test
 # host, the other end-to-end suites, then the flavour labs (their images are built by then). The
-# third runs lint, the unit tier, the host tier, the short fault suites and labFaults (the GRUB lab
-# again, on an instance of its own), the suites that leave a core half idle.
+# third builds the test hosts' root filesystem when it is not cached, then runs lint, the unit
+# tier, the host tier, the short fault suites and labFaults (the GRUB lab again, on an instance of
+# its own), the suites that leave a core half idle.
 # Each lane runs its stages in order; a failure in any stops all at their next stage boundary
 # (labVfio is one stage: it runs to its end). Every line is prefixed with its lane.
 set -uo pipefail
@@ -27,6 +28,9 @@ lane_hosts=(
   "labFlavours:npx jest --selectProjects e2e --runInBand --testPathPatterns labFlavours"
 )
 lane_short=(
+  # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two):
+  # the fault suites of the hosts lane wait for it rather than build their own.
+  "testhostRootfs:node dist/test/testhost/rootfs.js"
   "lint:npx eslint ."
   # jest's default on 2 cores is one worker; many unit suites wait on the shells they start (shell
   # quoting, lab.sh's recipe and sources), so a second worker overlaps those waits.

@@ -82,8 +82,40 @@ async function ensureMmdebstrap(): Promise<void> {
 }
 
 /**
- * Returns the cached test-host root filesystem, building it first if needed. The tree is built
- * under a temporary name and renamed when complete, so a crashed build is never used.
+ * Runs `fn` holding `lock`, a file naming the holder's PID; waits while a live process holds it
+ * (a dead holder's lock is taken over). npm test runs suites in lanes at once, and on a cold cache
+ * two of them needed the tree together: both built it (twice the CPU), and one's hook timed out.
+ */
+async function withLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
+  let waiting = false;
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    // Empty: the holder has created it and not yet written its PID.
+    const holder = fs.readFileSync(lock, "utf8").trim();
+    if (holder !== "" && !isAlive(Number(holder))) {
+      fs.rmSync(lock, { force: true });
+      continue;
+    }
+    if (!waiting) console.error(`[testhost] waiting for process ${holder || "?"} building the test-host rootfs (${lock})`);
+    waiting = true;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+/**
+ * Returns the cached test-host root filesystem, building it first if needed; one process builds
+ * it, the others wait for it. The tree is built under a temporary name and renamed when complete,
+ * so a crashed build is never used.
  */
 export async function ensureTestHostRootfs(): Promise<string> {
   const sources = aptSourceFiles();
@@ -95,8 +127,12 @@ export async function ensureTestHostRootfs(): Promise<string> {
   const cache = vfioHostCacheDir();
   const rootfs = path.join(cache, `testhost-rootfs-${hash}`);
   if (fs.existsSync(rootfs)) return rootfs;
-
   fs.mkdirSync(cache, { recursive: true });
+  return withLock(`${rootfs}.lock`, () => (fs.existsSync(rootfs) ? Promise.resolve(rootfs) : buildRootfs(rootfs, cache, hash, sources)));
+}
+
+/** Builds the tree of the recipe whose hash is `hash` into `rootfs` (its caller holds the lock). */
+async function buildRootfs(rootfs: string, cache: string, hash: string, sources: string[]): Promise<string> {
   // Half-built trees of builders that died; a live builder's tree is left alone.
   for (const name of fs.readdirSync(cache)) {
     const owner = name.startsWith(`testhost-rootfs-${hash}.tmp-`) ? Number(name.split(".tmp-")[1]) : NaN;
@@ -124,10 +160,19 @@ export async function ensureTestHostRootfs(): Promise<string> {
     fs.renameSync(building, rootfs);
   } catch (error) {
     await removeTree(building);
-    // Another process finished the same recipe first: its tree is as good as ours.
-    if (fs.existsSync(rootfs)) return rootfs;
     throw error;
   }
   console.error(`[testhost] rootfs built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return rootfs;
+}
+
+// `node dist/test/testhost/rootfs.js`: npm test builds the tree in its first lane before the suites need it.
+if (require.main === module) {
+  ensureTestHostRootfs().then(
+    (rootfs) => console.log(rootfs),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
 }
