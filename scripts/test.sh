@@ -1,49 +1,53 @@
 #!/usr/bin/env bash
-# The test command (README: npm test): build, then lint, the unit tier and the real-host tiers in
-# three lanes at once, then the time of each stage, so a slow stage shows where CI's budget goes.
+# The test command (README: npm test): build, lint and the unit tier, then the real-host tiers in two
+# lanes at once, then the time of each stage, so a slow stage shows where CI's budget goes.
 #
-# Why three lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a reboot's
-# timeout, a shell script's forks in the guest), which keeps at most one of the two cores busy, and
-# the host tier mostly waits on its test hosts. With two lanes (the last cold run) the lanes' CPU
-# added up to 1.77 of the 2 cores: 5676 CPU-s in 3202 s. The longest suite, labVfio (the GRUB lab's
-# whole host), runs alone in its lane from the start. The second runs the fault suites on the test
-# host, the other end-to-end suites, then the flavour labs (their images are built by then). The
-# third builds the test hosts' root filesystem when it is not cached, then runs lint, the unit
-# tier, the host tier, the short fault suites and labFaults (the GRUB lab again, on an instance of
-# its own), the suites that leave a core half idle.
-# Each lane runs its stages in order; a failure in any stops all at their next stage boundary
-# (labVfio is one stage: it runs to its end). Every line is prefixed with its lane.
+# Why two lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
+# script's forks in the guest), which keeps about one of the two cores busy. The longest suite,
+# labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
+# two short fault suites (while the GRUB lab image builds, on a cold cache), then labVfio. The other
+# runs the remaining fault suites, the other end-to-end suites, the flavour labs (their images are
+# built by then) and last labFaults (the GRUB lab again, on an instance of its own). In the
+# measured run with labFaults before labVfio, the second lane ended 22 minutes before the first.
+# Three lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
+# labFaults) were much slower on a cold run (401b107, 2026-12-04): with three lab guests and the
+# killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
+# labFaults 1160 against 712, labVfio over 3000 s against 2730), and the flavour labs' lane was on
+# course to end after about 70 minutes of tests against 53 with two lanes; the run was stopped.
+# Each lane runs its stages in order; a failure in either stops both at their next stage boundary.
+# Every line is prefixed with its lane.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-first=("build:bash scripts/build.sh")
+first=(
+  "build:bash scripts/build.sh"
+  "lint:npx eslint ."
+  # jest's default on 2 cores is one worker; many unit suites wait on the shells they start (shell
+  # quoting, lab.sh's recipe and sources), so a second worker overlaps those waits.
+  "unit:npx jest --selectProjects unit --maxWorkers=2"
+)
 grub_lab_suites="labFaults|labVfio"
-# Short fault suites on the test host, no lab: a cut connection; the guards' previews.
+# Short fault suites on the test host, no lab (a cut connection; the guards' previews): they run in
+# the GRUB lab's lane while its image builds, which on a cold cache outlasts the host tier by
+# minutes (494 s against 304 in the last cold run, where the other lane ended 371 s after this one).
 short_fault_suites="guards|connectionCut"
-lane_vfio=(
+lane_grub=(
+  # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two),
+  # built once here: the hosts lane's fault suite waits for it rather than build its own.
+  "testhostRootfs:node dist/test/testhost/rootfs.js"
+  "host:npx jest --selectProjects host --runInBand"
+  "shortFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$short_fault_suites'"
   "labVfio:npx jest --selectProjects e2e --runInBand --testPathPatterns labVfio"
 )
 lane_hosts=(
   "faults:npx jest --selectProjects faults --runInBand --testPathIgnorePatterns '$grub_lab_suites|$short_fault_suites'"
   "e2e:npx jest --selectProjects e2e --runInBand --testPathIgnorePatterns '$grub_lab_suites|labFlavours'"
   "labFlavours:npx jest --selectProjects e2e --runInBand --testPathPatterns labFlavours"
-)
-lane_short=(
-  # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two):
-  # the fault suites of the hosts lane wait for it rather than build their own.
-  "testhostRootfs:node dist/test/testhost/rootfs.js"
-  "lint:npx eslint ."
-  # jest's default on 2 cores is one worker; many unit suites wait on the shells they start (shell
-  # quoting, lab.sh's recipe and sources), so a second worker overlaps those waits.
-  "unit:npx jest --selectProjects unit --maxWorkers=2"
-  "host:npx jest --selectProjects host --runInBand"
-  "shortFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$short_fault_suites'"
   "labFaults:npx jest --selectProjects faults --runInBand --testPathPatterns labFaults"
 )
-lanes_all=(vfio hosts short)
 
 # The lab images (when not cached: 4 to 5 minutes each alone, 8 to 11 beside the lanes) build in
-# the background from the start, GRUB's first: labVfio needs it first, the flavour labs' are
-# needed only at the end of the hosts lane, and each suite waits for an image being built through
+# the background from the start, GRUB's first: its lane needs it first, the flavour labs' are
+# needed only at the end of the other lane, and each suite waits for an image being built through
 # lab.sh's image lock. On a warm cache this finds all three built. Its own process group, ended
 # with this script.
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
@@ -53,7 +57,7 @@ mkdir -p "$cache"
 # Each lane stage and the image builds run in a CPU-accounting cgroup of their own when this machine
 # lets root make one (cgroup v2, or v1's cpuacct): a child stays in its parent's cgroup, the lab's
 # QEMU and a plugin the Pulumi CLI detached included, so the stage times also say how many CPU-seconds
-# each stage took (what the lanes on 2 cores compete for), and a process a stage left running is
+# each stage took (what two lanes on 2 cores compete for), and a process a stage left running is
 # found at the end, named and ended. Without such a cgroup only wall times are printed.
 if [ -e /sys/fs/cgroup/cgroup.controllers ] && [ -w /sys/fs/cgroup/cgroup.procs ]; then
   cpu_root=/sys/fs/cgroup/vfio-host-test.$$
@@ -128,7 +132,7 @@ run_stages() {
 run_stages first "${first[@]}"
 if [ ! -e "$failed" ]; then
   started=$SECONDS
-  for lane in "${lanes_all[@]}"; do
+  for lane in grub hosts; do
     declare -n stages="lane_$lane"
     # Its own process group (setsid) so the trap can end a lane and all it started.
     setsid bash -c "$(declare -f run_stages cpu_group cpu_seconds); results=$results failed=$failed cpu_root=$cpu_root; run_stages $lane \"\$@\" 2>&1 | sed -u 's/^/[$lane] /'" \
@@ -141,13 +145,13 @@ if [ ! -e "$failed" ]; then
 fi
 
 echo "==> stage times (wall, and CPU-seconds of all the stage ran, lab guests included)"
-for lane in first "${lanes_all[@]}"; do
+for lane in first grub hosts; do
   [ -r "$results/$lane" ] || continue
   while read -r name seconds status cpu; do
     printf '  %-6s %-12s %5d s %6s CPU-s%s\n' "$lane" "$name" "$seconds" "$cpu" "$([ "$status" -eq 0 ] || echo "  (failed)")"
   done <"$results/$lane"
 done
-[ -z "${lanes_time:-}" ] || printf '  the lanes together: %d s\n' "$lanes_time"
+[ -z "${lanes_time:-}" ] || printf '  both lanes together: %d s\n' "$lanes_time"
 [ -z "$images_group" ] || printf '  the image builds: %s CPU-s so far\n' "$(cpu_seconds "$images_group")"
 grep -h '^\[lab' "$prebuild_log" | sed 's/^/  background: /' || true
 # What `npm run setup` built in its own background (its CPU is not in the figure above).
