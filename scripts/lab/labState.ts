@@ -67,11 +67,17 @@ export function readLabState(file = labStatePath()): LabState {
 /**
  * There is one lab per cache, and every jest run on this machine may want it: a test file that
  * resets or reboots the lab holds this lock from start to end, so two runs take turns instead of
- * resetting each other's VM. `flock` keeps it until the pipe to `cat` closes, which also happens
- * when the test process dies. Resolves to the function that releases it.
+ * resetting each other's VM. Resolves to the function that releases it.
  */
 export function lockLab(stateFile = labStatePath()): Promise<() => void> {
-  const lockFile = path.join(path.dirname(stateFile), "test.lock");
+  return holdFileLock(path.join(path.dirname(stateFile), "test.lock"));
+}
+
+/**
+ * Waits for an exclusive lock on `lockFile` and holds it: `flock` keeps it until the pipe to `cat`
+ * closes, which also happens when this process dies. Resolves to the function that releases it.
+ */
+export function holdFileLock(lockFile: string): Promise<() => void> {
   mkdirSync(path.dirname(lockFile), { recursive: true });
   const holder = spawn("flock", ["--exclusive", lockFile, "sh", "-c", "echo locked; exec cat"], {
     stdio: ["pipe", "pipe", "inherit"],

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { holdFileLock } from "../../scripts/lab/labState";
 import { runCommand } from "./command";
 
 /** Where built artefacts live, outside the checkout so a fresh clone reuses them. */
@@ -82,37 +83,6 @@ async function ensureMmdebstrap(): Promise<void> {
 }
 
 /**
- * Runs `fn` holding `lock`, a file naming the holder's PID; waits while a live process holds it
- * (a dead holder's lock is taken over). npm test runs suites in lanes at once, and on a cold cache
- * two of them needed the tree together: both built it (twice the CPU), and one's hook timed out.
- */
-async function withLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
-  let waiting = false;
-  for (;;) {
-    try {
-      fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    }
-    // Empty: the holder has created it and not yet written its PID.
-    const holder = fs.readFileSync(lock, "utf8").trim();
-    if (holder !== "" && !isAlive(Number(holder))) {
-      fs.rmSync(lock, { force: true });
-      continue;
-    }
-    if (!waiting) console.error(`[testhost] waiting for process ${holder || "?"} building the test-host rootfs (${lock})`);
-    waiting = true;
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-  }
-  try {
-    return await fn();
-  } finally {
-    fs.rmSync(lock, { force: true });
-  }
-}
-
-/**
  * Returns the cached test-host root filesystem, building it first if needed; one process builds
  * it, the others wait for it. The tree is built under a temporary name and renamed when complete,
  * so a crashed build is never used.
@@ -128,7 +98,14 @@ export async function ensureTestHostRootfs(): Promise<string> {
   const rootfs = path.join(cache, `testhost-rootfs-${hash}`);
   if (fs.existsSync(rootfs)) return rootfs;
   fs.mkdirSync(cache, { recursive: true });
-  return withLock(`${rootfs}.lock`, () => (fs.existsSync(rootfs) ? Promise.resolve(rootfs) : buildRootfs(rootfs, cache, hash, sources)));
+  // npm test runs suites in lanes at once: on a cold cache two needed the tree together, both built
+  // it (twice the CPU), and one's hook timed out. One builds it; the others wait, then find it.
+  const release = await holdFileLock(`${rootfs}.lock`);
+  try {
+    return fs.existsSync(rootfs) ? rootfs : await buildRootfs(rootfs, cache, hash, sources);
+  } finally {
+    release();
+  }
 }
 
 /** Builds the tree of the recipe whose hash is `hash` into `rootfs` (its caller holds the lock). */
