@@ -59,15 +59,6 @@ function aptSourceFiles(): string[] {
   return files;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** `rm -rf` that never crosses into another mount: a leaked bind mount of /dev or /sys must not be emptied. */
 async function removeTree(dir: string): Promise<void> {
   await runCommand("rm", ["-rf", "--one-file-system", dir]);
@@ -110,10 +101,9 @@ export async function ensureTestHostRootfs(): Promise<string> {
 
 /** Builds the tree of the recipe whose hash is `hash` into `rootfs` (its caller holds the lock). */
 async function buildRootfs(rootfs: string, cache: string, hash: string, sources: string[]): Promise<string> {
-  // Half-built trees of builders that died; a live builder's tree is left alone.
+  // Half-built trees of builders that died: a live builder would hold the lock.
   for (const name of fs.readdirSync(cache)) {
-    const owner = name.startsWith(`testhost-rootfs-${hash}.tmp-`) ? Number(name.split(".tmp-")[1]) : NaN;
-    if (Number.isInteger(owner) && !isAlive(owner)) await removeTree(path.join(cache, name));
+    if (name.startsWith(`testhost-rootfs-${hash}.tmp-`)) await removeTree(path.join(cache, name));
   }
 
   await ensureMmdebstrap();
@@ -143,7 +133,7 @@ async function buildRootfs(rootfs: string, cache: string, hash: string, sources:
   return rootfs;
 }
 
-// `node dist/test/testhost/rootfs.js`: npm test builds the tree in its first lane before the suites need it.
+// `node dist/test/testhost/rootfs.js`: npm test builds the tree as the first stage of a lane, before the suites need it.
 if (require.main === module) {
   ensureTestHostRootfs().then(
     (rootfs) => console.log(rootfs),
