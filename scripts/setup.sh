@@ -27,11 +27,15 @@ fi
 
 # The lab images (tests and `npm run demo` boot them) build in the background from here on, those
 # not cached yet: on a new machine the next steps mostly wait on downloads (npm's, and Go's modules
-# for the CLI: 2 minutes measured), which leaves the cores to the images. `npm test` and
-# `npm run lab` wait for an image being built through its lock, and build it themselves if this
-# build failed. VFIO_HOST_LAB_IMAGES=skip leaves them to the first `npm run lab -- up`.
+# for the CLI: 2 minutes measured), which leaves the cores to the images. They build at nice 19:
+# setup ends when the CLI is built, so the CLI's Go build has the cores first and the images take
+# what it leaves; `npm test` renices them to 0 when it starts (their process group is recorded in
+# lab-setup-build.pgid while they build). `npm test` and `npm run lab` wait for an image being
+# built through its lock, and build it themselves if this build failed.
+# VFIO_HOST_LAB_IMAGES=skip leaves them to the first `npm run lab -- up`.
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
 lab_log=$cache/lab-setup-build.log
+lab_pgid=$cache/lab-setup-build.pgid
 unbuilt=()
 if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
   for flavor in grub sdboot-dracut extlinux; do
@@ -40,7 +44,10 @@ if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
 fi
 if [ ${#unbuilt[@]} -gt 0 ]; then
   mkdir -p "$cache"
-  setsid bash -c 'for f; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' sh "${unbuilt[@]}" >"$lab_log" 2>&1 </dev/null &
+  # setsid and nice exec (a background job of a script leads no group, so setsid need not fork):
+  # the builder's bash leads its own group, and records that group's id ($$) while it runs.
+  setsid nice -n 19 bash -c 'echo $$ >"$0"; trap "rm -f \"$0\"" EXIT; for f; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' \
+    "$lab_pgid" "${unbuilt[@]}" >"$lab_log" 2>&1 </dev/null &
   echo "==> the lab images of ${unbuilt[*]} build in the background (log: $lab_log)"
 fi
 
