@@ -25,17 +25,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The lab images (tests and `npm run demo` boot them) build in the background from here on, those
-# not cached yet: on a new machine the next steps mostly wait on downloads (npm's, and Go's modules
-# for the CLI: 2 minutes measured), which leaves the cores to the images. They build at nice 19:
-# setup ends when the CLI is built, so the CLI's Go build has the cores first and the images take
-# what it leaves; `npm test` renices them to 0 when it starts (their process group is recorded in
-# lab-setup-build.pgid while they build). `npm test` and `npm run lab` wait for an image being
-# built through its lock, and build it themselves if this build failed.
-# VFIO_HOST_LAB_IMAGES=skip leaves them to the first `npm run lab -- up`.
+# Heavy builds the tests need run in the background from here on, those not cached yet: on a new
+# machine the next steps mostly wait on downloads (npm's, and Go's modules for the CLI: 2 minutes
+# measured), which leaves the cores to them. They run at nice 19: setup ends when the CLI is built,
+# so its Go build has the cores first and these take what it leaves; `npm test` renices them to 0
+# when it starts. Each is a session of its own whose id is in setup-builds/NAME.pgid while it runs,
+# its output in NAME.log. `npm test` and `npm run lab` wait for an image or tree being built through
+# its lock, and build it themselves if this build failed. VFIO_HOST_LAB_IMAGES=skip leaves the lab
+# images to the first `npm run lab -- up` and the test hosts' tree to `npm test`.
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
-lab_log=$cache/lab-setup-build.log
-lab_pgid=$cache/lab-setup-build.pgid
+background_build() {
+  local name=$1
+  shift
+  mkdir -p "$cache/setup-builds"
+  # setsid and nice exec (a background job of a script leads no group, so setsid need not fork):
+  # the bash below leads its own session and records its id ($$) while it runs.
+  setsid nice -n 19 bash -c 'echo $$ >"$0"; trap "rm -f \"$0\"" EXIT; "$@"' "$cache/setup-builds/$name.pgid" "$@" \
+    >"$cache/$name.log" 2>&1 </dev/null &
+}
 unbuilt=()
 if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
   for flavor in grub sdboot-dracut extlinux; do
@@ -43,12 +50,8 @@ if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
   done
 fi
 if [ ${#unbuilt[@]} -gt 0 ]; then
-  mkdir -p "$cache"
-  # setsid and nice exec (a background job of a script leads no group, so setsid need not fork):
-  # the builder's bash leads its own group, and records that group's id ($$) while it runs.
-  setsid nice -n 19 bash -c 'echo $$ >"$0"; trap "rm -f \"$0\"" EXIT; for f; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' \
-    "$lab_pgid" "${unbuilt[@]}" >"$lab_log" 2>&1 </dev/null &
-  echo "==> the lab images of ${unbuilt[*]} build in the background (log: $lab_log)"
+  background_build lab-setup-build bash -c 'for f; do LAB_FLAVOR=$f bash scripts/lab/lab.sh build || exit; done' sh "${unbuilt[@]}"
+  echo "==> the lab images of ${unbuilt[*]} build in the background (log: $cache/lab-setup-build.log)"
 fi
 
 # npm's install and the Pulumi CLI's Go build at once: both start by waiting on downloads.
@@ -66,6 +69,13 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   times+=("$(printf '  %-12s %5d s' npm $(($(date +%s) - since)))")
 fi
 echo "node $(node_modules/.bin/node --version)"
+if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
+  # The test hosts' root filesystem (mmdebstrap, cached by its recipe), from the compiled tree:
+  # `npm test` would otherwise build it first in one lane while the other waits for it.
+  bash scripts/build.sh
+  background_build testhost-rootfs-build node_modules/.bin/node dist/test/testhost/rootfs.js
+  echo "==> the test hosts' root filesystem builds in the background (log: $cache/testhost-rootfs-build.log)"
+fi
 wait "$pulumi_pid" || { cat "$pulumi_log"; echo "building the Pulumi CLI failed" >&2; exit 1; }
 times+=("$(printf '  %-12s %5d s' pulumi $(($(date +%s) - pulumi_started)))")
 cat "$pulumi_log" >&2

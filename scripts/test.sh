@@ -55,13 +55,14 @@ lane_hosts=(
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
 prebuild_log=$cache/lab-prebuild.log
 mkdir -p "$cache"
-# Images `npm run setup` is still building ran at nice 19 so that the CLI's Go build came first;
-# from here they compete as equals (GRUB's is needed a few minutes in). Its session, not only its
-# group: a tool of the build may start a group of its own.
-if [ -r "$cache/lab-setup-build.pgid" ]; then
-  setup_builds=$(ps -o pid= -s "$(cat "$cache/lab-setup-build.pgid")" || true)
+# What `npm run setup` is still building (lab images, the test hosts' tree) ran at nice 19 so that
+# the CLI's Go build came first; from here it competes as an equal (GRUB's image and the tree are
+# needed first). Each build's session, not only its group: a tool may start a group of its own.
+for pgid_file in "$cache"/setup-builds/*.pgid; do
+  [ -r "$pgid_file" ] || continue
+  setup_builds=$(ps -o pid= -s "$(cat "$pgid_file")" || true)
   [ -z "$setup_builds" ] || renice -n 0 -p $setup_builds >/dev/null || true
-fi
+done
 
 # Each lane stage and the image builds run in a CPU-accounting cgroup of their own when this machine
 # lets root make one (cgroup v2, or v1's cpuacct): a child stays in its parent's cgroup, the lab's
