@@ -33,8 +33,10 @@ grub_lab_suites="labFaults|labVfio"
 # minutes (494 s against 304 in the last cold run, where the other lane ended 371 s after this one).
 short_fault_suites="guards|connectionCut"
 lane_grub=(
-  # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two),
-  # built once here: the hosts lane's fault suite waits for it rather than build its own.
+  # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two):
+  # `npm run setup` builds it in the background, and this stage finds it built, waits for that
+  # build through its lock, or builds it if setup did not; the hosts lane's fault suite waits on the
+  # same lock rather than build its own.
   "testhostRootfs:node dist/test/testhost/rootfs.js"
   "host:npx jest --selectProjects host --runInBand"
   "shortFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$short_fault_suites'"
