@@ -60,9 +60,13 @@ mkdir -p "$cache"
 # What `npm run setup` is still building (lab images, the test hosts' tree) ran at nice 19 so that
 # the CLI's Go build came first; from here it competes as an equal (GRUB's image and the tree are
 # needed first). Each build's session, not only its group: a tool may start a group of its own.
+# Only while its leader is still that build (it names its file): a build killed outright leaves
+# the file behind, and its id may since lead something else.
 for pgid_file in "$cache"/setup-builds/*.pgid; do
   [ -r "$pgid_file" ] || continue
-  setup_builds=$(ps -o pid= -s "$(cat "$pgid_file")" || true)
+  leader=$(cat "$pgid_file")
+  ps -o args= -p "$leader" 2>/dev/null | grep -qF "$pgid_file" || continue
+  setup_builds=$(ps -o pid= -s "$leader" || true)
   [ -z "$setup_builds" ] || renice -n 0 -p $setup_builds >/dev/null || true
 done
 
