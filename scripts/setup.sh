@@ -34,6 +34,7 @@ fi
 # its lock, and build it themselves if this build failed. VFIO_HOST_LAB_IMAGES=skip leaves the lab
 # images to the first `npm run lab -- up` and the test hosts' tree to `npm test`.
 cache=${VFIO_HOST_CACHE:-$HOME/.cache/vfio-host}
+test_builds=${VFIO_HOST_LAB_IMAGES:-build}
 background_build() {
   local name=$1
   shift
@@ -44,7 +45,7 @@ background_build() {
     >"$cache/$name.log" 2>&1 </dev/null &
 }
 unbuilt=()
-if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
+if [ "$test_builds" != skip ]; then
   for flavor in grub sdboot-dracut extlinux; do
     LAB_FLAVOR=$flavor bash scripts/lab/lab.sh status | grep -q '(not built yet)$' && unbuilt+=("$flavor")
   done
@@ -69,7 +70,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   times+=("$(printf '  %-12s %5d s' npm $(($(date +%s) - since)))")
 fi
 echo "node $(node_modules/.bin/node --version)"
-if [ "${VFIO_HOST_LAB_IMAGES:-build}" != skip ]; then
+if [ "$test_builds" != skip ]; then
   # The test hosts' root filesystem (mmdebstrap, cached by its recipe), from the compiled tree:
   # `npm test` would otherwise build it first in one lane while the other waits for it.
   bash scripts/build.sh

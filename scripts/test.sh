@@ -5,12 +5,12 @@
 # Why two lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
 # script's forks in the guest), which keeps about one of the two cores busy. The longest suite,
 # labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
-# two short fault suites (while the GRUB lab image builds, on a cold cache), then labVfio. The other
-# runs the remaining fault suites, the other end-to-end suites, labFaults (the GRUB lab again, on an
-# instance of its own) and last the flavour labs: two lab guests at once, the one stage that keeps
-# both cores busy alone, so it ends the run (the GRUB lane ended first by minutes in the last cold
-# runs), and their images, needed last, have the longest time to build. In the measured run with
-# labFaults before labVfio, the second lane ended 22 minutes before the first.
+# two short fault suites (while the GRUB lab image builds, if setup has not finished it), then
+# labVfio. The other runs the remaining fault suites, the other end-to-end suites, labFaults (the
+# GRUB lab again, on an instance of its own) and last the flavour labs: two lab guests at once, the
+# one stage that keeps both cores busy alone, so it ends the run (the GRUB lane ended first by
+# minutes in the last cold runs), and their images, needed last, have the longest time to build. In
+# the measured run with labFaults before labVfio, the second lane ended 22 minutes before the first.
 # Three lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
 # labFaults) were much slower on a cold run (401b107, 2026-12-04): with three lab guests and the
 # killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
@@ -29,8 +29,9 @@ first=(
 )
 grub_lab_suites="labFaults|labVfio"
 # Short fault suites on the test host, no lab (a cut connection; the guards' previews): they run in
-# the GRUB lab's lane while its image builds, which on a cold cache outlasts the host tier by
-# minutes (494 s against 304 in the last cold run, where the other lane ended 371 s after this one).
+# the GRUB lab's lane, before labVfio, because the other lane is the longer one (it ended 246 and
+# 433 s after this one in the last cold runs). On a cold cache they also cover a GRUB image that
+# setup has not finished (in those runs it was ready before the tests).
 short_fault_suites="guards|connectionCut"
 lane_grub=(
   # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two):
