@@ -5,18 +5,20 @@
 # Why two lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
 # script's forks in the guest), which keeps about one of the two cores busy. The longest suite,
 # labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
-# two short fault suites (while the GRUB lab image builds, if setup has not finished it), then
-# labVfio. The other runs the remaining fault suites, the other end-to-end suites, labFaults (the
-# GRUB lab again, on an instance of its own) and last the flavour labs: two lab guests at once, the
-# one stage that keeps both cores busy alone, so it ends the run (the GRUB lane ended first by
-# minutes in the last cold runs), and their images, needed last, have the longest time to build. In
-# the measured run with labFaults before labVfio, the second lane ended 22 minutes before the first.
+# two short fault suites, then labVfio. The other runs the killed runs, the fleet, labFaults (the
+# GRUB lab again, on an instance of its own; in a run with it before labVfio, this lane ended 22
+# minutes before the other) and last the flavour labs: two lab guests at once, the stage that keeps
+# most of both cores busy alone, whose images, needed last, have the longest time to build. The
+# short end-to-end suites (no lab) come after both lanes' own stages, each run by whichever lane is
+# free first: with them fixed in the second lane, the GRUB lane ended 246 and 433 s before it in the
+# last cold runs (877bafb, 967d8cf), with a core idle beside the flavour labs meanwhile.
 # Three lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
 # labFaults) were much slower on a cold run (401b107, 2026-12-04): with three lab guests and the
 # killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
 # labFaults 1160 against 712, labVfio over 3000 s against 2730), and the flavour labs' lane was on
 # course to end after about 70 minutes of tests against 53 with two lanes; the run was stopped.
-# Each lane runs its stages in order; a failure in either stops both at their next stage boundary.
+# Each lane runs its stages in order, then claims shared stages until none is left; a failure in
+# either stops both at their next stage boundary.
 # Every line is prefixed with its lane.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,15 +41,22 @@ lane_grub=(
   # build through its lock, or builds it if setup did not; the hosts lane's fault suite waits on the
   # same lock rather than build its own.
   "testhostRootfs:node dist/test/testhost/rootfs.js"
-  "host:npx jest --selectProjects host --runInBand"
+  # Two workers: the host suites mostly wait (on sshd, on timeouts they prove), 83 s against 139 alone.
+  "host:npx jest --selectProjects host --maxWorkers=2"
   "shortFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$short_fault_suites'"
   "labVfio:npx jest --selectProjects e2e --runInBand --testPathPatterns labVfio"
 )
 lane_hosts=(
   "faults:npx jest --selectProjects faults --runInBand --testPathIgnorePatterns '$grub_lab_suites|$short_fault_suites'"
-  "e2e:npx jest --selectProjects e2e --runInBand --testPathIgnorePatterns '$grub_lab_suites|labFlavours'"
+  "fleet:npx jest --selectProjects e2e --runInBand --testPathPatterns fleet"
   "labFaults:npx jest --selectProjects faults --runInBand --testPathPatterns labFaults"
   "labFlavours:npx jest --selectProjects e2e --runInBand --testPathPatterns labFlavours"
+)
+# Run once each, by the first lane free (two stages of about two minutes, so both lanes can share them).
+shared_e2e_a="sshCredentials|alpine"
+lane_shared=(
+  "e2eHosts:npx jest --selectProjects e2e --runInBand --testPathPatterns '$shared_e2e_a'"
+  "e2eStacks:npx jest --selectProjects e2e --runInBand --testPathIgnorePatterns '$grub_lab_suites|labFlavours|fleet|$shared_e2e_a'"
 )
 
 # The lab images (when not cached: 4 to 5 minutes each alone, 8 to 11 beside the lanes) build in
@@ -129,13 +138,16 @@ results=$(mktemp -d)
 failed=$results/failed
 
 # Runs stages in order, each line "name seconds status cpu-seconds" into $results/$1; stops at the
-# first failure here or in the other lane.
+# first failure here or in the other lane. The stages after "--shared" are claimed (mkdir is atomic):
+# each runs once, in the first lane to reach it.
 run_stages() {
-  local lane=$1 stage name started status group
+  local lane=$1 stage name started status group shared=
   shift
   for stage in "$@"; do
     [ -e "$failed" ] && return
+    if [ "$stage" = --shared ]; then shared=1; continue; fi
     name=${stage%%:*}
+    [ -z "$shared" ] || mkdir "$results/claimed.$name" 2>/dev/null || continue
     started=$SECONDS
     echo "==> $name: ${stage#*:}"
     group=$(cpu_group "$lane.$name")
@@ -153,7 +165,7 @@ if [ ! -e "$failed" ]; then
     declare -n stages="lane_$lane"
     # Its own process group (setsid) so the trap can end a lane and all it started.
     setsid bash -c "$(declare -f run_stages cpu_group cpu_seconds); results=$results failed=$failed cpu_root=$cpu_root; run_stages $lane \"\$@\" 2>&1 | sed -u 's/^/[$lane] /'" \
-      lane "${stages[@]}" &
+      lane "${stages[@]}" --shared "${lane_shared[@]}" &
     lanes+=($!)
     unset -n stages
   done
