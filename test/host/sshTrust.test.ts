@@ -5,12 +5,12 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { utils } from "ssh2";
 import { ConnectionSchema, fingerprintOfKeyBlob } from "../../providers/ssh/connection";
 import { closeAllConnections, sshStats, withHost } from "../../providers/ssh/host";
 import { pulumiCli, pulumiEnv } from "../../scripts/pulumiEnv";
 import { parseTrustArgs, runTrust, TrustArgs } from "../../scripts/trust";
 import { startTestHost, TestHost } from "../testhost/testHost";
+import { generateKeyPair } from "../sshKeys";
 
 jest.setTimeout(120_000);
 
@@ -132,7 +132,7 @@ describe("trust errors are reported at once, with what was offered and what was 
   });
 
   test("a login the host refuses", async () => {
-    const stranger = utils.generateKeyPairSync("ed25519").private;
+    const stranger = generateKeyPair("ed25519").private;
     const message = await failure(connect(multiKey, { privateKey: stranger }));
     expect(message).not.toContain("no SSH connection after");
     expect(message).toMatch(/: the host refused the login with the private key \(vfio-host:sshPrivateKey\)/);

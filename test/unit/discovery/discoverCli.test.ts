@@ -1,9 +1,9 @@
-import { utils } from "ssh2";
 import { buildHostDiscovery } from "../../../providers/discovery/inventory";
 import { parseVfioHostSections } from "../../../providers/vfioBinding/readFacts";
 import { ConnectionSchema } from "../../../providers/ssh/connection";
 import { connectionFromStackConfig, parseDiscoverArgs, renderReport } from "../../../scripts/discover";
 import { labSections, referenceSections } from "./fixtures";
+import { generateKeyPair } from "../../sshKeys";
 
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
@@ -44,7 +44,7 @@ describe("parseDiscoverArgs", () => {
 
 describe("connectionFromStackConfig", () => {
   // `pulumi config --show-secrets --json -s reference`: every value a string.
-  const privateKey = utils.generateKeyPairSync("ed25519").private;
+  const privateKey = generateKeyPair("ed25519").private;
   const stackConfig = {
     "vfio-host:host": { value: "192.0.2.10", secret: false },
     "vfio-host:port": { value: "2222", secret: false },

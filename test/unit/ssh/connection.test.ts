@@ -1,6 +1,6 @@
 import fc from "fast-check";
-import { utils } from "ssh2";
 import { comparableConnection, Connection, connectionIdentity, ConnectionSchema, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "../../../providers/ssh/connection";
+import { generateKeyPair } from "../../sshKeys";
 
 const ed25519Line =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl host@example";
@@ -50,10 +50,10 @@ describe("ConnectionSchema", () => {
 
 describe("privateKeyProblem", () => {
   const passphrase = "a passphrase";
-  const encrypted = utils.generateKeyPairSync("ed25519", { passphrase, cipher: "aes256-ctr", rounds: 16 }).private;
+  const encrypted = generateKeyPair("ed25519", { passphrase, cipher: "aes256-ctr", rounds: 16 }).private;
 
   it("accepts a plain key, and an encrypted one with its passphrase", () => {
-    expect(privateKeyProblem(utils.generateKeyPairSync("ed25519").private, undefined)).toBeUndefined();
+    expect(privateKeyProblem(generateKeyPair("ed25519").private, undefined)).toBeUndefined();
     expect(privateKeyProblem(encrypted, passphrase)).toBeUndefined();
   });
 

@@ -1,13 +1,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import fc from "fast-check";
-import { utils } from "ssh2";
 import { connectionWarnings, parseConnectionConfig, parseStackConfig } from "../../../stacks/config";
 import { vfioSelectionDefaults } from "../vfioBinding/fixtures";
+import { generateKeyPair } from "../../sshKeys";
 
 // Real keys: the config reads the private key the way ssh2 will (a passphrase that does not decrypt it is a config error).
-const plainKey = utils.generateKeyPairSync("ed25519").private;
+const plainKey = generateKeyPair("ed25519").private;
 const PASSPHRASE = "correct horse battery staple";
-const encryptedKey = utils.generateKeyPairSync("ed25519", { passphrase: PASSPHRASE, cipher: "aes256-ctr", rounds: 16 }).private;
+const encryptedKey = generateKeyPair("ed25519", { passphrase: PASSPHRASE, cipher: "aes256-ctr", rounds: 16 }).private;
 
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 const base: Record<string, string> = {

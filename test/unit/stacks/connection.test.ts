@@ -1,10 +1,10 @@
 // The connection Output the programs hand to resources: built from the checked config, one secret.
 import * as pulumi from "@pulumi/pulumi";
-import { utils } from "ssh2";
 import { connectionFromConfig, secretConnection } from "../../../stacks/connection";
 import { parseStackConfig, readStackConfig } from "../../../stacks/config";
+import { generateKeyPair } from "../../sshKeys";
 
-const privateKey = utils.generateKeyPairSync("ed25519").private;
+const privateKey = generateKeyPair("ed25519").private;
 const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
 const valueOf = <T>(output: pulumi.Output<T>) => new Promise<T>((resolve) => output.apply(resolve));

@@ -3,11 +3,11 @@
 // key with the resources' own schemas, once the values set per installation are supplied.
 import * as fs from "fs";
 import * as path from "path";
-import { utils } from "ssh2";
 import { hostdevProblems } from "../../../providers/libvirt/domainResource";
 import { parseLspci, vendorDevice } from "../../../providers/vfioBinding/hostFacts";
 import { parseStackConfig, StackConfig } from "../../../stacks/config";
 import { referenceLspci, vfioSelectionDefaults } from "../vfioBinding/fixtures";
+import { generateKeyPair } from "../../sshKeys";
 
 // js-yaml ships with @pulumi/pulumi, which reads its own YAML with it.
 const { load } = require("js-yaml") as { load(text: string): unknown };
@@ -25,7 +25,7 @@ const trialDefaults = { trialBoot: true, trialPanicSeconds: 10, trialWatchdogSec
 /** What the files leave to each installation: the host's pinned key and the login's key (a secret). */
 const perInstallation = {
   hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-  sshPrivateKey: utils.generateKeyPairSync("ed25519").private,
+  sshPrivateKey: generateKeyPair("ed25519").private,
 };
 const secrets = new Set(["vfio-host:sshPrivateKey"]);
 
