@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
-# The test command (README: npm test): build, lint and the unit tier, then the real-host tiers in
-# three lanes at once, then the time of each stage, so a slow stage shows where CI's budget goes.
+# The test command (README: npm test): build, lint and the unit tier, then the real-host tiers in two
+# lanes at once, then the time of each stage, so a slow stage shows where CI's budget goes.
 #
-# Why these lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
-# script's forks in the guest), which keeps about one of the two cores busy, so two lab lanes run at
-# once. The longest suite, labVfio (the GRUB lab's whole host), starts at once in one. The other runs
-# the killed runs, the fleet, labFaults (the GRUB lab again, on an instance of its own; in a run with
-# it before labVfio, this lane ended 22 minutes before the other) and last the flavour labs: two lab
-# guests at once, whose images, needed last, have the longest time to build. A third, side lane runs
-# the suites that mostly wait (the host tier; a cut connection; the guards' previews: 120 CPU-s in
-# 300 s, 2026-12-04), no lab: before labVfio in its lane they left most of a core idle for five
-# minutes. The short end-to-end suites (no lab) come after both lab lanes' own stages, each run by
-# whichever is free first: with them fixed in the second lane, the GRUB lane ended 246 and 433 s
-# before it in two cold runs (877bafb, 967d8cf), a core idle beside the flavour labs meanwhile;
-# shared, both lanes ended within 13 s of each other (936f17e).
-# Three lab lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
+# Why two lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
+# script's forks in the guest), which keeps about one of the two cores busy. The longest suite,
+# labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
+# two short fault suites, then labVfio. The other runs the killed runs, the fleet, labFaults (the
+# GRUB lab again, on an instance of its own; in a run with it before labVfio, this lane ended 22
+# minutes before the other) and last the flavour labs: two lab guests at once, the stage that keeps
+# most of both cores busy alone, whose images, needed last, have the longest time to build. The
+# short end-to-end suites (no lab) come after both lanes' own stages, each run by whichever lane is
+# free first: with them fixed in the second lane, the GRUB lane ended 246 and 433 s before it in the
+# last cold runs (877bafb, 967d8cf), with a core idle beside the flavour labs meanwhile.
+# Three lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
 # labFaults) were much slower on a cold run (401b107, 2026-12-04): with three lab guests and the
 # killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
 # labFaults 1160 against 712, labVfio over 3000 s against 2730), and the flavour labs' lane was on
 # course to end after about 70 minutes of tests against 53 with two lanes; the run was stopped.
-# Each lane runs its stages in order, the lab lanes then claim shared stages until none is left; a
-# failure in any stops the others at their next stage boundary.
+# Each lane runs its stages in order, then claims shared stages until none is left; a failure in
+# either stops both at their next stage boundary.
 # Every line is prefixed with its lane.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +30,12 @@ first=(
   "unit:npx jest --selectProjects unit --maxWorkers=2"
 )
 grub_lab_suites="labFaults|labVfio"
-# Short fault suites on the test host, no lab (a cut connection; the guards' previews).
+# Short fault suites on the test host, no lab (a cut connection; the guards' previews): they run in
+# the GRUB lab's lane, before labVfio, because the other lane is the longer one (it ended 246 and
+# 433 s after this one in the last cold runs). On a cold cache they also cover a GRUB image that
+# setup has not finished (in those runs it was ready before the tests).
 short_fault_suites="guards|connectionCut"
-lane_side=(
+lane_grub=(
   # The test hosts' root filesystem (cached by its recipe's hash; on a cold cache a minute or two):
   # `npm run setup` builds it in the background, and this stage finds it built, waits for that
   # build through its lock, or builds it if setup did not; the hosts lane's fault suite waits on the
@@ -43,8 +44,6 @@ lane_side=(
   # Two workers: the host suites mostly wait (on sshd, on timeouts they prove), 83 s against 139 alone.
   "host:npx jest --selectProjects host --maxWorkers=2"
   "shortFaults:npx jest --selectProjects faults --runInBand --testPathPatterns '$short_fault_suites'"
-)
-lane_grub=(
   "labVfio:npx jest --selectProjects e2e --runInBand --testPathPatterns labVfio"
 )
 lane_hosts=(
@@ -53,7 +52,7 @@ lane_hosts=(
   "labFaults:npx jest --selectProjects faults --runInBand --testPathPatterns labFaults"
   "labFlavours:npx jest --selectProjects e2e --runInBand --testPathPatterns labFlavours"
 )
-# Run once each, by the first lab lane free (two stages of about two minutes, so both can share them).
+# Run once each, by the first lane free (two stages of about two minutes, so both lanes can share them).
 shared_e2e_a="sshCredentials|alpine"
 lane_shared=(
   "e2eHosts:npx jest --selectProjects e2e --runInBand --testPathPatterns '$shared_e2e_a'"
@@ -162,13 +161,11 @@ run_stages() {
 run_stages first "${first[@]}"
 if [ ! -e "$failed" ]; then
   started=$SECONDS
-  for lane in grub hosts side; do
+  for lane in grub hosts; do
     declare -n stages="lane_$lane"
-    shared=(--shared "${lane_shared[@]}")
-    [ "$lane" != side ] || shared=()
     # Its own process group (setsid) so the trap can end a lane and all it started.
     setsid bash -c "$(declare -f run_stages cpu_group cpu_seconds); results=$results failed=$failed cpu_root=$cpu_root; run_stages $lane \"\$@\" 2>&1 | sed -u 's/^/[$lane] /'" \
-      lane "${stages[@]}" "${shared[@]}" &
+      lane "${stages[@]}" --shared "${lane_shared[@]}" &
     lanes+=($!)
     unset -n stages
   done
@@ -177,13 +174,13 @@ if [ ! -e "$failed" ]; then
 fi
 
 echo "==> stage times (wall, and CPU-seconds of all the stage ran, lab guests included)"
-for lane in first side grub hosts; do
+for lane in first grub hosts; do
   [ -r "$results/$lane" ] || continue
   while read -r name seconds status cpu; do
     printf '  %-6s %-12s %5d s %6s CPU-s%s\n' "$lane" "$name" "$seconds" "$cpu" "$([ "$status" -eq 0 ] || echo "  (failed)")"
   done <"$results/$lane"
 done
-[ -z "${lanes_time:-}" ] || printf '  the lanes together: %d s\n' "$lanes_time"
+[ -z "${lanes_time:-}" ] || printf '  both lanes together: %d s\n' "$lanes_time"
 [ -z "$images_group" ] || printf '  the image builds: %s CPU-s so far\n' "$(cpu_seconds "$images_group")"
 grep -h '^\[lab' "$prebuild_log" | sed 's/^/  background: /' || true
 # What `npm run setup` built in its own background (its CPU is not in the figure above).
