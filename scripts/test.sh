@@ -17,6 +17,9 @@
 # killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
 # labFaults 1160 against 712, labVfio over 3000 s against 2730), and the flavour labs' lane was on
 # course to end after about 70 minutes of tests against 53 with two lanes; the run was stopped.
+# A third, side lane for the suites that mostly wait (test-host rootfs, host tier, short faults), so
+# labVfio could start at once, lost too (8fe8c06, 2026-12-04): beside them the killed runs took
+# 758 s against 596 and the fleet 498 against 388, more than labVfio gained.
 # Each lane runs its stages in order, then claims shared stages until none is left; a failure in
 # either stops both at their next stage boundary.
 # Every line is prefixed with its lane.
