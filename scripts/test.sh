@@ -11,7 +11,8 @@
 # most of both cores busy alone, whose images, needed last, have the longest time to build. The
 # short end-to-end suites (no lab) come after both lanes' own stages, each run by whichever lane is
 # free first: with them fixed in the second lane, the GRUB lane ended 246 and 433 s before it in the
-# last cold runs (877bafb, 967d8cf), with a core idle beside the flavour labs meanwhile.
+# cold runs of 877bafb and 967d8cf, with a core idle beside the flavour labs meanwhile; shared, the
+# lanes ended 13 s apart (936f17e, 3515 s in all).
 # Three lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
 # labFaults) were much slower on a cold run (401b107, 2026-12-04): with three lab guests and the
 # killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
