@@ -4,13 +4,10 @@
 // pair is drawn again until ssh2 reads both halves.
 import { utils } from "ssh2";
 
-type KeySettings = { ed25519: object; ecdsa: { bits: 256 | 384 | 521 }; rsa: { bits: number } };
-type Encryption = { passphrase: string; cipher: string; rounds: number };
-
-export function generateKeyPair<K extends keyof KeySettings>(type: K, options?: KeySettings[K] & Partial<Encryption>): utils.KeyPairReturn {
-  const generate = utils.generateKeyPairSync as (type: K, options?: object) => utils.KeyPairReturn;
+export function generateKeyPair<K extends utils.KeyType>(type: K, options: utils.KeySettings[K] & utils.KeyPairOptions = {} as utils.KeySettings[K]): utils.KeyPairReturn {
+  const passphrase = "passphrase" in options ? options.passphrase : undefined;
   for (;;) {
-    const pair = generate(type, options);
-    if (!(utils.parseKey(pair.public) instanceof Error) && !(utils.parseKey(pair.private, options?.passphrase) instanceof Error)) return pair;
+    const pair = utils.generateKeyPairSync(type, options);
+    if (!(utils.parseKey(pair.public) instanceof Error) && !(utils.parseKey(pair.private, passphrase) instanceof Error)) return pair;
   }
 }
