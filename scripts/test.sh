@@ -63,7 +63,7 @@ lane_shared=(
   "e2eStacks:npx jest --selectProjects e2e --runInBand --testPathIgnorePatterns '$grub_lab_suites|labFlavours|fleet|$shared_e2e_a'"
 )
 
-# The lab images (when not cached: 4 to 5 minutes each alone, 8 to 11 beside the lanes) build in
+# The lab images (when not cached: 2 to 3.5 minutes each alone, longer beside the lanes) build in
 # the background from the start, GRUB's first: its lane needs it first, the flavour labs' are
 # needed only at the end of the other lane, and each suite waits for an image being built through
 # lab.sh's image lock. On a warm cache this finds all three built. Its own process group, ended

@@ -236,7 +236,7 @@ ensure_image() {
     for tool in mmdebstrap sfdisk mke2fs qemu-system-x86_64 qemu-img ssh-keygen; do
       command -v "$tool" >/dev/null || die "$tool is missing: run npm run setup (scripts/debian-packages.txt)"
     done
-    log "building the $flavor lab image into $dir (4 to 11 minutes under TCG, cached afterwards)"
+    log "building the $flavor lab image into $dir (2 to 3.5 minutes alone under TCG, longer beside other work; cached afterwards)"
     set_accel_args "$(choose_accel)"
     # bash -c with build-image.sh as $0: the recipe finds guest/ beside itself, as when run directly.
     bash -c "$(recipe)" "$here/build-image.sh" "$dir" "$sources" "${accel_args[@]}" 2>&1 | time_stages ||
