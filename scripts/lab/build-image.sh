@@ -178,7 +178,7 @@ _start:
 	lea	message(%rip), %rdx
 	call	*8(%rcx)               # ConOut->OutputString(ConOut, message)
 	cli
-	mov	$0xfee00000, %eax      # the local APIC (xAPIC mode: OVMF leaves one CPU there)
+	mov	$0xfee00000, %eax      # the local APIC, memory-mapped (OVMF leaves it in xAPIC mode)
 	movl	$0x10000, 0x320(%rax)  # its timer's LVT entry masked
 	movl	$0, 0x380(%rax)        # and its initial count 0: stopped
 	mov	$0x30, %al             # the PIT's channel 0 to mode 0, a one-shot that ends
