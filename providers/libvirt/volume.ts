@@ -400,11 +400,15 @@ export function planVolumeImport(spec: VolumeSpec, facts: VolumeHostFacts, previ
   }
 
   const previousPath = replacing ? previousImagePath(spec, facts) : undefined;
-  const commit: HostStep[] = [];
+  // The image reaches the disk before it takes its name, and the name right after: a power cut
+  // soon after the import (the host going down for the boot files' reboot) then finds the whole
+  // image or none, never the name over bytes that were still in the page cache (labFaults found one).
+  const commit: HostStep[] = [{ describe: `flush ${stagingPath} to disk`, argv: ["sync", "--", stagingPath] }];
   // A hard link keeps the old image under a second name, so the rename below (atomic, same
   // directory) never leaves the volume's path missing or the old bytes unreachable.
   if (previousPath) commit.push({ describe: `keep the current image as ${previousPath}`, argv: ["ln", "-f", "--", path, previousPath] });
   commit.push({ describe: `move the image to ${path}`, argv: ["mv", "-f", "--", stagingPath, path] });
+  commit.push({ describe: `flush ${directory} to disk`, argv: ["sync", "--", directory] });
   if (facts.pool?.state === "running") {
     commit.push({ describe: `rescan pool ${spec.pool}`, argv: virsh("pool-refresh", "--pool", spec.pool) });
   }

@@ -13,7 +13,7 @@ import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/h
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { writeLabStack } from "../../scripts/labStack";
 import { projectRoot, pulumiCli, pulumiEnv } from "../e2e/pulumiEnv";
-import { CliResult, startCli, withRecovery } from "./pulumiRuns";
+import { CliResult, expectSucceeded, startCli, withRecovery } from "./pulumiRuns";
 import { FaultTable, noViolations } from "./trials";
 
 jest.setTimeout(40 * 60_000);
@@ -122,7 +122,7 @@ test("killed runs and a host powered off during its reboot recover: old-or-new b
   const bootAfterPowerCycle = await bootId();
   const recovery3: string[] = [];
   const converge = await table.stage("converge", () => withRecovery(env, STACK, UP, recovery3, { cwd: projectRoot }));
-  expect(converge.code).toBe(0);
+  expectSucceeded(converge, "the converging up");
   expect(await bootId()).toBe(bootAfterPowerCycle);
   expect(await driversOnLab()).toEqual(["vfio-pci", "vfio-pci", "vfio-pci", "vfio-pci"]);
   const cmdline = await readOnLab("/proc/cmdline");
@@ -130,11 +130,11 @@ test("killed runs and a host powered off during its reboot recover: old-or-new b
   expect(cmdline).not.toContain("intel_iommu=off");
   const converged = await readSources();
   const noop = await table.stage("no-op up", () => startCli(env, UP, { cwd: projectRoot }).done);
-  expect(noop.code).toBe(0);
+  expectSucceeded(noop, "the no-op up");
   expect(await bootId()).toBe(bootAfterPowerCycle);
 
   const destroy = await table.stage("destroy", () => withRecovery(env, STACK, DESTROY, recovery3, { cwd: projectRoot }));
-  expect(destroy.code).toBe(0);
+  expectSucceeded(destroy, "destroy");
   const restored = await readSources();
 
   for (const snapshot of snapshots) {
@@ -154,7 +154,6 @@ test("killed runs and a host powered off during its reboot recover: old-or-new b
     bytesNotRestored: notRestored.length,
     notes: notRestored.length ? `not restored: ${notRestored.join(" ")}` : "destroy restored every source file",
   });
-  table.print();
   expect(table.violations()).toEqual(noViolations);
 });
 
@@ -175,6 +174,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  table.print(); // also when an assertion failed: its seed replays the run
   await closeAllConnections();
   if (backendDir) fs.rmSync(backendDir, { recursive: true, force: true });
   fs.rmSync(path.join(projectRoot, `stacks/Pulumi.${STACK}.yaml`), { force: true });

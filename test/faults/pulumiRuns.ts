@@ -65,6 +65,11 @@ export function startCli(env: Record<string, string>, args: string[], options: C
   };
 }
 
+/** Fails with the run's own output when it did not exit 0, so a failed run says why in the test's report. */
+export function expectSucceeded(result: CliResult, what: string): void {
+  if (result.code !== 0) throw new Error(`${what} exited ${result.code}:\n${result.output}`);
+}
+
 export const cli = (env: Record<string, string>, args: string[], options: CliOptions = {}) => startCli(env, args, options).done;
 
 /**

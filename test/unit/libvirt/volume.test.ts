@@ -159,7 +159,9 @@ describe("planVolumeImport", () => {
       ],
       inspect: { describe: `inspect ${staging}`, argv: ["qemu-img", "info", "--output=json", "--", staging] },
       commit: [
+        { describe: `flush ${staging} to disk`, argv: ["sync", "--", staging] },
         { describe: `move the image to ${IMAGES}/haos_ova-7.5.qcow2`, argv: ["mv", "-f", "--", staging, `${IMAGES}/haos_ova-7.5.qcow2`] },
+        { describe: `flush ${IMAGES} to disk`, argv: ["sync", "--", IMAGES] },
         { describe: "rescan pool default", argv: [...virsh, "pool-refresh", "--pool", "default"] },
       ],
       discard: { describe: "remove partial files", argv: ["rm", "-f", "--", download, staging] },
@@ -170,7 +172,7 @@ describe("planVolumeImport", () => {
     const local = volumeSchema.parse({ pool: "default", name: "disk.raw", source: { hostPath: "/srv/disk.raw" }, format: "raw" });
     const plan = planVolumeImport(local, { ...facts, pool: { ...facts.pool!, state: "inactive" } })!;
     expect(plan.stage.map((s) => s.argv)).toEqual([["cp", "--", "/srv/disk.raw", `${IMAGES}/.disk.raw.partial`]]);
-    expect(plan.commit.map((s) => s.argv[0])).toEqual(["mv"]);
+    expect(plan.commit.map((s) => s.argv[0])).toEqual(["sync", "mv", "sync"]);
     expect(plan.discard.argv).toEqual(["rm", "-f", "--", `${IMAGES}/.disk.raw.partial`]);
   });
 
@@ -196,11 +198,13 @@ describe("planVolumeImport", () => {
     expect(plan.stage.flatMap((s) => s.argv)).not.toContain(`${IMAGES}/haos_ova-7.5.qcow2`);
     expect(plan.discard.argv).toEqual(["rm", "-f", "--", `${IMAGES}/.haos_ova-7.5.qcow2.download`, `${IMAGES}/.haos_ova-7.5.qcow2.partial`]);
     expect(plan.commit).toEqual([
+      { describe: `flush ${IMAGES}/.haos_ova-7.5.qcow2.partial to disk`, argv: ["sync", "--", `${IMAGES}/.haos_ova-7.5.qcow2.partial`] },
       {
         describe: `keep the current image as ${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`,
         argv: ["ln", "-f", "--", `${IMAGES}/haos_ova-7.5.qcow2`, `${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`],
       },
       { describe: `move the image to ${IMAGES}/haos_ova-7.5.qcow2`, argv: ["mv", "-f", "--", `${IMAGES}/.haos_ova-7.5.qcow2.partial`, `${IMAGES}/haos_ova-7.5.qcow2`] },
+      { describe: `flush ${IMAGES} to disk`, argv: ["sync", "--", IMAGES] },
       { describe: "rescan pool default", argv: [...virsh, "pool-refresh", "--pool", "default"] },
     ]);
   });
@@ -446,7 +450,9 @@ describe("the Volume's provider on a host that lacks the import's tools", () => 
       XZ_LINE,
       `decompress (xz) into ${IMAGES}/.lab-guest.qcow2.partial`,
       `inspect ${IMAGES}/.lab-guest.qcow2.partial`,
+      `flush ${IMAGES}/.lab-guest.qcow2.partial to disk`,
       `move the image to ${IMAGES}/lab-guest.qcow2`,
+      `flush ${IMAGES} to disk`,
       "rescan pool default",
     ]);
     // The pools with the commands, then the file and the domains: no round trip for the tools.
@@ -476,7 +482,9 @@ describe("the Volume's provider on a host that lacks the import's tools", () => 
     expect((await volumeProvider.check!({}, news)).inputs!.plannedChanges).toEqual([
       `decompress (xz) into ${IMAGES}/.lab-guest.qcow2.partial`,
       `inspect ${IMAGES}/.lab-guest.qcow2.partial`,
+      `flush ${IMAGES}/.lab-guest.qcow2.partial to disk`,
       `move the image to ${IMAGES}/lab-guest.qcow2`,
+      `flush ${IMAGES} to disk`,
       "rescan pool default",
     ]);
     scripted.runs = [];
