@@ -2,8 +2,9 @@
 // between the GRUB write and update-grub and during the initramfs rebuild (named failpoints, see
 // providers/failpoint.ts), then the host powered off during the reboot. After each fault the boot
 // files hold the old or the new bytes, the documented recovery and `up` converge (one verified
-// boot, no second reboot), and `destroy` gives every boot file its original bytes back. One lab
-// boot is shared by all trials; the power cut costs one more.
+// boot, no second reboot), and `destroy` gives every boot file its original bytes back. Last, the
+// power cut the moment an `up` has imported the guest's image: the boot files old or new, the image
+// whole or absent. One lab boot is shared by the kills; each power cut costs one more.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -21,6 +22,9 @@ jest.setTimeout(40 * 60_000);
 const STACK = "lab-faults";
 const labEnv = labInstanceEnv("faults");
 const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
+/** The lab stack's Volume (scripts/labStack.ts): where it is imported to, and the file it is imported from. */
+const GUEST_IMAGE = "/var/lib/libvirt/images/lab-guest.qcow2";
+const GUEST_IMAGE_SOURCE = "/srv/vfio-host/lab-guest.qcow2.xz";
 const SOURCE_FILES = ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
 // The host never comes back in the power-cut trial: the whole timeout is waited for, so keep it short.
 const REBOOT_TIMEOUT_SECONDS = 45;
@@ -47,11 +51,28 @@ const bootId = () => readOnLab("/proc/sys/kernel/random/boot_id").then((id) => i
 /** Whether the next kernel's initramfs is a whole image: lsinitramfs reads it to the end. */
 const initramfsIsWhole = () =>
   onLab(async (host) => (await host.exec(["sh", "-c", 'lsinitramfs "/boot/initrd.img-$(uname -r)" >/dev/null'])).code === 0);
+/**
+ * The imported guest image against its source: "whole", "absent", or "PARTIAL" (a name over bytes
+ * that never reached the disk). After an import that returned, only "whole" is right.
+ */
+const guestImageOnLab = () =>
+  onLab(async (host) => {
+    const script = '[ -e "$1" ] || { echo absent; exit 0; }; a=$(sha256sum < "$1"); b=$(xz -dc -- "$2" | sha256sum); [ "$a" = "$b" ] && echo whole || echo PARTIAL';
+    return (await host.run(["sh", "-c", script, "sh", GUEST_IMAGE, GUEST_IMAGE_SOURCE])).stdout.trim();
+  });
 const driversOnLab = () =>
   onLab(async (host) => {
     const out = await host.run(["sh", "-c", 'for a in "$@"; do echo "$(basename "$(readlink "/sys/bus/pci/devices/$a/driver")")"; done', "sh", ...LAB_USB_CONTROLLERS]);
     return out.stdout.trim().split("\n");
   });
+
+/** After a power cut (the lab's QEMU killed): boot the same disk again, with a new port and PID. */
+async function bootLabAgain(): Promise<void> {
+  await closeAllConnections();
+  labSh("up");
+  lab = readLabState(labStatePath(labEnv));
+  writeLabStack(STACK, lab, env);
+}
 
 const setConfig = (key: string, value: string) => pulumiCli(env, ["config", "set", key, value, "--stack", STACK]);
 
@@ -72,10 +93,10 @@ async function killAt(point: string, options: { hang: boolean; afterMs?: number 
 /** A file between two versions: which one it is, or "partial". */
 const oldOrNew = (now: string, before: string, after: string) => (now === before ? "old" : now === after ? "new" : "partial");
 
-test("killed runs and a host powered off during its reboot recover: old-or-new bytes, one verified boot, destroy restores", async () => {
+test("killed runs, a host powered off during its reboot, and a power cut after an image import: old-or-new bytes, a whole image, one verified boot, destroy restores", async () => {
   const original = await readSources();
   const originalBoot = await bootId();
-  const snapshots: Array<{ fault: string; files: Record<string, string>; recovery: string[]; wholeInitramfs: boolean }> = [];
+  const snapshots: Array<{ fault: string; files: Record<string, string>; recovery: string[]; wholeInitramfs: boolean; guestImage?: string }> = [];
 
   // 1. Killed between the write of /etc/default/grub and update-grub.
   setConfig("vfio-host:reboot", "never");
@@ -111,10 +132,7 @@ test("killed runs and a host powered off during its reboot recover: old-or-new b
   expect(poweredOff.output).toMatch(new RegExp(`did not come back with a new boot_id within ${REBOOT_TIMEOUT_SECONDS}s`));
   expect(poweredOff.output).toMatch(/power-cycle/i);
   snapshots.push({ fault: "power cut during the reboot", files: await table.stage("boot after the power cut", async () => {
-    await closeAllConnections();
-    labSh("up");
-    lab = readLabState(labStatePath(labEnv));
-    writeLabStack(STACK, lab, env);
+    await bootLabAgain();
     return readSources();
   }), recovery: recovery2, wholeInitramfs: await initramfsIsWhole() });
 
@@ -137,13 +155,39 @@ test("killed runs and a host powered off during its reboot recover: old-or-new b
   expectSucceeded(destroy, "destroy");
   const restored = await readSources();
 
+  // 5. The power cut the moment the import has returned, well within the page cache's writeback
+  // delay of the whole up (boot files, then the libvirt half): only writes flushed before and after
+  // their rename are found afterwards. After destroy, so that this up imports the image again.
+  setConfig("vfio-host:reboot", "never");
+  fs.writeFileSync(failpointLog, "");
+  const cutRun = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog, VFIO_HOST_FAILPOINT: "volume.imported" }, UP, { cwd: projectRoot });
+  await table.stage("power cut after the import", async () => {
+    while (!fs.readFileSync(failpointLog, "utf8").split("\n").includes("volume.imported")) {
+      if (await Promise.race([cutRun.done.then(() => true), sleep(500).then(() => false)])) throw new Error(`the run ended before the import:\n${cutRun.output()}`);
+    }
+    process.kill(lab.pid, "SIGKILL");
+    cutRun.killGroup();
+    await cutRun.done;
+  });
+  snapshots.push({
+    fault: "power cut the moment the guest's image was imported",
+    files: await table.stage("boot after the cut at the import", async () => {
+      await bootLabAgain();
+      return readSources();
+    }),
+    recovery: [],
+    wholeInitramfs: await initramfsIsWhole(),
+    guestImage: await guestImageOnLab(),
+  });
+
   for (const snapshot of snapshots) {
     const states = SOURCE_FILES.map((f) => `${path.basename(f)} ${oldOrNew(snapshot.files[f], original[f], converged[f])}`);
+    const image = snapshot.guestImage === undefined ? "" : `; guest image ${snapshot.guestImage}`;
     table.record({
       fault: snapshot.fault,
       outcome: states.join(", "),
-      partialFiles: states.filter((s) => s.endsWith("partial")).length + (snapshot.wholeInitramfs ? 0 : 1),
-      notes: `recovery: ${snapshot.recovery.length ? snapshot.recovery.join(", ") : "none"}; initramfs ${snapshot.wholeInitramfs ? "whole" : "BROKEN"}`,
+      partialFiles: states.filter((s) => s.endsWith("partial")).length + (snapshot.wholeInitramfs ? 0 : 1) + (snapshot.guestImage !== undefined && snapshot.guestImage !== "whole" ? 1 : 0),
+      notes: `recovery: ${snapshot.recovery.length ? snapshot.recovery.join(", ") : "none"}; initramfs ${snapshot.wholeInitramfs ? "whole" : "BROKEN"}${image}`,
     });
   }
   const notRestored = SOURCE_FILES.filter((f) => restored[f] !== original[f]);
