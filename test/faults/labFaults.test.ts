@@ -4,7 +4,7 @@
 // files hold the old or the new bytes, the documented recovery and `up` converge (one verified
 // boot, no second reboot), and `destroy` gives every boot file its original bytes back. Last, the
 // power cut the moment an `up` has imported the guest's image: the boot files old or new, the image
-// whole or absent. One lab boot is shared by the kills; each power cut costs one more.
+// whole. One lab boot is shared by the kills; each power cut costs one more.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -14,7 +14,7 @@ import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/h
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { writeLabStack } from "../../scripts/labStack";
 import { projectRoot, pulumiCli, pulumiEnv } from "../e2e/pulumiEnv";
-import { CliResult, expectSucceeded, startCli, withRecovery } from "./pulumiRuns";
+import { CliResult, CliRun, expectSucceeded, startCli, withRecovery } from "./pulumiRuns";
 import { FaultTable, noViolations } from "./trials";
 
 jest.setTimeout(40 * 60_000);
@@ -76,15 +76,24 @@ async function bootLabAgain(): Promise<void> {
 
 const setConfig = (key: string, value: string) => pulumiCli(env, ["config", "set", key, value, "--stack", STACK]);
 
+/** Starts `up` logging the failpoints it reaches, hanging at `hang` when given. */
+function startUp(hang?: string): CliRun {
+  fs.writeFileSync(failpointLog, "");
+  return startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog, ...(hang ? { VFIO_HOST_FAILPOINT: hang } : {}) }, UP, { cwd: projectRoot });
+}
+
+/** Waits until `run` reaches `point`: false when it ended first. */
+async function reached(run: CliRun, point: string): Promise<boolean> {
+  while (!fs.readFileSync(failpointLog, "utf8").split("\n").includes(point)) {
+    if (await Promise.race([run.done.then(() => true), sleep(500).then(() => false)])) return false;
+  }
+  return true;
+}
+
 /** Starts `up` with a failpoint, waits until the run reaches `point`, kills its process group `afterMs` later. */
 async function killAt(point: string, options: { hang: boolean; afterMs?: number }): Promise<CliResult> {
-  fs.writeFileSync(failpointLog, "");
-  const run = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog, ...(options.hang ? { VFIO_HOST_FAILPOINT: point } : {}) }, UP, { cwd: projectRoot });
-  for (;;) {
-    if (fs.readFileSync(failpointLog, "utf8").split("\n").includes(point)) break;
-    const ended = await Promise.race([run.done.then(() => true), sleep(500).then(() => false)]);
-    if (ended) throw new Error(`the run ended before it reached ${point}:\n${(await run.done).output}`);
-  }
+  const run = startUp(options.hang ? point : undefined);
+  if (!(await reached(run, point))) throw new Error(`the run ended before it reached ${point}:\n${(await run.done).output}`);
   await sleep(options.afterMs ?? 0);
   run.killGroup();
   return run.done;
@@ -115,12 +124,9 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
   setConfig("vfio-host:rebootTimeoutSeconds", String(REBOOT_TIMEOUT_SECONDS));
   const recovery2: string[] = [];
   await table.stage("recover", () => withRecovery(env, STACK, REFRESH, recovery2, { cwd: projectRoot }));
-  fs.writeFileSync(failpointLog, "");
   const poweredOff = await table.stage("power off during the reboot", async () => {
-    const run = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog }, UP, { cwd: projectRoot });
-    while (!fs.readFileSync(failpointLog, "utf8").includes("reboot.issued")) {
-      if (await Promise.race([run.done.then(() => true), sleep(500).then(() => false)])) break;
-    }
+    const run = startUp();
+    await reached(run, "reboot.issued"); // a run that ended first fails the checks below
     process.kill(lab.pid, "SIGKILL"); // the lab's QEMU, started by this suite: a power cut
     const cutAt = Date.now();
     const result = await run.done;
@@ -159,12 +165,9 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
   // delay of the whole up (boot files, then the libvirt half): only writes flushed before and after
   // their rename are found afterwards. After destroy, so that this up imports the image again.
   setConfig("vfio-host:reboot", "never");
-  fs.writeFileSync(failpointLog, "");
-  const cutRun = startCli({ ...env, VFIO_HOST_FAILPOINT_LOG: failpointLog, VFIO_HOST_FAILPOINT: "volume.imported" }, UP, { cwd: projectRoot });
   await table.stage("power cut after the import", async () => {
-    while (!fs.readFileSync(failpointLog, "utf8").split("\n").includes("volume.imported")) {
-      if (await Promise.race([cutRun.done.then(() => true), sleep(500).then(() => false)])) throw new Error(`the run ended before the import:\n${cutRun.output()}`);
-    }
+    const cutRun = startUp("volume.imported");
+    if (!(await reached(cutRun, "volume.imported"))) throw new Error(`the run ended before the import:\n${(await cutRun.done).output}`);
     process.kill(lab.pid, "SIGKILL");
     cutRun.killGroup();
     await cutRun.done;
