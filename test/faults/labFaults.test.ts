@@ -12,7 +12,7 @@ import { execFileSync } from "child_process";
 import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
-import { writeLabStack } from "../../scripts/labStack";
+import { labLibvirt, writeLabStack } from "../../scripts/labStack";
 import { projectRoot, pulumiCli, pulumiEnv } from "../e2e/pulumiEnv";
 import { CliResult, CliRun, expectSucceeded, startCli, withRecovery } from "./pulumiRuns";
 import { FaultTable, noViolations } from "./trials";
@@ -22,9 +22,6 @@ jest.setTimeout(40 * 60_000);
 const STACK = "lab-faults";
 const labEnv = labInstanceEnv("faults");
 const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "0000:00:1d.7"];
-/** The lab stack's Volume (scripts/labStack.ts): where it is imported to, and the file it is imported from. */
-const GUEST_IMAGE = "/var/lib/libvirt/images/lab-guest.qcow2";
-const GUEST_IMAGE_SOURCE = "/srv/vfio-host/lab-guest.qcow2.xz";
 const SOURCE_FILES = ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
 // The host never comes back in the power-cut trial: the whole timeout is waited for, so keep it short.
 const REBOOT_TIMEOUT_SECONDS = 45;
@@ -57,8 +54,11 @@ const initramfsIsWhole = () =>
  */
 const guestImageOnLab = () =>
   onLab(async (host) => {
+    // The lab stack's one Volume: where it is imported to, and the file it is imported from.
+    const { pools, volumes } = labLibvirt(lab);
+    const source = volumes[0].source.hostPath;
     const script = '[ -e "$1" ] || { echo absent; exit 0; }; a=$(sha256sum < "$1"); b=$(xz -dc -- "$2" | sha256sum); [ "$a" = "$b" ] && echo whole || echo PARTIAL';
-    return (await host.run(["sh", "-c", script, "sh", GUEST_IMAGE, GUEST_IMAGE_SOURCE])).stdout.trim();
+    return (await host.run(["sh", "-c", script, "sh", `${pools[0].path}/${volumes[0].name}`, source])).stdout.trim();
   });
 const driversOnLab = () =>
   onLab(async (host) => {
