@@ -29,6 +29,13 @@ export class InputError extends Error {
  */
 export type PreviousInputs = Readonly<Record<string, unknown>>;
 
+/**
+ * The stack that plans, and the host it plans for, as "project/stack@host": what names the objects
+ * a stack creates on a host as its own (see libvirt/stackUuid.ts). Undefined where the properties
+ * do not say (state recorded before they did, a unit test's provider call).
+ */
+export type StackOnHost = string | undefined;
+
 export interface HostResourceDefinition<I, P, S> {
   /** The resource's own inputs; `connection` is added and checked here. */
   schema: z.ZodType<I>;
@@ -36,7 +43,7 @@ export interface HostResourceDefinition<I, P, S> {
    * Reads the host and plans; `state` is what the last apply recorded (undefined on create and in
    * check), `previous` what a plan compares with when the state alone cannot say what changed.
    */
-  plan(host: RemoteHost, inputs: I, state: S | undefined, previous: PreviousInputs | undefined): Promise<P>;
+  plan(host: RemoteHost, inputs: I, state: S | undefined, previous: PreviousInputs | undefined, stack: StackOnHost): Promise<P>;
   /** One line per change the plan makes on the host; none means the host is as wanted. */
   describe(plan: P): string[];
   /** What the user should know but that changes nothing; shown on the provider's stderr. */
@@ -56,10 +63,13 @@ export interface HostResourceDefinition<I, P, S> {
   prefetch?(host: RemoteHost, inputs: I): void;
 }
 
-/** The properties this base adds (the connection, its outputs, the serialized provider) apart from the resource's own. */
+/** The properties this base adds (the connection, its outputs, the stack, the serialized provider) apart from the resource's own. */
 function ownProperties(props: Record<string, unknown>) {
-  const { connection, plannedChanges: _p, planned: _d, state: _s, __provider: _v, stackName, ...own } = props;
-  return { connection, stackName, own };
+  const { connection, plannedChanges: _p, planned: _d, state: _s, __provider: _v, stackName, project, ...own } = props;
+  const host = (connection as { host?: unknown } | undefined)?.host;
+  const stack: StackOnHost =
+    typeof project === "string" && typeof stackName === "string" && typeof host === "string" ? `${project}/${stackName}@${host}` : undefined;
+  return { connection, stackName, project, stack, own };
 }
 
 /** The engine's olds as `previous`: a create's olds are empty. */
@@ -72,19 +82,20 @@ export function hostResourceProvider<I extends object, P, S>(
   definition: HostResourceDefinition<I, P, S>,
 ): pulumi.dynamic.ResourceProvider {
   const parse = (props: Record<string, unknown>) => {
-    const { connection, stackName, own } = ownProperties(props);
+    const { connection, stackName, project, stack, own } = ownProperties(props);
     return {
       connection: ConnectionSchema.parse(connection),
       inputs: definition.schema.parse(own),
       owner: lockOwner(typeof stackName === "string" ? stackName : undefined),
-      stackName,
+      named: { stackName, project },
+      stack,
     };
   };
   const planned = (plan: P) => (definition.planned ? { planned: definition.planned(plan) } : {});
-  const outputs = (connection: Connection, inputs: I, plan: P, state: S, stackName: unknown) =>
-    plainOutputs({ ...inputs, connection, plannedChanges: [], ...planned(plan), state, stackName });
-  const applyPlan = async (host: RemoteHost, inputs: I, state: S | undefined, previous: PreviousInputs | undefined) => {
-    const plan = await definition.plan(host, inputs, state, previous);
+  const outputs = (connection: Connection, inputs: I, plan: P, state: S, named: Record<string, unknown>) =>
+    plainOutputs({ ...inputs, connection, plannedChanges: [], ...planned(plan), state, ...named });
+  const applyPlan = async (host: RemoteHost, inputs: I, state: S | undefined, previous: PreviousInputs | undefined, stack: StackOnHost) => {
+    const plan = await definition.plan(host, inputs, state, previous, stack);
     return { plan, state: await definition.apply(host, plan, inputs) };
   };
   // Every change happens under the host lock, from reading the host to the last write.
@@ -93,12 +104,12 @@ export function hostResourceProvider<I extends object, P, S>(
 
   return {
     async check(olds, news) {
-      const { connection, stackName, own } = ownProperties(news);
+      const { connection, stackName, project, stack, own } = ownProperties(news);
       const checkedConnection = validate(ConnectionSchema, connection, "connection");
       const checkedInputs = validate(definition.schema, own);
       const failures = [checkedConnection, checkedInputs].flatMap((r) => (r.ok ? [] : r.failures));
       if (!checkedConnection.ok || !checkedInputs.ok) return { failures };
-      const checked = { ...checkedInputs.data, connection: checkedConnection.data, stackName };
+      const checked = { ...checkedInputs.data, connection: checkedConnection.data, stackName, project };
       const later = "(more once values known after apply are known)";
       if (hasUnknown(connection)) return { inputs: { ...checked, plannedChanges: [later] } };
       // Inputs still unknown (another resource's output) only make the plan partial, not wrong.
@@ -106,7 +117,7 @@ export function hostResourceProvider<I extends object, P, S>(
       try {
         const plan = await withHost(checkedConnection.data, (host) => {
           definition.prefetch?.(host, checkedInputs.data);
-          return definition.plan(host, checkedInputs.data, undefined, previousInputs(olds));
+          return definition.plan(host, checkedInputs.data, undefined, previousInputs(olds), stack);
         });
         for (const warning of definition.warnings?.(plan) ?? []) console.warn(`warning: ${warning}`);
         const plannedChanges = definition.describe(plan);
@@ -141,23 +152,23 @@ export function hostResourceProvider<I extends object, P, S>(
     },
 
     async create(props: Record<string, unknown>) {
-      const { connection, inputs, owner, stackName } = parse(props);
-      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, undefined, undefined));
-      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, plan, state, stackName) };
+      const { connection, inputs, owner, named, stack } = parse(props);
+      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, undefined, undefined, stack));
+      return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, plan, state, named) };
     },
 
     async update(_id, olds: Record<string, unknown>, news: Record<string, unknown>) {
-      const { connection, inputs, owner, stackName } = parse(news);
-      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, olds.state as S, previousInputs(olds)));
-      return { outs: outputs(connection, inputs, plan, state, stackName) };
+      const { connection, inputs, owner, named, stack } = parse(news);
+      const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, olds.state as S, previousInputs(olds), stack));
+      return { outs: outputs(connection, inputs, plan, state, named) };
     },
 
     async read(id, props: Record<string, unknown>) {
-      const { connection, inputs } = parse(props);
+      const { connection, inputs, stack } = parse(props);
       const state = props.state as S;
       const plannedChanges = await withHost(connection, async (host) => {
         definition.prefetch?.(host, inputs);
-        return definition.describe(await definition.plan(host, inputs, state, undefined));
+        return definition.describe(await definition.plan(host, inputs, state, undefined, stack));
       });
       return { id, props: { ...props, plannedChanges } };
     },
@@ -183,8 +194,9 @@ export abstract class HostResource extends KindResource {
   declare readonly plannedChanges: pulumi.Output<string[]>;
 
   protected constructor(kind: string, name: string, args: object, opts?: pulumi.CustomResourceOptions) {
-    // stackName only names this run to another run that finds the host locked (see hostLock.ts).
-    super(kind, name, { ...args, plannedChanges: undefined, planned: undefined, state: undefined, stackName: pulumi.getStack() }, {
+    // The stack names this run to another run that finds the host locked (see hostLock.ts); with the
+    // project, it names what this stack creates on its host (StackOnHost).
+    super(kind, name, { ...args, plannedChanges: undefined, planned: undefined, state: undefined, stackName: pulumi.getStack(), project: pulumi.getProject() }, {
       ...opts,
       additionalSecretOutputs: ["connection"],
     });

@@ -46,9 +46,9 @@ export const DOMAIN_FIELD_RULES: { readonly [K in keyof DomainProjection]-?: Fie
   running: IN_PLACE,
 };
 
-/** The XML to define for `spec`, and its projection with the declared runtime settings. */
-export function desiredDomain(spec: DomainSpec, facts: DomainHostFacts): { xml: string; projection: DomainProjection } {
-  const xml = renderDomainXml(spec, facts);
+/** The XML to define for `spec` (a new domain with `newUuid`), and its projection with the declared runtime settings. */
+export function desiredDomain(spec: DomainSpec, facts: DomainHostFacts, newUuid?: string): { xml: string; projection: DomainProjection } {
+  const xml = renderDomainXml(spec, facts, newUuid);
   return { xml, projection: { ...parseDomainXml(xml), autostart: spec.autostart, running: spec.running } };
 }
 

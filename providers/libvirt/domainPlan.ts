@@ -51,9 +51,9 @@ function autostartStep(name: string, on: boolean): HostStep {
     : { describe: `do not start domain ${name} at boot`, argv: virsh("autostart", "--domain", name, "--disable") };
 }
 
-function refuseForeign(spec: DomainSpec, existing: ExistingDomain, state: DomainState | undefined): void {
+function refuseForeign(spec: DomainSpec, existing: ExistingDomain, state: DomainState | undefined, stackUuid: string | undefined): void {
   const found = existing.definition.uuid;
-  if (spec.adopt || (state !== undefined && found === state.uuid)) return;
+  if (spec.adopt || (state !== undefined && found === state.uuid) || found === stackUuid) return;
   throw new Error(
     state === undefined
       ? `LibvirtDomain ${spec.name}: a domain of that name is already defined on the host (uuid ${found}, ${existing.state}) ` +
@@ -69,12 +69,13 @@ function refuseForeign(spec: DomainSpec, existing: ExistingDomain, state: Domain
  * Steps that make the host's domain match `spec`: define the XML when any owned field differs,
  * restart a running guest whose boot-time fields changed (graceful shutdown, then start), start or
  * shut down per `running`, and set autostart. A second run with the same facts has no steps.
- * `state` is absent on create; a domain that exists then is only touched with adopt: true.
+ * `state` is absent on create; a domain that exists then is only touched when it carries
+ * `stackUuid` (this stack defined it, see stackUuid.ts; a new domain gets it) or with adopt: true.
  */
-export function planDomain(spec: DomainSpec, facts: DomainHostFacts, state?: DomainState): DomainPlan {
+export function planDomain(spec: DomainSpec, facts: DomainHostFacts, state?: DomainState, stackUuid?: string): DomainPlan {
   const existing = facts.existing;
-  if (existing) refuseForeign(spec, existing, state);
-  const { xml, projection: desired } = desiredDomain(spec, facts);
+  if (existing) refuseForeign(spec, existing, state, stackUuid);
+  const { xml, projection: desired } = desiredDomain(spec, facts, stackUuid);
   const name = spec.name;
 
   if (!existing) {

@@ -17,6 +17,7 @@ import { parseDomainXml, type DomainHostFacts, type ResolvedVolume } from "./dom
 import type { FieldChange } from "./fieldChanges";
 import { namedBefore } from "./libvirtResource";
 import { parseOsinfoQuery, parseVirshFields } from "./toolOutput";
+import { stackUuid } from "./stackUuid";
 import { virsh, virshSh } from "./virsh";
 
 /** A PCI device on the host: its driver ("" when none), or undefined when there is no such device. */
@@ -152,7 +153,7 @@ export const libvirtDomainProvider = hostResourceProvider<DomainSpec, LibvirtDom
   schema: domainResourceSchema,
   identity: (spec) => `domain/${spec.name}`,
   replaceOnChange: ["name"],
-  async plan(host, spec, state, previous) {
+  async plan(host, spec, state, previous, stack) {
     const { facts, drivers } = await readDomainFacts(host, spec);
     const { refusals, awaitingBoot } = hostdevProblems(spec.hostdevs, drivers, spec.vfioDevices);
     if (refusals.length > 0) throw new InputError("hostdevs", `LibvirtDomain ${spec.name}:\n- ${refusals.join("\n- ")}`);
@@ -167,7 +168,7 @@ export const libvirtDomainProvider = hostResourceProvider<DomainSpec, LibvirtDom
     const recorded = state ?? (found && namedBefore(previous, spec.name) ? { uuid: found } : undefined);
     const missing = spec.disks.filter((d) => !facts.volumes.some((v) => v.pool === d.pool && v.name === d.volume)).map((d) => `${d.pool}/${d.volume}`);
     try {
-      return { plan: planDomain(spec, facts, recorded), blocked };
+      return { plan: planDomain(spec, facts, recorded, stackUuid(stack, "domain", spec.name)), blocked };
     } catch (err) {
       // At preview the volumes may be ones this update imports first; create fails with the problem.
       if (missing.length === 0) throw err;

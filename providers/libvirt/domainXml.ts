@@ -202,12 +202,13 @@ function renderHostdev(address: string): XmlElement {
 
 /**
  * The complete domain XML for `virsh define`. The UUID of an existing domain of this name is kept:
- * redefining a name under another UUID fails ("domain ... already exists with uuid ...").
+ * redefining a name under another UUID fails ("domain ... already exists with uuid ..."); a new
+ * domain gets `newUuid` (the stack's, see stackUuid.ts), or one from libvirt without it.
  */
-export function renderDomainXml(spec: DomainSpec, facts: DomainHostFacts): string {
+export function renderDomainXml(spec: DomainSpec, facts: DomainHostFacts, newUuid?: string): string {
   const disks = resolveDisks(spec, facts);
   const osinfoId = resolveOsinfoId(spec, facts);
-  const uuid = facts.existing?.definition.uuid ?? undefined;
+  const uuid = facts.existing?.definition.uuid ?? newUuid;
   return renderXml(
     element("domain", { type: facts.kvm ? "kvm" : "qemu" }, [
       element("name", {}, [spec.name]),

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { HostStep } from "../hostStep";
 import { expected, strictKeys } from "../inputErrors";
-import { find, parseXml, textOf } from "../text/xml";
+import { element, find, parseXml, renderXml, textOf } from "../text/xml";
 import { type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath } from "./fieldSchemas";
 import { parseVirshFields } from "./toolOutput";
@@ -10,9 +10,8 @@ import { virsh } from "./virsh";
 // A directory storage pool, as the reference host made by hand:
 //   virsh pool-define-as default dir --target /var/lib/libvirt/images
 //   virsh pool-build default; virsh pool-start default; virsh pool-autostart default
-// Defined with pool-define-as rather than pool-define: a dir pool is a name and a directory, and
-// pool-define-as takes exactly those as separate argv entries, so there is no XML to render or
-// escape. The pool's XML is still read (pool-dumpxml) to learn where existing pools point.
+// Defined with pool-define and XML rather than pool-define-as, which cannot set the UUID: the
+// stack's own UUID (stackUuid.ts) is what recognises the pool after a run killed right after the define.
 
 const poolShape = {
   name: libvirtName('"default"'),
@@ -79,14 +78,26 @@ function describePool(pool: ExistingPool): string {
 
 const samePath = (a: string | null, b: string) => a !== null && normalisePath(a) === b;
 
+/** The XML `virsh pool-define` gets for a new pool: its name, directory and the stack's UUID for it. */
+export function renderPoolXml(spec: StoragePoolSpec, uuid: string | undefined): string {
+  return renderXml(
+    element("pool", { type: "dir" }, [
+      element("name", {}, [spec.name]),
+      uuid !== undefined && element("uuid", {}, [uuid]),
+      element("target", {}, [element("path", {}, [spec.path])]),
+    ]),
+  );
+}
+
 /**
  * Steps that make the host's pool match `spec`: define, build (only when the directory is
  * missing: pool-build also resets the mode of an existing one), start, autostart on or off, and
  * a refresh when adopting a running pool so its volume list is current. Refuses a name or a path
- * that another pool holds, unless it is the pool this stack recorded in `state` or adopt is true.
- * A second run with the same facts has no steps.
+ * that another pool holds, unless it is the pool this stack recorded in `state`, one that carries
+ * `stackUuid` (this stack defined it; see stackUuid.ts), or adopt is true. A second run with the
+ * same facts has no steps.
  */
-export function planPool(spec: StoragePoolSpec, facts: PoolHostFacts, state?: PoolState): HostStep[] {
+export function planPool(spec: StoragePoolSpec, facts: PoolHostFacts, state?: PoolState, stackUuid?: string): HostStep[] {
   const name = spec.name;
   const pool = facts.pools.find((p) => p.name === name);
   const pathHolder = facts.pools.find((p) => p.name !== name && samePath(p.targetPath, spec.path));
@@ -109,7 +120,8 @@ export function planPool(spec: StoragePoolSpec, facts: PoolHostFacts, state?: Po
   if (!pool) {
     steps.push({
       describe: `define pool ${name} (dir at ${spec.path})`,
-      argv: virsh("pool-define-as", "--name", name, "--type", "dir", "--target", spec.path),
+      argv: virsh("pool-define", "--file", "/dev/stdin"),
+      stdin: renderPoolXml(spec, stackUuid),
     });
     if (!facts.targetDirectoryExists) steps.push(build);
     steps.push(start);
@@ -117,7 +129,7 @@ export function planPool(spec: StoragePoolSpec, facts: PoolHostFacts, state?: Po
     return steps;
   }
 
-  const ours = state !== undefined && pool.uuid === state.uuid;
+  const ours = (state !== undefined && pool.uuid === state.uuid) || pool.uuid === stackUuid;
   if (!ours && !spec.adopt) {
     throw new Error(
       `StoragePool ${name}: a pool of that name already exists on the host (${describePool(pool)}) and this stack did not ` +

@@ -1,5 +1,5 @@
 // StoragePool: a libvirt dir pool, defined, started and autostarted as planPool says. A pool of
-// that name or directory that this stack did not create is refused unless adopt is true. Delete
+// that name or directory that this stack did not define is refused unless adopt is true. Delete
 // stops and undefines it; the directory stays unless removeDirectoryOnDelete.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider } from "../hostResource";
@@ -9,6 +9,7 @@ import type { RemoteHost } from "../ssh/host";
 import { readSections } from "../ssh/sections";
 import { namedBefore, parsePoolsSection, POOLS_SNIPPET } from "./libvirtResource";
 import { planPool, planPoolDelete, POOL_FIELD_RULES, storagePoolSchema, type PoolHostFacts, type PoolState, type StoragePoolInputs, type StoragePoolSpec } from "./pool";
+import { stackUuid } from "./stackUuid";
 import { virsh } from "./virsh";
 
 async function readPoolFacts(host: RemoteHost, spec: StoragePoolSpec): Promise<PoolHostFacts> {
@@ -23,10 +24,11 @@ export const storagePoolProvider = hostResourceProvider<StoragePoolSpec, HostSte
   schema: storagePoolSchema,
   identity: (spec) => `pool/${spec.name}`,
   replaceOnChange,
-  async plan(host, spec, state, previous) {
+  async plan(host, spec, state, previous, stack) {
     const facts = await readPoolFacts(host, spec);
     const found = facts.pools.find((p) => p.name === spec.name);
-    return planPool(spec, facts, state ?? (found && namedBefore(previous, spec.name) ? { uuid: found.uuid } : undefined));
+    const recorded = state ?? (found && namedBefore(previous, spec.name) ? { uuid: found.uuid } : undefined);
+    return planPool(spec, facts, recorded, stackUuid(stack, "pool", spec.name));
   },
   describe: (steps) => steps.map((s) => s.describe),
   async apply(host, steps, spec) {

@@ -112,6 +112,17 @@ describe("planDomain", () => {
     expect(adopted.steps.map((s) => s.describe)).toEqual(["define domain homeassistant", "start domain homeassistant"]);
   });
 
+  it("defines a new domain with the stack's UUID, and takes one that carries it as its own: a killed run defined it before Pulumi recorded it", () => {
+    const own = "0b6c5a3e-2f1d-5e4c-8b7a-6d5e4f3a2b1c";
+    const created = planDomain(homeAssistant, referenceFacts, undefined, own);
+    expect(parseDomainXml(created.xml).uuid).toBe(own);
+    const killed = { ...referenceFacts, existing: { definition: parseDomainXml(created.xml), autostart: false, state: "shut off" } };
+    const resumed = planDomain(homeAssistant, killed, undefined, own);
+    expect(resumed.changes.map((c) => c.field)).toEqual(["autostart", "running"]);
+    expect(resumed.steps.map((s) => s.describe)).toEqual(["start domain homeassistant", "start domain homeassistant at boot"]);
+    expect(() => planDomain(homeAssistant, killed, undefined, "0b6c5a3e-2f1d-5e4c-8b7a-000000000000")).toThrow("this stack did not create it");
+  });
+
   it("refuses a domain that was defined again outside Pulumi", () => {
     expect(() => planDomain(homeAssistant, onHost("running"), { uuid: "00000000-0000-4000-8000-000000000000" })).toThrow(
       `LibvirtDomain homeassistant: the domain on the host has uuid ${UUID}, but this stack created uuid 00000000-0000-4000-8000-000000000000, ` +

@@ -4,6 +4,7 @@ import type { HostStep } from "../../../providers/hostStep";
 import { diffFields } from "../../../providers/libvirt/fieldChanges";
 import {
   existingPool,
+  parsePoolXml,
   planPool,
   planPoolDelete,
   POOL_FIELD_RULES,
@@ -15,6 +16,8 @@ import {
 const virsh = ["env", "LC_ALL=C", "virsh", "--connect", "qemu:///system"];
 const IMAGES = "/var/lib/libvirt/images";
 const spec = storagePoolSchema.parse({ name: "default", path: IMAGES });
+/** The UUID a stack gives the pools it defines (stackUuid.ts). */
+const OWN_UUID = "5a0e2c3d-8f41-5b6a-9c7d-0e1f2a3b4c5d";
 
 // `virsh pool-dumpxml default` and `virsh pool-info default` on a Debian host where libvirt made the default pool.
 const DEFAULT_POOL_XML = `<pool type='dir'>
@@ -99,8 +102,12 @@ describe("planPool", () => {
   const fresh: PoolHostFacts = { pools: [], targetDirectoryExists: false };
 
   it("defines, builds, starts and autostarts a pool on a fresh host, as argv arrays", () => {
-    expect(planPool(spec, fresh)).toEqual([
-      { describe: `define pool default (dir at ${IMAGES})`, argv: [...virsh, "pool-define-as", "--name", "default", "--type", "dir", "--target", IMAGES] },
+    expect(planPool(spec, fresh, undefined, OWN_UUID)).toEqual([
+      {
+        describe: `define pool default (dir at ${IMAGES})`,
+        argv: [...virsh, "pool-define", "--file", "/dev/stdin"],
+        stdin: `<pool type="dir">\n  <name>default</name>\n  <uuid>${OWN_UUID}</uuid>\n  <target>\n    <path>${IMAGES}</path>\n  </target>\n</pool>\n`,
+      },
       { describe: `create directory ${IMAGES}`, argv: [...virsh, "pool-build", "--pool", "default"] },
       { describe: "start pool default", argv: [...virsh, "pool-start", "--pool", "default"] },
       { describe: "start pool default at boot", argv: [...virsh, "pool-autostart", "--pool", "default"] },
@@ -108,7 +115,16 @@ describe("planPool", () => {
   });
 
   it("does not build (and so re-mode) a directory that exists", () => {
-    expect(planPool({ ...spec, autostart: false }, { pools: [], targetDirectoryExists: true }).map((s) => s.argv[5])).toEqual(["pool-define-as", "pool-start"]);
+    expect(planPool({ ...spec, autostart: false }, { pools: [], targetDirectoryExists: true }).map((s) => s.argv[5])).toEqual(["pool-define", "pool-start"]);
+  });
+
+  it("takes a pool with the stack's UUID as its own: a killed run defined it before Pulumi recorded it", () => {
+    const defined = { ...defaultPool, uuid: OWN_UUID, state: "inactive", autostart: false };
+    expect(planPool(spec, { pools: [defined], targetDirectoryExists: true }, undefined, OWN_UUID).map((s) => s.describe)).toEqual([
+      "start pool default",
+      "start pool default at boot",
+    ]);
+    expect(() => planPool(spec, { pools: [defaultPool], targetDirectoryExists: true }, undefined, OWN_UUID)).toThrow("this stack did not create it");
   });
 
   it("refuses the default pool libvirt already made at the same path, unless adopt is true", () => {
@@ -161,10 +177,11 @@ describe("planPool", () => {
     let { pools, targetDirectoryExists } = facts;
     for (const step of steps) {
       const [command, ...args] = step.argv.slice(5);
-      const name = args[args.indexOf(command === "pool-define-as" ? "--name" : "--pool") + 1];
+      const name = args[args.indexOf("--pool") + 1];
       const update = (change: Partial<ExistingPool>) => (pools = pools.map((p) => (p.name === name ? { ...p, ...change } : p)));
-      if (command === "pool-define-as") {
-        pools = [...pools, { name, uuid: "11111111-2222-4333-8444-555555555555", type: "dir", targetPath: args[args.indexOf("--target") + 1], state: "inactive", autostart: false }];
+      if (command === "pool-define") {
+        const defined = parsePoolXml(step.stdin!);
+        pools = [...pools, { ...defined, uuid: defined.uuid || "11111111-2222-4333-8444-555555555555", state: "inactive", autostart: false }];
       } else if (command === "pool-build") targetDirectoryExists = true;
       else if (command === "pool-start") {
         if (!targetDirectoryExists) throw new Error("cannot open directory");
@@ -193,13 +210,13 @@ describe("planPool", () => {
     });
     let planned = 0;
     fc.assert(
-      fc.property(pools, declared, fc.boolean(), fc.boolean(), (hostPools, inputs, dirExists, recorded) => {
+      fc.property(pools, declared, fc.boolean(), fc.boolean(), fc.option(fc.uuid()), (hostPools, inputs, dirExists, recorded, own) => {
         const desired = storagePoolSchema.parse(inputs);
         const facts = { pools: hostPools, targetDirectoryExists: dirExists };
         const state = recorded ? hostPools.find((p) => p.name === desired.name) : undefined;
         let steps: HostStep[];
         try {
-          steps = planPool(desired, facts, state);
+          steps = planPool(desired, facts, state, own ?? undefined);
         } catch {
           return; // refused: nothing was touched
         }
@@ -207,6 +224,8 @@ describe("planPool", () => {
         const after = apply(facts, steps);
         const uuid = after.pools.find((p) => p.name === desired.name)!.uuid;
         expect(planPool(desired, after, { uuid })).toEqual([]);
+        // A run killed after the apply, before the state recorded the pool, finds nothing to do either.
+        if (own !== null && !facts.pools.some((p) => p.name === desired.name)) expect(planPool(desired, after, undefined, own)).toEqual([]);
       }),
     );
     expect(planned).toBeGreaterThan(10); // the property held for plans, not only for refusals
