@@ -7,6 +7,7 @@ import { isDeepStrictEqual } from "util";
 import { z } from "zod";
 import { hasUnknown, validate } from "./check";
 import { KindResource } from "./dynamic";
+import { failpoint } from "./failpoint";
 import { Connection, ConnectionSchema, connectionLabel } from "./ssh/connection";
 import { RemoteHost, withHost } from "./ssh/host";
 import { lockOwner, withHostLock } from "./ssh/hostLock";
@@ -154,6 +155,8 @@ export function hostResourceProvider<I extends object, P, S>(
     async create(props: Record<string, unknown>) {
       const { connection, inputs, owner, named, stack } = parse(props);
       const { plan, state } = await locked(connection, owner, (host) => applyPlan(host, inputs, undefined, undefined, stack));
+      // The window of every create: the host has changed, the engine has not recorded it yet.
+      await failpoint(`created ${definition.identity(inputs)}`);
       return { id: `${connectionLabel(connection)}:${definition.identity(inputs)}`, outs: outputs(connection, inputs, plan, state, named) };
     },
 

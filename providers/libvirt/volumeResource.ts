@@ -7,7 +7,6 @@
 // HostPackages come first, and fails at apply before any step if they are still missing. Delete
 // removes only a file this resource imported, and refuses while a domain still has it as a disk.
 import * as pulumi from "@pulumi/pulumi";
-import { failpoint } from "../failpoint";
 import { HostResource, hostResourceProvider, InputError, type PreviousInputs } from "../hostResource";
 import { runSteps } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
@@ -155,7 +154,6 @@ export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, Volum
       throw err;
     }
     await runSteps(host, steps.commit);
-    await failpoint("volume.imported");
     return { ...volumeOutputs(steps.path, info), imported: true };
   },
   async revert(host, spec, state) {

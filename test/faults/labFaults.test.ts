@@ -2,9 +2,12 @@
 // between the GRUB write and update-grub and during the initramfs rebuild (named failpoints, see
 // providers/failpoint.ts), then the host powered off during the reboot. After each fault the boot
 // files hold the old or the new bytes, the documented recovery and `up` converge (one verified
-// boot, no second reboot), and `destroy` gives every boot file its original bytes back. Last, the
-// power cut the moment an `up` has imported the guest's image: the boot files old or new, the image
-// whole. One lab boot is shared by the kills; each power cut costs one more.
+// boot, no second reboot), and `destroy` gives every boot file its original bytes back. Then an `up`
+// killed the moment libvirt defined the pool, before the engine recorded it; the power cut the
+// moment the next `up` has imported the guest's image (the boot files old or new, the image whole);
+// and a run killed the moment the guest was defined: after the recovery (which drops the pending
+// creates), `up` must take the pool and the domain as the stack's own, not refuse them as the
+// user's. One lab boot is shared by the kills; each power cut costs one more.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -161,13 +164,22 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
   expectSucceeded(destroy, "destroy");
   const restored = await readSources();
 
-  // 5. The power cut the moment the import has returned, well within the page cache's writeback
-  // delay of the whole up (boot files, then the libvirt half): only writes flushed before and after
-  // their rename are found afterwards. After destroy, so that this up imports the image again.
+  // 5. Killed the moment libvirt has defined the pool, before the engine records it. After destroy,
+  // so that this up defines the pool again; the recovery drops its pending create.
+  const { pools, volumes, domains } = labLibvirt(lab);
   setConfig("vfio-host:reboot", "never");
+  await table.stage("kill after the pool's define", () => killAt(`created pool/${pools[0].name}`, { hang: true }));
+  const recovery4: string[] = [];
+  await table.stage("recover", () => withRecovery(env, STACK, REFRESH, recovery4, { cwd: projectRoot }));
+
+  // 6. The power cut the moment the import has returned, well within the page cache's writeback
+  // delay of the whole up (boot files, then the libvirt half): only writes flushed before and after
+  // their rename are found afterwards. This up passes the pool of trial 5 first: refused as the
+  // user's, the run would end before the import.
+  const imported = `created volume/${pools[0].name}/${volumes[0].name}`;
   await table.stage("power cut after the import", async () => {
-    const cutRun = startUp("volume.imported");
-    if (!(await reached(cutRun, "volume.imported"))) throw new Error(`the run ended before the import:\n${(await cutRun.done).output}`);
+    const cutRun = startUp(imported);
+    if (!(await reached(cutRun, imported))) throw new Error(`the run ended before the import:\n${(await cutRun.done).output}`);
     process.kill(lab.pid, "SIGKILL");
     cutRun.killGroup();
     await cutRun.done;
@@ -178,10 +190,17 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
       await bootLabAgain();
       return readSources();
     }),
-    recovery: [],
+    recovery: recovery4,
     wholeInitramfs: await initramfsIsWhole(),
     guestImage: await guestImageOnLab(),
   });
+
+  // 7. Killed the moment libvirt has defined (and started) the guest; after the recovery, up converges.
+  const recovery5: string[] = [];
+  await table.stage("recover", () => withRecovery(env, STACK, REFRESH, recovery5, { cwd: projectRoot }));
+  await table.stage("kill after the guest's define", () => killAt(`created domain/${domains.guest.name}`, { hang: true }));
+  const resumed = await table.stage("converge after the defines", () => withRecovery(env, STACK, UP, recovery5, { cwd: projectRoot }));
+  const guestState = await onLab(async (host) => (await host.exec(["virsh", "--connect", "qemu:///system", "domstate", domains.guest.name])).stdout.trim());
 
   for (const snapshot of snapshots) {
     const states = SOURCE_FILES.map((f) => `${path.basename(f)} ${oldOrNew(snapshot.files[f], original[f], converged[f])}`);
@@ -201,6 +220,18 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
     bytesNotRestored: notRestored.length,
     notes: notRestored.length ? `not restored: ${notRestored.join(" ")}` : "destroy restored every source file",
   });
+  table.record({
+    fault: `kill -9 the moment pool ${pools[0].name} was defined`,
+    outcome: "the next up took the pool as its own (it went on to the import)",
+    notes: `recovery: ${recovery4.join(", ") || "none"}`,
+  });
+  table.record({
+    fault: `kill -9 the moment domain ${domains.guest.name} was defined`,
+    outcome: resumed.code === 0 ? `the next up took the domain as its own; it is ${guestState}` : "the next up failed",
+    nonConverging: resumed.code === 0 && guestState === "running" ? 0 : 1,
+    notes: `recovery: ${recovery5.join(", ") || "none"}`,
+  });
+  expectSucceeded(resumed, "the up after the killed define of the guest");
   expect(table.violations()).toEqual(noViolations);
 });
 
