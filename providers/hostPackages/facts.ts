@@ -1,10 +1,11 @@
 // HostPackages facts in one round trip: package manager and init system, which of the requested
-// packages are installed, each service's state, each module's state, and the modules file.
+// packages are installed, each service's state and record (serviceRecordPath), each module's state,
+// and the modules file.
 // The names travel as arguments ("pkg:NAME", "svc:NAME", "mod:NAME"), never inside the script.
 import { normalizeModuleName } from "../kernel/modules";
 import type { RemoteHost } from "../ssh/host";
 import { catFile, fileFromSection, readSections } from "../ssh/sections";
-import { HostPackagesFacts, HostPackagesInputs, InitSystem, MODULES_FILE, ModuleFact, PackageManager, ServiceFact } from "./plan";
+import { HostPackagesFacts, HostPackagesInputs, InitSystem, MODULES_FILE, ModuleFact, PackageManager, ServiceFact, serviceRecordPath } from "./plan";
 
 /** Leaves "$@" holding the names of the arguments that carry `prefix`. */
 const select = (prefix: string) => `n=$#; for a; do case $a in ${prefix}:*) set -- "$@" "\${a#${prefix}:}";; esac; done; shift $n`;
@@ -26,6 +27,8 @@ for t in $(systemctl show --value --property=TriggeredBy -- "$u"); do printf 'tr
   // A service is enabled when it is in any runlevel (default, boot, sysinit...).
   openrc: `${SYSTEMD} && exit 0; command -v rc-service >/dev/null || exit 0; ${select("svc")}; for s; do e=0; for r in /etc/runlevels/*/"$s"; do [ -e "$r" ] && e=1; done
 printf '%s %s %s %s\\n' "$s" "$([ -e "/etc/init.d/$s" ] && echo 1 || echo 0)" "$e" "$(rc-service "$s" status >/dev/null 2>&1 && echo 1 || echo 0)"; done`,
+  // The names cannot hold a "/" (serviceName), so each record is a file of that one directory.
+  records: `${select("svc")}; for s; do printf '%s\\t%s\\n' "$s" "$(head -n 1 -- "${serviceRecordPath("")}$s" 2>/dev/null)"; done`,
   modinfo: `${select("mod")}; for m; do printf '%s\\t%s\\t%s\\n' "$m" "$(modinfo -F filename -- "$m" 2>/dev/null | head -n 1)" "$([ -d "/sys/module/$m" ] && echo 1)"; done`,
   loaded: "cut -d' ' -f1 /proc/modules",
   systemdModulesFile: catFile(MODULES_FILE.systemd),
@@ -92,6 +95,16 @@ export function parseOpenrcServices(text: string): Record<string, ServiceFact> {
   return services;
 }
 
+/** "NAME\tSTACK" lines of the records snippet: the stack each service's record names, where there is one. */
+export function parseServiceRecords(text: string): Record<string, string> {
+  const records: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const [name, stack] = line.split("\t");
+    if (name && stack) records[name] = stack;
+  }
+  return records;
+}
+
 /**
  * "NAME\tFILENAME\tSYSFS" lines (modinfo -F filename; /sys/module/NAME exists) and the loaded
  * modules of /proc/modules. Keys use the kernel's spelling (underscores).
@@ -134,5 +147,6 @@ export async function readHostPackagesFacts(host: RemoteHost, inputs: HostPackag
     services: init === "openrc" ? parseOpenrcServices(s.openrc) : parseSystemdServices(s.systemd),
     modules: parseModuleFacts(s.modinfo, s.loaded),
     modulesFile: fileFromSection(init === "openrc" ? s.openrcModulesFile : s.systemdModulesFile),
+    serviceRecords: parseServiceRecords(s.records),
   };
 }

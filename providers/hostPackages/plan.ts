@@ -1,11 +1,13 @@
 // HostPackages, pure: what to install, which services to enable and start, which kernel modules
 // to load at boot (one line each in a modules file) and now. Packages are never removed: removing
 // libvirt would take the user's guests with it. Services and module lines are given back only when
-// this resource added them (its state records which).
+// this resource added them (its state records which, and so does the host, for a run killed before
+// its state was recorded: a record under OWNED_ROOT for a service, the backup for the modules file).
 import { z } from "zod";
 import type { HostStep } from "../hostStep";
 import { expected } from "../inputErrors";
 import { moduleLineSyntax, normalizeModuleName } from "../kernel/modules";
+import { OWNED_ROOT } from "../ssh/host";
 import { planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
 
 // No leading "-" (they go into argv) and no glob characters (dpkg-query -W takes patterns).
@@ -54,6 +56,13 @@ export interface HostPackagesFacts {
   readonly modules: Readonly<Record<string, ModuleFact>>;
   /** The modules file of `init`, or undefined when it does not exist. */
   readonly modulesFile?: string;
+  /**
+   * The modules file before vfio-host first wrote it (its backup): null when it did not exist,
+   * undefined without a backup. Read only when the state does not say what this resource wrote.
+   */
+  readonly modulesFileBackup?: string | null;
+  /** The stack that recorded, before enabling it, that it enables each requested service. */
+  readonly serviceRecords: Readonly<Record<string, string>>;
 }
 
 export interface HostPackagesState {
@@ -80,9 +89,13 @@ export interface HostPackagesPlan {
   readonly file?: FileEdit;
   /** modprobe, then services. */
   readonly steps: readonly HostStep[];
+  /** Written before `steps` (the services they enable, recorded as this stack's) and removed after them (those they disable). */
+  readonly serviceRecords: { readonly write: readonly ServiceRecord[]; readonly remove: readonly string[] };
   readonly state: HostPackagesState;
   /** The state this plan started from, to plan again after installing. */
   readonly previous?: HostPackagesState;
+  /** The stack it was planned for (StackOnHost), likewise. */
+  readonly stack?: string;
 }
 
 /** systemd reads every file in /etc/modules-load.d; OpenRC's `modules` service reads /etc/modules. */
@@ -90,6 +103,14 @@ export const MODULES_FILE: Record<InitSystem, string> = {
   systemd: "/etc/modules-load.d/vfio-host.conf",
   openrc: "/etc/modules",
 };
+
+export interface ServiceRecord {
+  readonly path: string;
+  readonly content: string;
+}
+
+/** The record that says which stack enabled `service` on this host. */
+export const serviceRecordPath = (service: string) => `${OWNED_ROOT}/service/${service}`;
 
 export const MODULES_FILE_HEADER = "# Kernel modules loaded at boot, written by vfio-host (HostPackages); see modules-load.d(5).\n";
 
@@ -154,17 +175,21 @@ const namesModules = (text: string) => moduleLineSyntax.parse(text).tokens.some(
 
 /**
  * The modules file with the declared modules in it, our earlier lines reverted first. A file this
- * resource created starts with a header and goes again once no module is left in it.
+ * resource created starts with a header and goes again once no module is left in it. Without a
+ * record of them (a run killed before its state was recorded), our earlier lines are recognised
+ * against the backup (`backup`, null: the file did not exist before, as the header-only file).
  */
 export function planModulesFile(
   path: string,
   text: string | undefined,
   modules: readonly string[],
   previous: HostPackagesState["modulesFile"],
+  backup?: string | null,
 ): { edit: FileEdit; owned: TokenOwnership; created: boolean } {
   const recorded = previous?.path === path ? previous : undefined;
-  const created = text === undefined || recorded?.created === true;
-  const plan = planTokens(text ?? MODULES_FILE_HEADER, { ensure: modules, previouslyOwned: recorded?.owned }, moduleLineSyntax);
+  const created = text === undefined || (recorded ? recorded.created : backup === null);
+  const original = recorded ? undefined : backup === null ? MODULES_FILE_HEADER : backup;
+  const plan = planTokens(text ?? MODULES_FILE_HEADER, { ensure: modules, previouslyOwned: recorded?.owned, backup: original }, moduleLineSyntax);
   const after = created && !namesModules(plan.text) ? undefined : plan.text;
   const changes = [...plan.changes.map((c) => `${path}: ${c}`), ...(after === undefined && text !== undefined ? [`remove ${path}`] : [])];
   return { edit: { path, before: text, after, changes }, owned: plan.owned, created };
@@ -176,8 +201,16 @@ export function revertModulesFile(text: string, recorded: NonNullable<HostPackag
   return recorded.created && !namesModules(reverted) ? undefined : reverted;
 }
 
-/** Steps that make the host match `inputs`; none when it does (a second run plans nothing). */
-export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackagesFacts, state: HostPackagesState | undefined): HostPackagesPlan {
+/**
+ * Steps that make the host match `inputs`; none when it does (a second run plans nothing). `stack`
+ * (StackOnHost) is what the records of the services it enables say; undefined: none are written.
+ */
+export function planHostPackages(
+  inputs: HostPackagesInputs,
+  facts: HostPackagesFacts,
+  state: HostPackagesState | undefined,
+  stack?: string,
+): HostPackagesPlan {
   const packages = unique(inputs.packages);
   const services = unique(inputs.services);
   const modules = unique(inputs.modules.map(normalizeModuleName));
@@ -193,7 +226,7 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
   let modulesFile = state?.modulesFile;
   if (modules.length > 0 || state?.modulesFile) {
     const init = requireInit(facts, "modules");
-    const planned = planModulesFile(MODULES_FILE[init], facts.modulesFile, modules, state?.modulesFile);
+    const planned = planModulesFile(MODULES_FILE[init], facts.modulesFile, modules, state?.modulesFile, facts.modulesFileBackup);
     if (planned.edit.after !== planned.edit.before) file = planned.edit;
     modulesFile = planned.edit.after !== undefined && planned.owned.added.length > 0 ? { path: planned.edit.path, owned: planned.owned, created: planned.created } : undefined;
     for (const m of modules) {
@@ -205,7 +238,9 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
   }
 
   const enabledServices = (state?.enabledServices ?? []).filter((s) => services.includes(s));
-  if (services.length > 0 || enabledServices.length < (state?.enabledServices.length ?? 0)) {
+  const dropped = (state?.enabledServices ?? []).filter((s) => !services.includes(s));
+  const record: ServiceRecord[] = [];
+  if (services.length > 0 || dropped.length > 0) {
     const init = requireInit(facts, "services");
     const how = serviceSteps[init];
     for (const s of services) {
@@ -214,17 +249,21 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
         throw new HostPackagesRefusal("services", `${s} is masked on the host, so it cannot be started; unmask it (systemctl unmask ${s}) or take it out of services`);
       }
       if (!fact.exists) unknownServices.push(s);
+      const ours = enabledServices.includes(s);
       if (!fact.enabled) {
         steps.push(how.enable(s));
-        if (!enabledServices.includes(s)) enabledServices.push(s);
+        if (!ours) enabledServices.push(s);
+        if (stack !== undefined) record.push({ path: serviceRecordPath(s), content: `${stack}\n` });
         // `systemctl enable --now` starts it too.
         if (init === "openrc" && !fact.running) steps.push(how.start(s));
-      } else if (!fact.running) {
-        steps.push(how.start(s));
+      } else {
+        // Enabled by a run of this stack that was killed before its state recorded it.
+        if (!ours && stack !== undefined && facts.serviceRecords[s] === stack) enabledServices.push(s);
+        if (!fact.running) steps.push(how.start(s));
       }
     }
     // Enabled by an earlier apply and no longer declared: given back as it was.
-    for (const s of state?.enabledServices ?? []) if (!services.includes(s)) steps.push(...how.disable(s));
+    for (const s of dropped) steps.push(...how.disable(s));
   }
 
   if (install.length === 0 && unknownModules.length > 0) {
@@ -242,7 +281,17 @@ export function planHostPackages(inputs: HostPackagesInputs, facts: HostPackages
     );
   }
 
-  return { manager: facts.manager, missing, install, file, steps, state: { init: facts.init, enabledServices, modulesFile }, previous: state };
+  return {
+    manager: facts.manager,
+    missing,
+    install,
+    file,
+    steps,
+    serviceRecords: { write: record, remove: dropped.map(serviceRecordPath) },
+    state: { init: facts.init, enabledServices, modulesFile },
+    previous: state,
+    stack,
+  };
 }
 
 /** One line per change, for `pulumi preview --diff`. */

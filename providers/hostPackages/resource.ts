@@ -2,7 +2,8 @@
 // now. It stands in for @pulumi/command (whose plugin cannot be built here) with a declarative
 // shape: a second `pulumi up` runs nothing, and delete gives back only what it changed.
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource, hostResourceProvider, InputError } from "../hostResource";
+import { backupText } from "../hostFile";
+import { HostResource, hostResourceProvider, InputError, type StackOnHost } from "../hostResource";
 import { runStep } from "../hostStep";
 import { moduleLineSyntax } from "../kernel/modules";
 import { ConnectionInput } from "../ssh/connection";
@@ -15,16 +16,21 @@ import {
   HostPackagesPlan,
   HostPackagesRefusal,
   HostPackagesState,
+  MODULES_FILE,
   MODULES_FILE_HEADER,
   planHostPackages,
   planHostPackagesRevert,
   revertModulesFile,
+  serviceRecordPath,
 } from "./plan";
 
-async function plan(host: RemoteHost, inputs: HostPackagesInputs, state: HostPackagesState | undefined): Promise<HostPackagesPlan> {
+async function plan(host: RemoteHost, inputs: HostPackagesInputs, state: HostPackagesState | undefined, stack: StackOnHost): Promise<HostPackagesPlan> {
   const facts = await readHostPackagesFacts(host, inputs);
+  // Without a record of the modules file in the state, the backup says what an earlier run wrote.
+  const unrecorded = facts.init && inputs.modules.length > 0 && state?.modulesFile === undefined;
+  const backup = unrecorded ? await host.readBackup(MODULES_FILE[facts.init!]) : undefined;
   try {
-    return planHostPackages(inputs, facts, state);
+    return planHostPackages(inputs, { ...facts, modulesFileBackup: backup === "absent" ? null : backupText(backup) }, state, stack);
   } catch (err) {
     if (err instanceof HostPackagesRefusal) throw new InputError(err.key, err.message);
     throw err;
@@ -45,10 +51,14 @@ async function install(host: RemoteHost, planned: HostPackagesPlan): Promise<voi
   }
 }
 
+const removeServiceRecords = async (host: RemoteHost, paths: readonly string[]) => {
+  if (paths.length > 0) await host.run(["rm", "-f", "--", ...paths]);
+};
+
 export const hostPackagesProvider = hostResourceProvider<HostPackagesInputs, HostPackagesPlan, HostPackagesState>({
   schema: HostPackagesInputs,
   identity: () => "packages",
-  plan,
+  plan: (host, inputs, state, _previous, stack) => plan(host, inputs, state, stack),
   describe: describeHostPackagesPlan,
 
   async apply(host, planned, inputs) {
@@ -56,7 +66,7 @@ export const hostPackagesProvider = hostResourceProvider<HostPackagesInputs, Hos
       await install(host, planned);
       // Installing may enable services and load modules itself: plan the rest against the host as it is now.
       const previous = planned.previous;
-      planned = await plan(host, inputs, previous);
+      planned = await plan(host, inputs, previous, planned.stack);
       if (planned.install.length > 0) {
         throw new Error(
           `${host.label}: after installing, the package manager does not list ${planned.missing.join(", ")} as installed; ` +
@@ -70,12 +80,15 @@ export const hostPackagesProvider = hostResourceProvider<HostPackagesInputs, Hos
       if (file.after === undefined) await host.restoreBackup(file.path);
       else await host.writeFileAtomic(file.path, file.after);
     }
+    for (const record of planned.serviceRecords.write) await host.writeFileAtomic(record.path, record.content);
     for (const step of planned.steps) await runStep(host, step);
+    await removeServiceRecords(host, planned.serviceRecords.remove);
     return planned.state;
   },
 
   async revert(host, _inputs, state) {
     for (const step of planHostPackagesRevert(state)) await runStep(host, step);
+    await removeServiceRecords(host, state.enabledServices.map(serviceRecordPath));
     const recorded = state.modulesFile;
     if (!recorded) return;
     const current = (await host.readFile(recorded.path))?.toString("utf8");

@@ -15,7 +15,7 @@ import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernel/cmdline";
 import { normalizePciAddress } from "../kernel/pci";
 import { comparableConnection, ConnectionInput, ConnectionSchema } from "../ssh/connection";
-import { RemoteHost, withHost } from "../ssh/host";
+import { BACKUP_ROOT, RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
 
@@ -131,7 +131,6 @@ export function recheckProblems(failed: FailedVerification, observed: BootObserv
   return verifyBoot(observed, expectArgs, devices);
 }
 
-const BACKUP_DIRECTORY = "/var/lib/vfio-host/backup";
 const RETRY_TRIAL = "Not retrying without a change: fix the cause and run `pulumi up`, or retry the same trial with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`).";
 const FORCE_REBOOT = "force a new reboot with `pulumi up --replace URN` (this HostReboot's URN, from `pulumi stack --show-urns`)";
 
@@ -156,7 +155,7 @@ export function noNewBootMessage(label: string, timeoutSeconds: number, previous
   return (
     `${label} did not come back with a new boot_id within ${timeoutSeconds}s (it was boot ${previousBootId}). Check its console and power-cycle it. ` +
     `If it does not boot, pick the previous kernel arguments at the boot menu (GRUB: press e), or boot a rescue system and copy the ` +
-    `originals back from ${BACKUP_DIRECTORY}. Once it answers, run \`pulumi up\`: it checks the boot it finds without rebooting again, ` +
+    `originals back from ${BACKUP_ROOT}. Once it answers, run \`pulumi up\`: it checks the boot it finds without rebooting again, ` +
     `and converges; or ${FORCE_REBOOT}.`
   );
 }

@@ -97,6 +97,11 @@ class ChannelOpenError extends Error {}
 
 /** Where originals are kept on the host: the same path below this directory. */
 export const BACKUP_ROOT = "/var/lib/vfio-host/backup";
+/**
+ * Where a stack records, before it makes a change, what the host cannot tell afterwards (that it
+ * enabled a service): a run killed after the change, before Pulumi recorded it, finds it as its own.
+ */
+export const OWNED_ROOT = "/var/lib/vfio-host/owned";
 const MISSING_FILE_EXIT = 44;
 const MAX_CHANNELS_PER_HOST = 6; // OpenSSH allows 10 sessions per connection (MaxSessions)
 const IDLE_CLOSE_MS = 5_000;

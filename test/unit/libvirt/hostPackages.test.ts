@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { parseApkInfo, parseDpkgQuery, parseModuleFacts, parseOpenrcServices, parseSystemdServices } from "../../../providers/hostPackages/facts";
+import { parseApkInfo, parseDpkgQuery, parseModuleFacts, parseOpenrcServices, parseServiceRecords, parseSystemdServices } from "../../../providers/hostPackages/facts";
 import {
   describeHostPackagesPlan,
   HostPackagesFacts,
@@ -11,6 +11,7 @@ import {
   planHostPackagesRevert,
   planModulesFile,
   revertModulesFile,
+  serviceRecordPath,
 } from "../../../providers/hostPackages/plan";
 
 const MODULES_LOAD = "/etc/modules-load.d/vfio-host.conf";
@@ -31,16 +32,24 @@ const debian: HostPackagesFacts = {
   services: { libvirtd: running },
   modules: { tun: "available" },
   modulesFile: undefined,
+  serviceRecords: {},
 };
+const STACK = "vfio-host/lab@192.0.2.10";
 
-/** The host as `apply` leaves it: what the plan installs, writes, loads and enables is there. */
+/**
+ * The host as `apply` leaves it: what the plan installs, writes, loads and enables is there, with
+ * the backup of the modules file and the records of the services it enabled.
+ */
 function afterApply(facts: HostPackagesFacts, wanted: HostPackagesInputs, plan: HostPackagesPlan): HostPackagesFacts {
   const services = { ...facts.services };
   for (const s of wanted.services) services[s] = running;
   for (const s of plan.previous?.enabledServices ?? []) if (!wanted.services.includes(s)) services[s] = { ...running, enabled: false, running: false };
   const modules = Object.fromEntries(Object.entries(facts.modules).map(([m, f]) => [m, wanted.modules.includes(m) && f === "available" ? "loaded" : f] as const));
   const modulesFile = plan.file ? plan.file.after : facts.modulesFile;
-  return { ...facts, installed: [...facts.installed, ...plan.missing], services, modules, modulesFile };
+  const modulesFileBackup = plan.file && facts.modulesFileBackup === undefined ? (facts.modulesFile ?? null) : facts.modulesFileBackup;
+  const serviceRecords = { ...facts.serviceRecords };
+  for (const r of plan.serviceRecords.write) serviceRecords[r.path.split("/").pop()!] = r.content.trim();
+  return { ...facts, installed: [...facts.installed, ...plan.missing], services, modules, modulesFile, modulesFileBackup, serviceRecords };
 }
 
 describe("facts", () => {
@@ -86,6 +95,7 @@ describe("facts", () => {
     });
     const modinfo = "tun\t/lib/modules/6.1.0-26-amd64/kernel/drivers/net/tun.ko\t\nvfio_pci\t/lib/x.ko\t1\nloop\t(builtin)\t1\nunix\t\t1\ntunn\t\t\n";
     expect(parseModuleFacts(modinfo, "vfio_pci\nkvm\n")).toEqual({ tun: "available", vfio_pci: "loaded", loop: "builtin", unix: "builtin", tunn: "unknown" });
+    expect(parseServiceRecords(`libvirtd\t${STACK}\nlibvirt-guests\t\n`)).toEqual({ libvirtd: STACK });
   });
 });
 
@@ -154,6 +164,44 @@ describe("planHostPackages", () => {
     ]);
     expect(plan.state.enabledServices).toEqual(["libvirtd"]);
     expect(planHostPackagesRevert(plan.state).map((s) => s.argv)).toEqual([["systemctl", "disable", "--now", "--", "libvirtd"]]);
+  });
+
+  it("records the services it enables before enabling them, and a later plan without state takes them as its own", () => {
+    const disabled = { ...debian, services: { libvirtd: { ...running, enabled: false, running: false } } };
+    const first = planHostPackages(inputs, disabled, undefined, STACK);
+    expect(first.serviceRecords.write).toEqual([{ path: "/var/lib/vfio-host/owned/service/libvirtd", content: `${STACK}\n` }]);
+    expect(serviceRecordPath("libvirtd")).toBe(first.serviceRecords.write[0].path);
+    // The run was killed after the enable, before Pulumi recorded the state: the record says whose it is.
+    const host = afterApply(disabled, inputs, first);
+    const recovered = planHostPackages(inputs, host, undefined, STACK);
+    expect(recovered.state.enabledServices).toEqual(["libvirtd"]);
+    expect(describeHostPackagesPlan(recovered)).toEqual([]);
+    expect(planHostPackagesRevert(recovered.state).map((s) => s.argv)).toEqual([["systemctl", "disable", "--now", "--", "libvirtd"]]);
+    // Another stack's record, or none: enabled by someone else, left enabled.
+    expect(planHostPackages(inputs, host, undefined, "vfio-host/other@192.0.2.10").state.enabledServices).toEqual([]);
+    expect(planHostPackages(inputs, { ...host, serviceRecords: {} }, undefined, STACK).state.enabledServices).toEqual([]);
+    // Given back once no longer declared: disabled, and its record removed after that.
+    const fewer = planHostPackages(HostPackagesInputs.parse({ packages: inputs.packages, modules: ["tun"] }), host, recovered.state, STACK);
+    expect(fewer.steps.map((s) => s.argv)).toEqual([["systemctl", "disable", "--now", "--", "libvirtd"]]);
+    expect(fewer.serviceRecords).toEqual({ write: [], remove: ["/var/lib/vfio-host/owned/service/libvirtd"] });
+  });
+
+  it("after a run killed once its apply was done, plans nothing and takes what that run did as its own, whatever the host had before", () => {
+    const serviceFact = fc.record({ exists: fc.constant(true), masked: fc.constant(false), enabled: fc.boolean(), running: fc.boolean() });
+    fc.assert(
+      fc.property(
+        serviceFact,
+        fc.constantFrom("available" as const, "loaded" as const),
+        fc.option(fc.constantFrom("", "tun\n", "# mine\nloop\n", "kvm", "tun=1\n"), { nil: undefined }),
+        (libvirtd, tun, modulesFile) => {
+          const facts = { ...debian, services: { libvirtd }, modules: { tun }, modulesFile };
+          const first = planHostPackages(inputs, facts, undefined, STACK);
+          const recovered = planHostPackages(inputs, afterApply(facts, inputs, first), undefined, STACK);
+          expect(describeHostPackagesPlan(recovered)).toEqual([]);
+          expect(recovered.state).toEqual(first.state);
+        },
+      ),
+    );
   });
 
   it("refuses a masked service, an unknown one and an unknown module, naming the key and the fix", () => {
