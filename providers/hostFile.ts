@@ -5,7 +5,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { HostResource, hostResourceProvider } from "./hostResource";
 import { ConnectionInput } from "./ssh/connection";
-import { BACKUP_ROOT, RemoteHost, RestoreOutcome, sha256Hex } from "./ssh/host";
+import { BACKUP_ROOT } from "./hostRecords";
+import { RemoteHost, RestoreOutcome, sha256Hex } from "./ssh/host";
 
 export type Backup = Buffer | "absent" | undefined;
 

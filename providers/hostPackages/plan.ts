@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { HostStep } from "../hostStep";
 import { expected } from "../inputErrors";
 import { moduleLineSyntax, normalizeModuleName } from "../kernel/modules";
-import { OWNED_ROOT } from "../ssh/host";
+import { OWNED_ROOT } from "../hostRecords";
 import { planTokens, revertTokenText, TokenOwnership } from "../text/tokenList";
 
 // No leading "-" (they go into argv) and no glob characters (dpkg-query -W takes patterns).

@@ -7,7 +7,8 @@ import { HostResource, hostResourceProvider, InputError, type StackOnHost } from
 import { runStep } from "../hostStep";
 import { moduleLineSyntax } from "../kernel/modules";
 import { ConnectionInput } from "../ssh/connection";
-import { BACKUP_ROOT, RemoteCommandError, RemoteHost } from "../ssh/host";
+import { BACKUP_ROOT } from "../hostRecords";
+import { RemoteCommandError, RemoteHost } from "../ssh/host";
 import { revertTokenText } from "../text/tokenList";
 import { readHostPackagesFacts } from "./facts";
 import {

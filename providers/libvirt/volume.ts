@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { HostStep } from "../hostStep";
 import { expected, explain, shown, strictKeys } from "../inputErrors";
+import { OWNED_ROOT } from "../hostRecords";
 import { findAll, parseXml, type XmlElement } from "../text/xml";
 import { diffFields, type FieldRule, IN_PLACE, REPLACE } from "./fieldChanges";
 import { absolutePath, libvirtName, normalisePath, volumeName } from "./fieldSchemas";
@@ -15,7 +16,9 @@ import { virsh } from "./virsh";
 // its data from the first boot on, so an existing file is overwritten only when the declared image
 // changes (source, format or digest), never while a domain uses it unless allowReplaceInUse says
 // so, and never before the new image is staged and checked: the old one is then kept beside it as
-// .NAME.vfio-host-previous (one generation), which the rename cannot lose.
+// .NAME.vfio-host-previous (one generation), which the rename cannot lose. Before the rename the
+// stack records on the host that it imported the file (volumeRecordPath): a run killed after the
+// rename, before Pulumi recorded the import, finds the file again as its own.
 
 const EXAMPLE_URL = "https://github.com/home-assistant/operating-system/releases/download/7.5/haos_ova-7.5.qcow2.xz";
 
@@ -476,11 +479,29 @@ export function volumeOutputs(path: string, info: ImageInfo): VolumeOutputs {
 }
 
 /** Steps that remove the volume's file (and the image a re-import kept) and let libvirt forget it. */
+/** Where the stack that imported the image at `path` records it. */
+export const volumeRecordPath = (path: string) => `${OWNED_ROOT}/volume${path}`;
+
+/** `stat -c` of an image: inode, size and mtime, which a file copied over it or put in its place changes. */
+export const IMAGE_IDENTITY_FORMAT = "%i %s %Y";
+
+/** The record of an import: the stack (StackOnHost), then the image's identity (IMAGE_IDENTITY_FORMAT). */
+export const volumeRecord = (stack: string, identity: string) => `${stack}\n${identity}\n`;
+
+/**
+ * Whether `stack` imported the file as it is now: its record names the stack and the file's
+ * identity. Without a stack (state recorded before stacks were named) nothing is taken as imported.
+ */
+export const importRecorded = (record: string | undefined, identity: string | undefined, stack: string | undefined): boolean =>
+  stack !== undefined && identity !== undefined && record === volumeRecord(stack, identity);
+
 export function planVolumeDelete(spec: VolumeSpec, facts: VolumeHostFacts): HostStep[] {
   if (!facts.exists || !facts.pool) return [];
   const path = volumePath(spec, facts);
   const previous = previousImagePath(spec, facts);
-  const steps: HostStep[] = [{ describe: `remove ${path} (and ${previous} if a re-import left one)`, argv: ["rm", "-f", "--", path, previous] }];
+  const steps: HostStep[] = [
+    { describe: `remove ${path} (and ${previous} if a re-import left one) and the record of its import`, argv: ["rm", "-f", "--", path, previous, volumeRecordPath(path)] },
+  ];
   if (facts.pool.state === "running") steps.push({ describe: `rescan pool ${spec.pool}`, argv: virsh("pool-refresh", "--pool", spec.pool) });
   return steps;
 }

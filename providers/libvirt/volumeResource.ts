@@ -2,12 +2,13 @@
 // host, SHA-256 checked, inspected with qemu-img before it takes its name), then the pool rescanned.
 // A file already there is used as it is; it is replaced only when this stack imported it and the
 // declared image changed, and then only after the new one is staged and checked, with the old one
-// kept beside it, and never under a libvirt domain unless allowReplaceInUse. An import whose pool or
+// kept beside it, and never under a libvirt domain unless allowReplaceInUse. A file an import killed
+// before Pulumi recorded it left is the stack's own by its record (importRecorded). An import whose pool or
 // tools (curl, xz, gzip) the host lacks waits for them in preview, since the stack's StoragePool and
 // HostPackages come first, and fails at apply before any step if they are still missing. Delete
 // removes only a file this resource imported, and refuses while a domain still has it as a disk.
 import * as pulumi from "@pulumi/pulumi";
-import { HostResource, hostResourceProvider, InputError, type PreviousInputs } from "../hostResource";
+import { HostResource, hostResourceProvider, InputError, type PreviousInputs, type StackOnHost } from "../hostResource";
 import { runSteps } from "../hostStep";
 import { ConnectionInput } from "../ssh/connection";
 import type { RemoteHost } from "../ssh/host";
@@ -18,8 +19,10 @@ import {
   checkDeleteInUse,
   checkReplaceInUse,
   checkStagedImage,
+  IMAGE_IDENTITY_FORMAT,
   importBlockers,
   importedFromSchema,
+  importRecorded,
   importTools,
   parseDomainsSection,
   parseQemuImgInfo,
@@ -29,6 +32,8 @@ import {
   VOLUME_FIELD_RULES,
   volumeOutputs,
   volumePath,
+  volumeRecord,
+  volumeRecordPath,
   volumeSchema,
   type HostDomains,
   type ImageInfo,
@@ -48,7 +53,14 @@ export interface VolumeState extends VolumeOutputs {
 
 /** An import, unless something this update does first is missing (`blocked`): then apply fails with its problem. */
 type VolumePlan =
-  | { readonly kind: "import"; readonly steps?: VolumeImportPlan; readonly reasons: readonly string[]; readonly blocked: readonly ImportBlocker[] }
+  | {
+      readonly kind: "import";
+      readonly steps?: VolumeImportPlan;
+      readonly reasons: readonly string[];
+      readonly blocked: readonly ImportBlocker[];
+      /** Recorded as the importer before the rename (volumeRecord). */
+      readonly stack: StackOnHost;
+    }
   | { readonly kind: "present"; readonly state: VolumeState; readonly warning?: string };
 
 interface VolumeFacts {
@@ -58,6 +70,9 @@ interface VolumeFacts {
   readonly exists: boolean;
   /** qemu-img info of the file when it exists. */
   readonly info?: ImageInfo;
+  /** The file's identity (IMAGE_IDENTITY_FORMAT) and its import's record, when they exist. */
+  readonly identity?: string;
+  readonly record?: string;
   readonly domains: HostDomains;
 }
 
@@ -82,12 +97,26 @@ async function readVolumeFacts(host: RemoteHost, spec: VolumeSpec): Promise<Volu
   const path = volumePath(spec, { pool, exists: false });
   const s = await readSections(
     host,
-    // -U: the image may be open in a running guest.
-    { exists: '[ -e "$1" ] && echo yes', info: 'qemu-img info -U --output=json -- "$1"', domains: DOMAINS_SNIPPET },
-    { args: [path] },
+    {
+      exists: '[ -e "$1" ] && echo yes',
+      // -U: the image may be open in a running guest.
+      info: 'qemu-img info -U --output=json -- "$1"',
+      identity: `stat -c '${IMAGE_IDENTITY_FORMAT}' -- "$1"`,
+      record: 'cat -- "$2" 2>/dev/null',
+      domains: DOMAINS_SNIPPET,
+    },
+    { args: [path, volumeRecordPath(path)] },
   );
   const exists = s.exists.trim() === "yes";
-  return { pool, installed, exists, info: exists ? parseQemuImgInfo(s.info) : undefined, domains: parseDomainsSection(s.domains) };
+  return {
+    pool,
+    installed,
+    exists,
+    info: exists ? parseQemuImgInfo(s.info) : undefined,
+    identity: exists ? s.identity.trim() : undefined,
+    record: s.record || undefined,
+    domains: parseDomainsSection(s.domains),
+  };
 }
 
 /**
@@ -108,25 +137,27 @@ export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, Volum
   schema: volumeSchema,
   identity: (spec) => `volume/${spec.pool}/${spec.name}`,
   replaceOnChange,
-  async plan(host, spec, state, previousInputs) {
+  async plan(host, spec, state, previousInputs, stack) {
     const facts = await readVolumeFacts(host, spec);
     // At preview the pool and the import's tools may be ones this update brings first (StoragePool, HostPackages).
-    if (!facts.pool) return { kind: "import", reasons: [], blocked: importBlockers(spec, facts, facts.installed) };
+    if (!facts.pool) return { kind: "import", reasons: [], blocked: importBlockers(spec, facts, facts.installed), stack };
     const previous = importedBefore(spec, state, previousInputs);
     const steps = planVolumeImport(spec, facts, previous);
     if (steps) {
       const reasons = steps.previousPath ? reimportReasons(previous!, spec) : [];
       const problem = steps.previousPath && checkReplaceInUse(spec, facts, reasons, facts.domains);
       if (problem) throw new InputError(reasons[0].split(" ")[0], problem);
-      return { kind: "import", steps, reasons, blocked: importBlockers(spec, facts, facts.installed) };
+      return { kind: "import", steps, reasons, blocked: importBlockers(spec, facts, facts.installed), stack };
     }
     const problem = checkStagedImage(spec, facts.info!);
     if (problem) throw new InputError("format", problem.replace("the image", `${volumePath(spec, facts)}, which is already on the host,`));
-    const ours = state?.imported ?? namedBefore(previousInputs, spec.name);
+    // No state: a create, or an import killed before Pulumi recorded it (its record says so).
+    const imported = state?.imported ?? importRecorded(facts.record, facts.identity, stack);
+    const ours = imported || namedBefore(previousInputs, spec.name);
     const outputs = volumeOutputs(volumePath(spec, facts), facts.info!);
     return {
       kind: "present",
-      state: { ...outputs, imported: state?.imported ?? false },
+      state: { ...outputs, imported },
       warning: ours ? undefined : `${outputs.path} is already on the host: it is used as it is (not imported again) and left in place on delete`,
     };
   },
@@ -152,6 +183,10 @@ export const volumeProvider = hostResourceProvider<VolumeSpec, VolumePlan, Volum
     } catch (err) {
       await host.exec(steps.discard.argv);
       throw err;
+    }
+    if (plan.stack !== undefined) {
+      const identity = (await host.run(["stat", "-c", IMAGE_IDENTITY_FORMAT, "--", steps.stagingPath])).stdout.trim();
+      await host.writeFileAtomic(volumeRecordPath(steps.path), volumeRecord(plan.stack, identity));
     }
     await runSteps(host, steps.commit);
     return { ...volumeOutputs(steps.path, info), imported: true };

@@ -15,7 +15,8 @@ import { plainOutputs } from "../hostResource";
 import { missingKernelArgs } from "../kernel/cmdline";
 import { normalizePciAddress } from "../kernel/pci";
 import { comparableConnection, ConnectionInput, ConnectionSchema } from "../ssh/connection";
-import { BACKUP_ROOT, RemoteHost, withHost } from "../ssh/host";
+import { BACKUP_ROOT } from "../hostRecords";
+import { RemoteHost, withHost } from "../ssh/host";
 import { lockOwner, withHostLock } from "../ssh/hostLock";
 import { readSections } from "../ssh/sections";
 

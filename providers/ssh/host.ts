@@ -2,6 +2,7 @@
 // and backups. Every resource reaches its host through `withHost`, nothing else speaks SSH.
 import { createHash } from "crypto";
 import { Client, ClientChannel, ConnectConfig } from "ssh2";
+import { BACKUP_ROOT } from "../hostRecords";
 import { countConnection, countRoundTrip, timingClock } from "../timings";
 import { Connection, connectionIdentity, connectionLabel, fingerprintOfKeyBlob, pinnedHostKey, privateKeyProblem } from "./connection";
 import { describeHostKey, hostKeyAlgorithmsFor, hostKeyFile, readServerHello } from "./hostKeys";
@@ -95,13 +96,6 @@ class ClosedDuringHandshakeError extends Error {}
 /** The command was never started: the connection would not open a channel for it. */
 class ChannelOpenError extends Error {}
 
-/** Where originals are kept on the host: the same path below this directory. */
-export const BACKUP_ROOT = "/var/lib/vfio-host/backup";
-/**
- * Where a stack records, before it makes a change, what the host cannot tell afterwards (that it
- * enabled a service): a run killed after the change, before Pulumi recorded it, finds it as its own.
- */
-export const OWNED_ROOT = "/var/lib/vfio-host/owned";
 const MISSING_FILE_EXIT = 44;
 const MAX_CHANNELS_PER_HOST = 6; // OpenSSH allows 10 sessions per connection (MaxSessions)
 const IDLE_CLOSE_MS = 5_000;

@@ -2,12 +2,14 @@
 // between the GRUB write and update-grub and during the initramfs rebuild (named failpoints, see
 // providers/failpoint.ts), then the host powered off during the reboot. After each fault the boot
 // files hold the old or the new bytes, the documented recovery and `up` converge (one verified
-// boot, no second reboot), and `destroy` gives every boot file its original bytes back. Then an `up`
-// killed the moment libvirt defined the pool, before the engine recorded it; the power cut the
-// moment the next `up` has imported the guest's image (the boot files old or new, the image whole);
-// and a run killed the moment the guest was defined: after the recovery (which drops the pending
-// creates), `up` must take the pool and the domain as the stack's own, not refuse them as the
-// user's. One lab boot is shared by the kills; each power cut costs one more.
+// boot, no second reboot), and `destroy` gives every boot file its original bytes back. Then `up`
+// killed the moment HostPackages enabled a service and wrote the modules file, and again the moment
+// libvirt defined the pool, each before the engine recorded it; the power cut the moment the next
+// `up` has imported the guest's image (the boot files old or new, the image whole); and a run killed
+// the moment the guest was defined: after the recovery (which drops the pending creates), `up` must
+// take the service, the module line, the pool and the domain as the stack's own, not leave them as
+// the user's, and the last `destroy` gives all of them back. One lab boot is shared by the kills;
+// each power cut costs one more.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -16,6 +18,8 @@ import { ConnectionSchema } from "../../providers/ssh/connection";
 import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
 import { labInstanceEnv, LabState, labStatePath, lockLab, readLabState } from "../../scripts/lab/labState";
 import { labLibvirt, writeLabStack } from "../../scripts/labStack";
+import { MODULES_FILE, serviceRecordPath } from "../../providers/hostPackages/plan";
+import { volumeRecordPath } from "../../providers/libvirt/volume";
 import { projectRoot, pulumiCli, pulumiEnv } from "../e2e/pulumiEnv";
 import { CliResult, CliRun, expectSucceeded, startCli, withRecovery } from "./pulumiRuns";
 import { FaultTable, noViolations } from "./trials";
@@ -28,6 +32,12 @@ const LAB_USB_CONTROLLERS = ["0000:00:1d.0", "0000:00:1d.1", "0000:00:1d.2", "00
 const SOURCE_FILES = ["/etc/default/grub", "/etc/initramfs-tools/modules", "/etc/modprobe.d/vfio.conf"];
 // The host never comes back in the power-cut trial: the whole timeout is waited for, so keep it short.
 const REBOOT_TIMEOUT_SECONDS = 45;
+/**
+ * A service the lab has and does not start at boot, as hosts have many (libvirtd is enabled by its
+ * package): the stack enables it, and only the stack's own record can tell destroy to disable it.
+ */
+const PROBE_SERVICE = "lab-probe.service";
+const PROBE_UNIT = "[Unit]\nDescription=vfio-host lab: a service HostPackages enables\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n";
 const UP = ["up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK];
 const DESTROY = ["destroy", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK];
 /** What a user runs after a killed run; it takes the stack lock, so the CLI says what is left to clear. */
@@ -69,15 +79,39 @@ const driversOnLab = () =>
     return out.stdout.trim().split("\n");
   });
 
+const setConfig = (key: string, value: string) => pulumiCli(env, ["config", "set", key, value, "--stack", STACK]);
+
+/** The lab stack, whose HostPackages enables the probe service too. */
+function writeStack(): void {
+  writeLabStack(STACK, lab, env);
+  const libvirt = labLibvirt(lab);
+  setConfig("vfio-host:libvirt", JSON.stringify({ ...libvirt, packages: { ...libvirt.packages, services: [...libvirt.packages.services, PROBE_SERVICE] } }));
+}
+
 /** After a power cut (the lab's QEMU killed): boot the same disk again, with a new port and PID. */
 async function bootLabAgain(): Promise<void> {
   await closeAllConnections();
   labSh("up");
   lab = readLabState(labStatePath(labEnv));
-  writeLabStack(STACK, lab, env);
+  writeStack();
 }
 
-const setConfig = (key: string, value: string) => pulumiCli(env, ["config", "set", key, value, "--stack", STACK]);
+/**
+ * What the stack's creates leave on the lab that only their records tie to the stack: the probe's
+ * enablement and record, the modules file, the guest image and the record of its import.
+ */
+const ownedOnLab = async () => {
+  const { pools, volumes } = labLibvirt(lab);
+  const image = `${pools[0].path}/${volumes[0].name}`;
+  const fileOnLab = (file: string) => readOnLab(file).then((text) => (text === "absent" ? text : text.trim()));
+  return {
+    probe: await onLab(async (host) => (await host.exec(["systemctl", "is-enabled", "--", PROBE_SERVICE])).stdout.trim()),
+    probeRecord: await fileOnLab(serviceRecordPath(PROBE_SERVICE)),
+    modulesFile: await readOnLab(MODULES_FILE.systemd),
+    guestImage: await guestImageOnLab(),
+    guestImageRecord: await fileOnLab(volumeRecordPath(image)),
+  };
+};
 
 /** Starts `up` logging the failpoints it reaches, hanging at `hang` when given. */
 function startUp(hang?: string): CliRun {
@@ -105,7 +139,7 @@ async function killAt(point: string, options: { hang: boolean; afterMs?: number 
 /** A file between two versions: which one it is, or "partial". */
 const oldOrNew = (now: string, before: string, after: string) => (now === before ? "old" : now === after ? "new" : "partial");
 
-test("killed runs, a host powered off during its reboot, and a power cut after an image import: old-or-new bytes, a whole image, one verified boot, destroy restores", async () => {
+test("killed runs, a host powered off during its reboot, a power cut after an image import, and creates killed before the engine recorded them: old-or-new bytes, a whole image, one verified boot, destroy gives back", async () => {
   const original = await readSources();
   const originalBoot = await bootId();
   const snapshots: Array<{ fault: string; files: Record<string, string>; recovery: string[]; wholeInitramfs: boolean; guestImage?: string }> = [];
@@ -164,12 +198,19 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
   expectSucceeded(destroy, "destroy");
   const restored = await readSources();
 
-  // 5. Killed the moment libvirt has defined the pool, before the engine records it. After destroy,
-  // so that this up defines the pool again; the recovery drops its pending create.
+  const ownedBefore = await ownedOnLab();
+  expect(ownedBefore).toEqual({ probe: "disabled", probeRecord: "absent", modulesFile: "absent", guestImage: "absent", guestImageRecord: "absent" });
+
+  // 5. Killed the moment HostPackages has enabled the probe and written the modules file, then the
+  // moment libvirt has defined the pool, each before the engine records it. After destroy, so that
+  // these ups do both again; each recovery drops the pending create.
   const { pools, volumes, domains } = labLibvirt(lab);
   setConfig("vfio-host:reboot", "never");
-  await table.stage("kill after the pool's define", () => killAt(`created pool/${pools[0].name}`, { hang: true }));
+  await table.stage("kill after HostPackages", () => killAt("created packages", { hang: true }));
+  const ownedKilled = await ownedOnLab();
   const recovery4: string[] = [];
+  await table.stage("recover", () => withRecovery(env, STACK, REFRESH, recovery4, { cwd: projectRoot }));
+  await table.stage("kill after the pool's define", () => killAt(`created pool/${pools[0].name}`, { hang: true }));
   await table.stage("recover", () => withRecovery(env, STACK, REFRESH, recovery4, { cwd: projectRoot }));
 
   // 6. The power cut the moment the import has returned, well within the page cache's writeback
@@ -202,6 +243,14 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
   const resumed = await table.stage("converge after the defines", () => withRecovery(env, STACK, UP, recovery5, { cwd: projectRoot }));
   const guestState = await onLab(async (host) => (await host.exec(["virsh", "--connect", "qemu:///system", "domstate", domains.guest.name])).stdout.trim());
 
+  // 8. After all of it, destroy gives back what the killed runs did too: the probe disabled, the
+  // modules file gone, the image imported before the power cut deleted (as the stack declares for
+  // its Volume), the records gone, the boot files' original bytes.
+  const ownedConverged = await ownedOnLab();
+  const lastDestroy = await table.stage("destroy after the killed creates", () => withRecovery(env, STACK, DESTROY, recovery5, { cwd: projectRoot }));
+  const ownedAfter = await ownedOnLab();
+  const bootFilesAfter = await readSources();
+
   for (const snapshot of snapshots) {
     const states = SOURCE_FILES.map((f) => `${path.basename(f)} ${oldOrNew(snapshot.files[f], original[f], converged[f])}`);
     const image = snapshot.guestImage === undefined ? "" : `; guest image ${snapshot.guestImage}`;
@@ -231,7 +280,24 @@ test("killed runs, a host powered off during its reboot, and a power cut after a
     nonConverging: resumed.code === 0 && guestState === "running" ? 0 : 1,
     notes: `recovery: ${recovery5.join(", ") || "none"}`,
   });
+  const notGivenBack = [
+    ...(Object.keys(ownedBefore) as (keyof typeof ownedBefore)[]).filter((k) => ownedAfter[k] !== ownedBefore[k]),
+    ...SOURCE_FILES.filter((f) => bootFilesAfter[f] !== original[f]),
+  ];
+  const shown = (value: string) => (value === "absent" || value === "enabled" || value === "disabled" || value === "whole" ? value : "present");
+  const show = (owned: typeof ownedBefore) => (Object.entries(owned) as [string, string][]).map(([k, v]) => `${k} ${shown(v)}`).join(", ");
+  table.record({
+    fault: "kill -9 the moment HostPackages enabled the probe and wrote the modules file; the power cut after the import",
+    outcome: `after the kill: ${show(ownedKilled)}; after the last destroy: ${show(ownedAfter)}`,
+    bytesNotRestored: notGivenBack.length + (lastDestroy.code === 0 ? 0 : 1),
+    notes: `recovery: ${recovery4.join(", ") || "none"}${notGivenBack.length ? `; not given back: ${notGivenBack.join(" ")}` : ""}`,
+  });
   expectSucceeded(resumed, "the up after the killed define of the guest");
+  expectSucceeded(lastDestroy, "the destroy after the killed creates");
+  // Each kill landed after its apply (else this proves nothing), and the destroy gave it all back.
+  expect(ownedKilled).toMatchObject({ probe: "enabled", probeRecord: expect.stringMatching(`/${STACK}@`), modulesFile: expect.stringContaining("\ntun\n") });
+  expect(ownedConverged).toMatchObject({ guestImage: "whole", guestImageRecord: expect.stringMatching(`/${STACK}@`) });
+  expect(ownedAfter).toEqual(ownedBefore);
   expect(table.violations()).toEqual(noViolations);
 });
 
@@ -245,7 +311,11 @@ beforeAll(async () => {
   backendDir = fs.mkdtempSync(path.join(os.tmpdir(), "vfio-host-lab-faults-"));
   failpointLog = path.join(backendDir, "failpoints.log");
   env = pulumiEnv(backendDir);
-  writeLabStack(STACK, lab, env);
+  await onLab(async (host) => {
+    await host.writeFileAtomic(`/etc/systemd/system/${PROBE_SERVICE}`, PROBE_UNIT);
+    await host.run(["systemctl", "daemon-reload"]);
+  });
+  writeStack();
   // These faults prove the direct path (files written, then one reboot), which hosts without a trial
   // boot and stacks with trialBoot false take; trial boots have their own on the lab (test/e2e/labVfio).
   setConfig("vfio-host:trialBoot", "false");

@@ -15,7 +15,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { BACKUP_ROOT } from "../../providers/ssh/host";
+import { BACKUP_ROOT } from "../../providers/hostRecords";
 import { pulumiEnv } from "../e2e/pulumiEnv";
 import { prepareAlpineHost, referenceStack, removeStackFiles } from "../standins/alpineHost";
 import { startTestHost, TestHost } from "../testhost/testHost";

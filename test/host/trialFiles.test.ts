@@ -18,7 +18,8 @@ import {
   trialOnlyArgs,
 } from "../../providers/bootTrial/plan";
 import { ConnectionSchema } from "../../providers/ssh/connection";
-import { BACKUP_ROOT, closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
+import { BACKUP_ROOT } from "../../providers/hostRecords";
+import { closeAllConnections, RemoteHost, withHost } from "../../providers/ssh/host";
 import { startTestHost, TestHost } from "../testhost/testHost";
 import { BOOKWORM_RELEASE, bookwormGrubCfg } from "../unit/bootTrial/fixtures";
 

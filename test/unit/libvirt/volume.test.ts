@@ -8,6 +8,7 @@ import {
   checkVolumePools,
   compressionOf,
   importBlockers,
+  importRecorded,
   importTools,
   parseDomainDisks,
   parseDomainsSection,
@@ -17,6 +18,8 @@ import {
   reimportReasons,
   VOLUME_FIELD_RULES,
   volumeOutputs,
+  volumeRecord,
+  volumeRecordPath,
   volumeSchema,
   type HostDomains,
   type VolumeHostFacts,
@@ -240,15 +243,33 @@ describe("the staged image", () => {
 });
 
 describe("planVolumeDelete and VOLUME_FIELD_RULES", () => {
-  it("removes the file, the image a re-import kept, and rescans the pool", () => {
+  it("removes the file, the image a re-import kept, the record of the import, and rescans the pool", () => {
     expect(planVolumeDelete(haos, { ...facts, exists: true })).toEqual([
       {
-        describe: `remove ${IMAGES}/haos_ova-7.5.qcow2 (and ${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous if a re-import left one)`,
-        argv: ["rm", "-f", "--", `${IMAGES}/haos_ova-7.5.qcow2`, `${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`],
+        describe: `remove ${IMAGES}/haos_ova-7.5.qcow2 (and ${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous if a re-import left one) and the record of its import`,
+        argv: [
+          "rm", "-f", "--",
+          `${IMAGES}/haos_ova-7.5.qcow2`, `${IMAGES}/.haos_ova-7.5.qcow2.vfio-host-previous`, `/var/lib/vfio-host/owned/volume${IMAGES}/haos_ova-7.5.qcow2`,
+        ],
       },
       { describe: "rescan pool default", argv: [...virsh, "pool-refresh", "--pool", "default"] },
     ]);
     expect(planVolumeDelete(haos, facts)).toEqual([]);
+  });
+
+  it("takes a file as imported by the stack only while its record names the stack and the file as it is", () => {
+    const stack = "vfio-host/homeassistant@192.0.2.10";
+    const identity = "1837461 1060573184 1796456753";
+    const record = volumeRecord(stack, identity);
+    expect(record).toBe(`${stack}\n${identity}\n`);
+    expect(volumeRecordPath(`${IMAGES}/haos_ova-7.5.qcow2`)).toBe(`/var/lib/vfio-host/owned/volume${IMAGES}/haos_ova-7.5.qcow2`);
+    expect(importRecorded(record, identity, stack)).toBe(true);
+    // Another stack's import, a file copied over it or put in its place since, no record, no stack known.
+    expect(importRecorded(record, identity, "vfio-host/other@192.0.2.10")).toBe(false);
+    expect(importRecorded(record, "1837461 1060573184 1796460000", stack)).toBe(false);
+    expect(importRecorded(record, "1837999 1060573184 1796456753", stack)).toBe(false);
+    expect(importRecorded(undefined, identity, stack)).toBe(false);
+    expect(importRecorded(record, identity, undefined)).toBe(false);
   });
 
   it("updates in place for another source (never delete, then import), and replaces only for another file", () => {
