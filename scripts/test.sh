@@ -5,14 +5,16 @@
 # Why two lanes: a lab suite spends much of its time waiting on one TCG guest (a boot, a shell
 # script's forks in the guest), which keeps about one of the two cores busy. The longest suite,
 # labVfio (the GRUB lab's whole host), starts as early as it can: one lane runs the host tier and
-# two short fault suites, then labVfio. The other runs the killed runs, the fleet, labFaults (the
-# GRUB lab again, on an instance of its own; in a run with it before labVfio, this lane ended 22
-# minutes before the other) and last the flavour labs: two lab guests at once, the stage that keeps
-# most of both cores busy alone, whose images, needed last, have the longest time to build. The
-# short end-to-end suites (no lab) come after both lanes' own stages, each run by whichever lane is
-# free first: with them fixed in the second lane, the GRUB lane ended 246 and 433 s before it in the
-# cold runs of 877bafb and 967d8cf, with a core idle beside the flavour labs meanwhile; shared, the
-# lanes ended 13 s apart (936f17e, 3515 s in all).
+# two short fault suites, then labVfio. The other runs the killed runs, labFaults (the GRUB lab
+# again, on an instance of its own; in a run with it before labVfio, this lane ended 22 minutes
+# before the other) and last the flavour labs: two lab guests at once, the stage that keeps most of
+# both cores busy alone, whose images, needed last, have the longest time to build. The fleet and
+# the short end-to-end suites (no lab) come after both lanes' own stages, each run by whichever
+# lane is free first: with the short ones fixed in the second lane, the GRUB lane ended 246 and 433 s
+# before it in the cold runs of 877bafb and 967d8cf, with a core idle beside the flavour labs
+# meanwhile; shared, the lanes ended 13 s apart (936f17e, 3515 s in all). Once labVfio got faster
+# (no address-space randomisation in the lab) the fleet, fixed in the second lane, left the GRUB
+# lane idle for 400 s at the end again (e188236, cold: lanes 2015 and 2414 s): it is shared too.
 # Three lanes (labVfio alone; faults, e2e and flavour labs; lint, unit, host, short faults and
 # labFaults) were much slower on a cold run (401b107, 2026-12-04): with three lab guests and the
 # killed runs' Node processes at once every stage stretched (the killed runs 1208 s against 675,
@@ -52,13 +54,13 @@ lane_grub=(
 )
 lane_hosts=(
   "faults:npx jest --selectProjects faults --runInBand --testPathIgnorePatterns '$grub_lab_suites|$short_fault_suites'"
-  "fleet:npx jest --selectProjects e2e --runInBand --testPathPatterns fleet"
   "labFaults:npx jest --selectProjects faults --runInBand --testPathPatterns labFaults"
   "labFlavours:npx jest --selectProjects e2e --runInBand --testPathPatterns labFlavours"
 )
-# Run once each, by the first lane free (two stages of about two minutes, so both lanes can share them).
+# Run once each, by the first lane free, the longest first (the fleet about six minutes, the others two).
 shared_e2e_a="sshCredentials|alpine"
 lane_shared=(
+  "fleet:npx jest --selectProjects e2e --runInBand --testPathPatterns fleet"
   "e2eHosts:npx jest --selectProjects e2e --runInBand --testPathPatterns '$shared_e2e_a'"
   "e2eStacks:npx jest --selectProjects e2e --runInBand --testPathIgnorePatterns '$grub_lab_suites|labFlavours|fleet|$shared_e2e_a'"
 )
