@@ -478,7 +478,6 @@ export function volumeOutputs(path: string, info: ImageInfo): VolumeOutputs {
   return { path, format: info.format, virtualSizeBytes: info.virtualSizeBytes };
 }
 
-/** Steps that remove the volume's file (and the image a re-import kept) and let libvirt forget it. */
 /** Where the stack that imported the image at `path` records it. */
 export const volumeRecordPath = (path: string) => `${OWNED_ROOT}/volume${path}`;
 
@@ -495,6 +494,7 @@ export const volumeRecord = (stack: string, identity: string) => `${stack}\n${id
 export const importRecorded = (record: string | undefined, identity: string | undefined, stack: string | undefined): boolean =>
   stack !== undefined && identity !== undefined && record === volumeRecord(stack, identity);
 
+/** Steps that remove the volume's file (and the image a re-import kept, and the record of its import) and let libvirt forget it. */
 export function planVolumeDelete(spec: VolumeSpec, facts: VolumeHostFacts): HostStep[] {
   if (!facts.exists || !facts.pool) return [];
   const path = volumePath(spec, facts);
