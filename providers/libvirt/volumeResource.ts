@@ -2,10 +2,11 @@
 // host, SHA-256 checked, inspected with qemu-img before it takes its name), then the pool rescanned.
 // A file already there is used as it is; it is replaced only when this stack imported it and the
 // declared image changed, and then only after the new one is staged and checked, with the old one
-// kept beside it, and never under a libvirt domain unless allowReplaceInUse. A file an import killed
-// before Pulumi recorded it left is the stack's own by its record (importRecorded). An import whose pool or
-// tools (curl, xz, gzip) the host lacks waits for them in preview, since the stack's StoragePool and
-// HostPackages come first, and fails at apply before any step if they are still missing. Delete
+// kept beside it, and never under a libvirt domain unless allowReplaceInUse. A file left by an
+// import killed before Pulumi recorded it is the stack's own by its record (importRecorded). An
+// import whose pool or tools (curl, xz, gzip) the host lacks waits for them in preview, since the
+// stack's StoragePool and HostPackages come first, and fails at apply before any step if they are
+// still missing. Delete
 // removes only a file this resource imported, and refuses while a domain still has it as a disk.
 import * as pulumi from "@pulumi/pulumi";
 import { HostResource, hostResourceProvider, InputError, type PreviousInputs, type StackOnHost } from "../hostResource";

@@ -65,13 +65,16 @@ const initramfsIsWhole = () =>
  * The imported guest image against its source: "whole", "absent", or "PARTIAL" (a name over bytes
  * that never reached the disk). After an import that returned, only "whole" is right.
  */
+/** The lab stack's one Volume: where it is imported to, and the file it is imported from. */
+const guestImage = () => {
+  const { pools, volumes } = labLibvirt(lab);
+  return { path: `${pools[0].path}/${volumes[0].name}`, source: volumes[0].source.hostPath };
+};
 const guestImageOnLab = () =>
   onLab(async (host) => {
-    // The lab stack's one Volume: where it is imported to, and the file it is imported from.
-    const { pools, volumes } = labLibvirt(lab);
-    const source = volumes[0].source.hostPath;
+    const { path: image, source } = guestImage();
     const script = '[ -e "$1" ] || { echo absent; exit 0; }; a=$(sha256sum < "$1"); b=$(xz -dc -- "$2" | sha256sum); [ "$a" = "$b" ] && echo whole || echo PARTIAL';
-    return (await host.run(["sh", "-c", script, "sh", `${pools[0].path}/${volumes[0].name}`, source])).stdout.trim();
+    return (await host.run(["sh", "-c", script, "sh", image, source])).stdout.trim();
   });
 const driversOnLab = () =>
   onLab(async (host) => {
@@ -101,15 +104,13 @@ async function bootLabAgain(): Promise<void> {
  * enablement and record, the modules file, the guest image and the record of its import.
  */
 const ownedOnLab = async () => {
-  const { pools, volumes } = labLibvirt(lab);
-  const image = `${pools[0].path}/${volumes[0].name}`;
   const fileOnLab = (file: string) => readOnLab(file).then((text) => (text === "absent" ? text : text.trim()));
   return {
     probe: await onLab(async (host) => (await host.exec(["systemctl", "is-enabled", "--", PROBE_SERVICE])).stdout.trim()),
     probeRecord: await fileOnLab(serviceRecordPath(PROBE_SERVICE)),
     modulesFile: await readOnLab(MODULES_FILE.systemd),
     guestImage: await guestImageOnLab(),
-    guestImageRecord: await fileOnLab(volumeRecordPath(image)),
+    guestImageRecord: await fileOnLab(volumeRecordPath(guestImage().path)),
   };
 };
 
